@@ -1,0 +1,1 @@
+"""VT.ai Assistants."""

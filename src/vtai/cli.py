@@ -1,0 +1,85 @@
+"""The ``vtai`` command: serve, migrate, keys."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vtai.server.settings import Settings
+
+app = typer.Typer(help="VT.ai Assistants: the OpenAI Assistants API v2, self-hosted.",
+                  no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys (stored hashed).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+DataDir = Annotated[Path | None, typer.Option(help="Where the database and files live.")]
+
+
+def _settings(data_dir: Path | None = None, **overrides: object) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Start the server (HTTP API and run worker) on the configured database."""
+    import uvicorn
+
+    from vtai.server.app import create_app
+
+    settings = _settings(data_dir, host=host, port=port)
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("vtai").info(
+        "VT.ai Assistants on http://%s:%d/v1 (database: %s)",
+        settings.host, settings.port, settings.sqlalchemy_url.split("@")[-1])
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                log_level=settings.log_level, access_log=False)
+
+
+@app.command()
+def migrate(data_dir: DataDir = None) -> None:
+    """Create or upgrade the database tables."""
+    from vtai.server.store.db import Database
+
+    async def _run() -> None:
+        db = Database(_settings(data_dir).sqlalchemy_url)
+        await db.migrate()
+        typer.echo(f"database up to date: {db.describe()}")
+        await db.close()
+
+    asyncio.run(_run())
+
+
+@keys_app.command("create")
+def keys_create(
+    project: Annotated[str, typer.Option(help="The project the key's objects belong to.")],
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "",
+    data_dir: DataDir = None,
+) -> None:
+    """Create an API key; it is printed once and stored only as a hash."""
+    from vtai.server.api.auth import create_key
+    from vtai.server.store.db import Database
+
+    async def _run() -> str:
+        db = Database(_settings(data_dir).sqlalchemy_url)
+        await db.migrate()
+        key = await create_key(db, project, name)
+        await db.close()
+        return key
+
+    typer.echo(asyncio.run(_run()))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,176 @@
+"""Request fields shared by several resources, validated as OpenAI validates them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+from vtai.server.api.errors import bad_request
+
+METADATA_PAIRS = 16
+METADATA_KEY_CHARS = 64
+METADATA_VALUE_CHARS = 512
+
+
+class Strict(BaseModel):
+    """Unknown fields are rejected, as OpenAI does ("Unrecognized request argument")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if len(value) > METADATA_PAIRS:
+        raise ValueError(
+            f"too many properties. Expected an object with at most {METADATA_PAIRS} "
+            f"properties, but got an object with {len(value)} properties instead."
+        )
+    for key, item in value.items():
+        if len(key) > METADATA_KEY_CHARS:
+            raise ValueError(
+                f"key too long. Expected a key with maximum length {METADATA_KEY_CHARS}, "
+                f"but got a key with length {len(key)} instead."
+            )
+        if len(item) > METADATA_VALUE_CHARS:
+            raise ValueError(
+                f"string too long for key '{key}'. Expected a string with maximum length "
+                f"{METADATA_VALUE_CHARS}, but got a string with length {len(item)} instead."
+            )
+    return value
+
+
+Metadata = Annotated[dict[str, str] | None, AfterValidator(_check_metadata)]
+
+
+class CodeInterpreterTool(Strict):
+    type: Literal["code_interpreter"]
+
+
+class RankingOptions(Strict):
+    ranker: Literal["auto", "default_2024_08_21"] | None = None
+    score_threshold: float = Field(ge=0, le=1)
+
+
+class FileSearchOptions(Strict):
+    max_num_results: int | None = Field(None, ge=1, le=50)
+    ranking_options: RankingOptions | None = None
+
+
+class FileSearchTool(Strict):
+    type: Literal["file_search"]
+    file_search: FileSearchOptions | None = None
+
+
+class FunctionDefinition(Strict):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = Field(None, max_length=1024)
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class FunctionTool(Strict):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+def _retrieval_alias(value: Any) -> Any:
+    # "retrieval" is the v1 name of file_search, still used by VT.ai's docs.
+    if isinstance(value, dict) and value.get("type") == "retrieval":
+        return {**value, "type": "file_search"}
+    return value
+
+
+Tool = Annotated[
+    CodeInterpreterTool | FileSearchTool | FunctionTool,
+    Field(discriminator="type"),
+    BeforeValidator(_retrieval_alias),
+]
+Tools = Annotated[list[Tool], Field(max_length=128)]
+
+
+class CodeInterpreterResources(Strict):
+    file_ids: list[str] = Field(default_factory=list, max_length=20)
+
+
+class FileSearchResources(Strict):
+    vector_store_ids: list[str] = Field(default_factory=list, max_length=1)
+    vector_stores: list[dict[str, Any]] | None = Field(None, max_length=1)
+
+
+class ToolResources(Strict):
+    code_interpreter: CodeInterpreterResources | None = None
+    file_search: FileSearchResources | None = None
+
+
+class ResponseFormatText(Strict):
+    type: Literal["text"]
+
+
+class ResponseFormatJsonObject(Strict):
+    type: Literal["json_object"]
+
+
+class JsonSchema(Strict):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ResponseFormatJsonSchema(Strict):
+    type: Literal["json_schema"]
+    json_schema: JsonSchema
+
+
+ResponseFormat = (
+    Literal["auto"]
+    | Annotated[
+        ResponseFormatText | ResponseFormatJsonObject | ResponseFormatJsonSchema,
+        Field(discriminator="type"),
+    ]
+)
+
+Temperature = Annotated[float | None, Field(ge=0, le=2)]
+TopP = Annotated[float | None, Field(ge=0, le=1)]
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None
+
+
+def dump_tool_resources(resources: ToolResources | None) -> dict[str, Any]:
+    if resources is None:
+        return {}
+    out: dict[str, Any] = {}
+    if resources.code_interpreter is not None:
+        out["code_interpreter"] = {"file_ids": resources.code_interpreter.file_ids}
+    if resources.file_search is not None:
+        if resources.file_search.vector_stores:
+            # Creating vector stores inline needs the vector store API.
+            raise bad_request(
+                "Creating vector stores inline through tool_resources.file_search.vector_stores "
+                "is not supported by this server yet; create the vector store first and pass "
+                "its id in vector_store_ids.",
+                "tool_resources.file_search.vector_stores",
+            )
+        out["file_search"] = {"vector_store_ids": resources.file_search.vector_store_ids}
+    return out
+
+
+def dump_tools(tools: list[Any]) -> list[dict[str, Any]]:
+    return [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in tools]
+
+
+def dump_response_format(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value or "auto"
+    return value.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def shaped(model: type[M], obj: dict[str, Any]) -> dict[str, Any]:
+    """Pass an object through the openai SDK's own type, so the wire shape is the SDK's."""
+    return model.model_validate(obj).model_dump(mode="json")

@@ -1,0 +1,157 @@
+"""Errors in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``.
+
+Every failure the server answers passes through here, so the SDK raises the exception class
+that matches the status (NotFoundError, BadRequestError, AuthenticationError, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+log = logging.getLogger("vtai.server")
+
+
+class APIError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = headers
+
+
+# The wire names of objects in "No <name> found with id '...'." messages.
+def not_found(kind: str, object_id: str) -> APIError:
+    return APIError(404, f"No {kind} found with id '{object_id}'.")
+
+
+def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
+    return APIError(400, message, param=param, code=code)
+
+
+def error_response(err: APIError) -> Response:
+    body = {
+        "error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}
+    }
+    return Response(
+        orjson.dumps(body), status_code=err.status, media_type="application/json",
+        headers=err.headers,
+    )
+
+
+def param_path(loc: Sequence[Any]) -> str | None:
+    """``("body", "tools", 0, "type")`` -> ``tools[0].type``."""
+    parts = [p for p in loc if p not in ("body", "query", "path", "header")]
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif "[" in str(part) or "-" in str(part):
+            # pydantic names union members like "function-after[...]" or tag names; skip them
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out or None
+
+
+def _describe(error: dict[str, Any], request: Request) -> APIError:
+    kind = error.get("type", "")
+    loc = error.get("loc", ())
+    param = param_path(loc)
+    if kind == "json_invalid":
+        return bad_request(
+            "We could not parse the JSON body of your request. The API expects a JSON payload, "
+            "but what was sent was not valid JSON.",
+        )
+    if kind == "missing":
+        if tuple(loc) == ("body",):
+            return bad_request("You must provide a JSON body with this request.")
+        return bad_request(f"Missing required parameter: '{param}'.", param,
+                           "missing_required_parameter")
+    if kind == "extra_forbidden":
+        return bad_request(f"Unrecognized request argument supplied: {param}", param,
+                           "unknown_parameter")
+    if tuple(loc) == ("body",) and kind in ("model_attributes_type", "dict_type"):
+        content_type = request.headers.get("content-type", "")
+        if "json" not in content_type:
+            return bad_request(
+                f"Invalid Content-Type header ({content_type or 'none'}), expected "
+                "application/json.",
+            )
+        return bad_request("The request body must be a JSON object.")
+    ctx = error.get("ctx") or {}
+    if kind == "union_tag_invalid":
+        tag = ctx.get("discriminator", "'type'").strip("'")
+        param = f"{param}.{tag}" if param else tag
+        return bad_request(
+            f"Invalid value: '{ctx.get('tag')}'. Supported values are: "
+            f"{ctx.get('expected_tags')}.", param, "invalid_value")
+    limits = {
+        "greater_than_equal": ("integer below minimum value", "a value >= {ge}"),
+        "less_than_equal": ("integer above maximum value", "a value <= {le}"),
+        "string_too_long": ("string too long", "a string with maximum length {max_length}"),
+        "too_long": ("array too long", "an array with maximum length {max_length}"),
+    }
+    if kind in limits:
+        what, expected = limits[kind]
+        got = error.get("input")
+        got = len(got) if kind in ("string_too_long", "too_long") and got is not None else got
+        noun = "length " if kind in ("string_too_long", "too_long") else ""
+        return bad_request(
+            f"Invalid '{param}': {what}. Expected {expected.format(**ctx)}, but got {noun}{got} "
+            "instead.", param, "invalid_value")
+    message = str(error.get("msg", "invalid value"))
+    if kind == "value_error":
+        message = message.removeprefix("Value error, ")
+    return bad_request(f"Invalid '{param}': {message}", param, "invalid_value")
+
+
+def install(app: FastAPI) -> None:
+    """Route every failure to OpenAI's error shape."""
+
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        errors = list(exc.errors())
+        if not errors:
+            return error_response(bad_request("Invalid request."))
+        return error_response(_describe(errors[0], request))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        route = f"{request.method} {request.url.path}"
+        if exc.status_code == 404:
+            return error_response(APIError(404, f"Invalid URL ({route})"))
+        if exc.status_code == 405:
+            return error_response(APIError(405, f"Invalid method for URL ({route})"))
+        return error_response(APIError(exc.status_code, str(exc.detail)))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(
+            APIError(500, "The server had an error while processing your request.",
+                     type="server_error")
+        )

@@ -1,0 +1,97 @@
+"""/v1/threads"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from openai.types.beta import Thread
+from pydantic import Field
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.responses import Response
+
+from vtai.server import ids
+from vtai.server.api.auth import project_id
+from vtai.server.api.common import Metadata, Strict, ToolResources, dump_tool_resources, shaped
+from vtai.server.api.errors import not_found
+from vtai.server.api.messages import MessageCreate, insert_message, new_message
+from vtai.server.api.responses import deleted, json_response
+from vtai.server.store import objects, tables
+
+router = APIRouter(tags=["threads"])
+
+
+class ThreadCreate(Strict):
+    messages: list[MessageCreate] = Field(default_factory=list)
+    tool_resources: ToolResources | None = None
+    metadata: Metadata = None
+
+
+class ThreadModify(Strict):
+    tool_resources: ToolResources | None = None
+    metadata: Metadata = None
+
+
+async def insert_thread(conn: AsyncConnection, body: ThreadCreate, project: str) -> str:
+    """Create a thread with its first messages; returns the thread's JSON."""
+    thread = shaped(Thread, {
+        "id": ids.new_id("thread_"), "object": "thread", "created_at": ids.now(),
+        "metadata": body.metadata or {}, "tool_resources": dump_tool_resources(body.tool_resources),
+    })
+    messages = [new_message(thread["id"], m) for m in body.messages]
+    data = await objects.insert_object(conn, tables.threads, thread, project)
+    for message in messages:
+        await insert_message(conn, message, project)
+    return data
+
+
+@router.post("/threads")
+async def create_thread(
+    request: Request, body: ThreadCreate | None = None, project: str = Depends(project_id)
+) -> Response:
+    async with request.app.state.db.write() as conn:
+        data = await insert_thread(conn, body or ThreadCreate(), project)
+    return json_response(data)
+
+
+@router.get("/threads/{thread_id}")
+async def retrieve_thread(
+    thread_id: str, request: Request, project: str = Depends(project_id)
+) -> Response:
+    async with request.app.state.db.read() as conn:
+        data = await objects.get_data(conn, tables.threads, thread_id, project)
+    if data is None:
+        raise not_found("thread", thread_id)
+    return json_response(data)
+
+
+@router.post("/threads/{thread_id}")
+async def modify_thread(
+    thread_id: str, body: ThreadModify, request: Request, project: str = Depends(project_id)
+) -> Response:
+    async with request.app.state.db.write() as conn:
+        obj = await objects.get_object(conn, tables.threads, thread_id, project)
+        if obj is None:
+            raise not_found("thread", thread_id)
+        changes: dict[str, Any] = {}
+        if "metadata" in body.model_fields_set:
+            changes["metadata"] = body.metadata or {}
+        if "tool_resources" in body.model_fields_set:
+            changes["tool_resources"] = dump_tool_resources(body.tool_resources)
+        data = await objects.save_object(conn, tables.threads, shaped(Thread, {**obj, **changes}))
+    return json_response(data)
+
+
+@router.delete("/threads/{thread_id}")
+async def delete_thread(
+    thread_id: str, request: Request, project: str = Depends(project_id)
+) -> Response:
+    t = tables.threads
+    async with request.app.state.db.write() as conn:
+        count = await objects.delete_objects(conn, t, t.c.id == thread_id,
+                                             t.c.project_id == project)
+        if not count:
+            raise not_found("thread", thread_id)
+        for child in (tables.messages, tables.run_steps, tables.runs):
+            await objects.delete_objects(conn, child, child.c.thread_id == thread_id)
+    return deleted(thread_id, "thread.deleted")

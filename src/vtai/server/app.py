@@ -1,0 +1,57 @@
+"""The ASGI application: ``create_app(settings)`` wires everything; nothing is global."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.responses import Response
+
+from vtai.server.api import assistants, errors, messages, threads
+from vtai.server.api.auth import KeyRing
+from vtai.server.api.responses import json_response
+from vtai.server.settings import Settings
+from vtai.server.store.db import Database
+
+log = logging.getLogger("vtai.server")
+
+API_PREFIX = "/v1"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    db = Database(settings.sqlalchemy_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await db.migrate()
+        await app.state.keyring.load()
+        if app.state.keyring.open:
+            log.warning(
+                "no API keys configured: the server is open to anyone who can reach it "
+                "(set VTAI_API_KEYS or run `vtai keys create` to require keys)")
+        try:
+            yield
+        finally:
+            await db.close()
+
+    app = FastAPI(
+        title="VT.ai Assistants",
+        version="0.1.0",
+        summary="The OpenAI Assistants API v2, self-hosted.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.keyring = KeyRing(settings, db)
+    errors.install(app)
+    for router in (assistants.router, threads.router, messages.router):
+        app.include_router(router, prefix=API_PREFIX)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    return app

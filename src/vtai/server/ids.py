@@ -1,0 +1,45 @@
+"""Object ids: OpenAI's prefixes followed by a time-ordered base62 body.
+
+Ids sort in creation order (as bytes), so list cursors are plain id comparisons and stay valid
+after the object they name is deleted (the SDK's auto-pagination deletes-while-iterating).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+
+_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # ASCII order
+_CLOCK_CHARS = 10
+_RANDOM_CHARS = 14
+_lock = threading.Lock()
+_last_tick = 0
+
+
+def _base62(value: int, width: int) -> str:
+    chars = []
+    for _ in range(width):
+        value, rem = divmod(value, 62)
+        chars.append(_ALPHABET[rem])
+    return "".join(reversed(chars))
+
+
+def _next_tick() -> int:
+    """Milliseconds times 4096 plus a counter: strictly increasing within this process."""
+    global _last_tick
+    with _lock:
+        _last_tick = max(time.time_ns() // 1_000_000 * 4096, _last_tick + 1)
+        return _last_tick
+
+
+def new_id(prefix: str) -> str:
+    """A new id such as ``asst_0Ab...``; later ids compare greater."""
+    body = _base62(_next_tick(), _CLOCK_CHARS)
+    tail = "".join(secrets.choice(_ALPHABET) for _ in range(_RANDOM_CHARS))
+    return f"{prefix}{body}{tail}"
+
+
+def now() -> int:
+    """The current time in unix seconds, as every timestamp on the wire."""
+    return int(time.time())

@@ -1,0 +1,64 @@
+"""Server settings: one class, read from the environment with the prefix ``VTAI_``."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".vtai"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VTAI_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Comma-separated; an entry is "key" (a project of its own) or "project:key".
+    api_keys: str = ""
+    run_worker: bool = True
+    # Model upstreams (see providers/): the default one, and named ones as JSON
+    # {"ollama": {"base_url": "...", "api_key": "..."}}.
+    upstream_base_url: str | None = None
+    upstream_api_key: str | None = None
+    providers: dict[str, dict[str, str]] = Field(default_factory=dict)
+    ollama_probe: bool = True
+    upstream_max_retries: int = 3
+    upstream_timeout: float = 600.0
+    run_expires_after: int = 600
+    log_level: str = "info"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'vtai.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.sqlalchemy_url.startswith("sqlite")
+
+    def env_keys(self) -> dict[str, str]:
+        """Map of sha256(key) to project id for the keys given in ``VTAI_API_KEYS``."""
+        keys: dict[str, str] = {}
+        for entry in self.api_keys.split(","):
+            entry = entry.strip()
+            if not entry:
+                continue
+            project, sep, key = entry.partition(":")
+            if not sep:
+                key, project = entry, ""
+            digest = hash_key(key)
+            keys[digest] = project or f"proj_{digest[:16]}"
+        return keys
+
+
+def hash_key(key: str) -> str:
+    """API keys are stored and compared only as their sha256 digest."""
+    return hashlib.sha256(key.encode()).hexdigest()
