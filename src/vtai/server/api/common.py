@@ -173,4 +173,4 @@ M = TypeVar("M", bound=BaseModel)
 
 def shaped(model: type[M], obj: dict[str, Any]) -> dict[str, Any]:
     """Pass an object through the openai SDK's own type, so the wire shape is the SDK's."""
-    return model.model_validate(obj).model_dump(mode="json")
+    return model.model_validate(obj).model_dump(mode="json", by_alias=True)

@@ -58,25 +58,37 @@ def error_response(err: APIError) -> Response:
     )
 
 
-def param_path(loc: Sequence[Any]) -> str | None:
-    """``("body", "tools", 0, "type")`` -> ``tools[0].type``."""
+def param_path(loc: Sequence[Any], body: Any = None) -> str | None:
+    """``("body", "tools", 0, "function", "function", "name")`` -> ``tools[0].function.name``.
+
+    pydantic puts a tagged union's tag after the list index; it is dropped by looking at the
+    request body, where that item's ``type`` equals it.
+    """
     parts = [p for p in loc if p not in ("body", "query", "path", "header")]
     out = ""
+    value = body
+    previous_was_index = False
     for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif "[" in str(part) or "-" in str(part):
-            # pydantic names union members like "function-after[...]" or tag names; skip them
+            value = value[part] if isinstance(value, list) and -len(value) <= part < len(value) \
+                else None
+            previous_was_index = True
             continue
-        else:
-            out += f".{part}" if out else str(part)
+        is_tag = previous_was_index and isinstance(value, dict) and value.get("type") == part
+        previous_was_index = False
+        if is_tag or "[" in str(part) or "-" in str(part):
+            # a union tag, or pydantic's name for a union member like "list[...]"
+            continue
+        out += f".{part}" if out else str(part)
+        value = value.get(part) if isinstance(value, dict) else None
     return out or None
 
 
-def _describe(error: dict[str, Any], request: Request) -> APIError:
+def _describe(error: dict[str, Any], request: Request, body: Any) -> APIError:
     kind = error.get("type", "")
     loc = error.get("loc", ())
-    param = param_path(loc)
+    param = param_path(loc, body)
     if kind == "json_invalid":
         return bad_request(
             "We could not parse the JSON body of your request. The API expects a JSON payload, "
@@ -137,7 +149,7 @@ def install(app: FastAPI) -> None:
         errors = list(exc.errors())
         if not errors:
             return error_response(bad_request("Invalid request."))
-        return error_response(_describe(errors[0], request))
+        return error_response(_describe(errors[0], request, exc.body))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

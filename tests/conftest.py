@@ -1,0 +1,59 @@
+"""Fixtures: real servers on SQLite and on PostgreSQL, driven by the official openai SDK."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from openai import OpenAI
+
+from tests.support import ServerProcess, postgres_database, postgres_reachable
+
+BACKENDS = ["sqlite", "postgres"]
+_pg_ok: bool | None = None
+
+
+def _require_postgres() -> None:
+    global _pg_ok
+    if _pg_ok is None:
+        _pg_ok = postgres_reachable()
+    if not _pg_ok:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL on 127.0.0.1:5432 is required in CI but is unreachable")
+        pytest.skip("PostgreSQL on 127.0.0.1:5432 is unreachable: PostgreSQL tests skipped")
+
+
+@pytest.fixture(scope="session")
+def fake_model() -> Iterator[object]:
+    from vtai.testing import FakeModelServer
+
+    with FakeModelServer() as fm:
+        yield fm
+
+
+def start_server(stack: ExitStack, tmp: Path, backend: str, fake_model: object,
+                 env: dict[str, str] | None = None) -> ServerProcess:
+    server_env = {"VTAI_UPSTREAM_BASE_URL": fake_model.base_url,  # type: ignore[attr-defined]
+                  "VTAI_UPSTREAM_API_KEY": "fake", **(env or {})}
+    if backend == "postgres":
+        _require_postgres()
+        server_env["VTAI_DATABASE_URL"] = stack.enter_context(postgres_database())
+    server = ServerProcess(tmp, server_env).start()
+    stack.callback(server.stop)
+    return server
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+           fake_model: object) -> Iterator[ServerProcess]:
+    with ExitStack() as stack:
+        yield start_server(stack, tmp_path_factory.mktemp(request.param), request.param,
+                           fake_model)
+
+
+@pytest.fixture(scope="session")
+def client(server: ServerProcess) -> OpenAI:
+    return OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
