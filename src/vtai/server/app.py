@@ -9,9 +9,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.responses import Response
 
-from vtai.server.api import assistants, errors, messages, threads
+from vtai.server.api import assistants, errors, messages, runs, threads
 from vtai.server.api.auth import KeyRing
 from vtai.server.api.responses import json_response
+from vtai.server.providers.routing import Providers
+from vtai.server.runs.events import EventBus
+from vtai.server.runs.executor import Executor
+from vtai.server.runs.records import RunRecords
+from vtai.server.runs.worker import Worker
 from vtai.server.settings import Settings
 from vtai.server.store.db import Database
 
@@ -23,6 +28,9 @@ API_PREFIX = "/v1"
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     db = Database(settings.sqlalchemy_url)
+    providers = Providers(settings)
+    records = RunRecords(db, EventBus())
+    worker = Worker(Executor(records, providers))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -32,9 +40,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning(
                 "no API keys configured: the server is open to anyone who can reach it "
                 "(set VTAI_API_KEYS or run `vtai keys create` to require keys)")
+        if settings.run_worker:
+            worker.start()
         try:
             yield
         finally:
+            await worker.stop()
+            await providers.close()
             await db.close()
 
     app = FastAPI(
@@ -46,8 +58,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.db = db
     app.state.keyring = KeyRing(settings, db)
+    app.state.providers = providers
+    app.state.records = records
+    app.state.worker = worker
     errors.install(app)
-    for router in (assistants.router, threads.router, messages.router):
+    for router in (assistants.router, threads.router, messages.router, runs.router):
         app.include_router(router, prefix=API_PREFIX)
 
     @app.get("/healthz", include_in_schema=False)

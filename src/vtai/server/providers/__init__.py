@@ -1,0 +1,1 @@
+"""Model providers: where a run's model is served."""

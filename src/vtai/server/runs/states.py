@@ -1,6 +1,6 @@
 """The run state machine: the one place that says which status may follow which.
 
-queued -> in_progress -> (requires_action <-> in_progress) ->
+queued -> in_progress -> (requires_action -> queued -> in_progress)* ->
 completed | incomplete | failed | cancelling -> cancelled | expired
 """
 
@@ -21,7 +21,8 @@ EXPIRED: Final = "expired"
 TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     QUEUED: frozenset({IN_PROGRESS, CANCELLING, CANCELLED, FAILED, EXPIRED}),
     IN_PROGRESS: frozenset({REQUIRES_ACTION, COMPLETED, INCOMPLETE, FAILED, CANCELLING, EXPIRED}),
-    REQUIRES_ACTION: frozenset({IN_PROGRESS, CANCELLING, EXPIRED, FAILED}),
+    # Submitting tool outputs queues the run again for the worker, as OpenAI reports it.
+    REQUIRES_ACTION: frozenset({QUEUED, IN_PROGRESS, CANCELLING, EXPIRED, FAILED}),
     CANCELLING: frozenset({CANCELLED, FAILED, EXPIRED}),
     CANCELLED: frozenset(),
     FAILED: frozenset(),
@@ -57,3 +58,7 @@ def can_move(current: str, target: str) -> bool:
 def check(current: str, target: str) -> None:
     if not can_move(current, target):
         raise InvalidTransition(current, target)
+
+
+# Stream events that end one SSE response: the run is finished or waits for the client.
+PAUSING: Final = frozenset({REQUIRES_ACTION}) | TERMINAL

@@ -1,0 +1,383 @@
+"""/v1/threads/{thread_id}/runs, /v1/threads/runs, run steps, tool outputs and cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from openai.types.beta.threads import Run
+from pydantic import Field
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sse_starlette import EventSourceResponse
+from starlette.responses import Response
+
+from vtai.server import ids
+from vtai.server.api.auth import project_id
+from vtai.server.api.common import (
+    Metadata,
+    ReasoningEffort,
+    ResponseFormat,
+    Strict,
+    Temperature,
+    Tools,
+    TopP,
+    dump_response_format,
+    dump_tools,
+    shaped,
+)
+from vtai.server.api.errors import bad_request, not_found
+from vtai.server.api.messages import MessageCreate, insert_message, new_message
+from vtai.server.api.pagination import ListParams, list_params
+from vtai.server.api.responses import json_response
+from vtai.server.api.threads import ThreadCreate, insert_thread
+from vtai.server.providers.routing import ProviderMissing
+from vtai.server.runs import states
+from vtai.server.runs.events import Event, Subscription, sse_body
+from vtai.server.runs.records import Conflict, RunRecords
+from vtai.server.store import objects, queries, tables
+
+router = APIRouter(tags=["runs"])
+
+POLL_AFTER_MS = "100"
+FILE_SEARCH_CONTENT = "step_details.tool_calls[*].file_search.results[*].content"
+
+
+class TruncationStrategy(Strict):
+    type: Literal["auto", "last_messages"]
+    last_messages: int | None = Field(None, ge=1)
+
+
+class ToolChoiceFunction(Strict):
+    name: str
+
+
+class NamedToolChoice(Strict):
+    type: Literal["function", "code_interpreter", "file_search"]
+    function: ToolChoiceFunction | None = None
+
+
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+
+
+class RunOptions(Strict):
+    assistant_id: str
+    model: str | None = Field(None, min_length=1, max_length=256)
+    instructions: str | None = Field(None, max_length=256_000)
+    tools: Tools | None = None
+    metadata: Metadata = None
+    temperature: Temperature = None
+    top_p: TopP = None
+    stream: bool | None = None
+    max_prompt_tokens: int | None = Field(None, ge=256)
+    max_completion_tokens: int | None = Field(None, ge=256)
+    truncation_strategy: TruncationStrategy | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    reasoning_effort: ReasoningEffort = None
+
+
+class RunCreate(RunOptions):
+    additional_instructions: str | None = Field(None, max_length=256_000)
+    additional_messages: list[MessageCreate] | None = None
+
+
+class ThreadAndRunCreate(RunOptions):
+    thread: ThreadCreate | None = None
+
+
+class RunModify(Strict):
+    metadata: Metadata = None
+
+
+class ToolOutput(Strict):
+    tool_call_id: str
+    output: str = ""
+
+
+class SubmitToolOutputs(Strict):
+    tool_outputs: list[ToolOutput]
+    stream: bool | None = None
+
+
+def _records(request: Request) -> RunRecords:
+    records: RunRecords = request.app.state.records
+    return records
+
+
+def _poll_headers(response: Response) -> Response:
+    response.headers["openai-poll-after-ms"] = POLL_AFTER_MS
+    return response
+
+
+async def _new_run(request: Request, conn: AsyncConnection, project: str, thread_id: str,
+                   body: RunOptions, additional_instructions: str | None = None
+                   ) -> dict[str, Any]:
+    assistant = await objects.get_object(conn, tables.assistants, body.assistant_id, project)
+    if assistant is None:
+        raise not_found("assistant", body.assistant_id)
+    model = body.model or assistant["model"]
+    try:
+        await request.app.state.providers.route(model)
+    except ProviderMissing as err:
+        raise bad_request(str(err), "model", "model_not_found") from err
+    instructions = body.instructions if body.instructions is not None \
+        else assistant.get("instructions")
+    if additional_instructions:
+        instructions = f"{instructions}\n\n{additional_instructions}" if instructions \
+            else additional_instructions
+    fields = body.model_fields_set
+    created = ids.now()
+
+    def pick(name: str, default: Any) -> Any:
+        value = getattr(body, name)
+        return value if name in fields and value is not None else default
+
+    return shaped(Run, {
+        "id": ids.new_id("run_"), "object": "thread.run", "created_at": created,
+        "thread_id": thread_id, "assistant_id": assistant["id"], "status": states.QUEUED,
+        "required_action": None, "last_error": None,
+        "expires_at": created + request.app.state.settings.run_expires_after,
+        "started_at": None, "cancelled_at": None, "failed_at": None, "completed_at": None,
+        "incomplete_details": None, "model": model, "instructions": instructions or "",
+        "tools": dump_tools(body.tools) if body.tools is not None else assistant["tools"],
+        "metadata": body.metadata or {}, "usage": None,
+        "temperature": pick("temperature", assistant.get("temperature")),
+        "top_p": pick("top_p", assistant.get("top_p")),
+        "max_prompt_tokens": body.max_prompt_tokens,
+        "max_completion_tokens": body.max_completion_tokens,
+        "truncation_strategy": body.truncation_strategy.model_dump()
+        if body.truncation_strategy else {"type": "auto", "last_messages": None},
+        "response_format": dump_response_format(body.response_format)
+        if body.response_format is not None else assistant.get("response_format", "auto"),
+        "tool_choice": (body.tool_choice.model_dump(exclude_none=True)
+                        if isinstance(body.tool_choice, NamedToolChoice)
+                        else body.tool_choice) or "auto",
+        "parallel_tool_calls": True if body.parallel_tool_calls is None
+        else body.parallel_tool_calls,
+        "reasoning_effort": body.reasoning_effort,
+    })
+
+
+async def _insert_run(conn: AsyncConnection, run: dict[str, Any], project: str) -> str:
+    active = await queries.active_run_id(conn, run["thread_id"])
+    if active is not None:
+        raise bad_request(f"Thread {run['thread_id']} already has an active run {active}.")
+    return await objects.insert_object(conn, tables.runs, run, project,
+                                       thread_id=run["thread_id"], status=run["status"])
+
+
+def _stream(request: Request, sub: Subscription, first: list[Event]) -> EventSourceResponse:
+    async def events() -> Any:
+        async for chunk in sse_body(first, sub):
+            yield chunk
+
+    return EventSourceResponse(events(), ping=15, sep="\n")
+
+
+def _started(request: Request, run_data: str, body: RunOptions,
+             sub: Subscription | None, first: list[Event] | None = None) -> Response:
+    request.app.state.worker.wake()
+    if sub is None:
+        return _poll_headers(json_response(run_data))
+    created = [Event("thread.run.created", run_data), Event("thread.run.queued", run_data)]
+    return _stream(request, sub, (first or []) + created)
+
+
+@router.post("/threads/{thread_id}/runs")
+async def create_run(
+    thread_id: str, body: RunCreate, request: Request, project: str = Depends(project_id),
+    include: Annotated[list[str] | None, Query(alias="include[]")] = None,
+) -> Response:
+    _check_include(include)
+    async with request.app.state.db.write() as conn:
+        if not await queries.thread_exists(conn, thread_id, project):
+            raise not_found("thread", thread_id)
+        run = await _new_run(request, conn, project, thread_id, body,
+                             body.additional_instructions)
+        for extra in body.additional_messages or []:
+            await insert_message(conn, new_message(thread_id, extra), project)
+        sub = _records(request).bus.subscribe(run["id"]) if body.stream else None
+        try:
+            data = await _insert_run(conn, run, project)
+        except Exception:
+            if sub:
+                sub.close()
+            raise
+    return _started(request, data, body, sub)
+
+
+@router.post("/threads/runs")
+async def create_thread_and_run(
+    body: ThreadAndRunCreate, request: Request, project: str = Depends(project_id)
+) -> Response:
+    async with request.app.state.db.write() as conn:
+        thread_data = await insert_thread(conn, body.thread or ThreadCreate(), project)
+        thread_id = orjson.loads(thread_data)["id"]
+        run = await _new_run(request, conn, project, thread_id, body)
+        sub = _records(request).bus.subscribe(run["id"]) if body.stream else None
+        data = await _insert_run(conn, run, project)
+    first = [Event("thread.created", thread_data)]
+    return _started(request, data, body, sub, first)
+
+
+@router.get("/threads/{thread_id}/runs")
+async def list_runs(
+    thread_id: str, request: Request, page: ListParams = Depends(list_params),
+    project: str = Depends(project_id),
+) -> Response:
+    r = tables.runs
+    async with request.app.state.db.read() as conn:
+        result = await objects.list_page(
+            conn, r, [r.c.thread_id == thread_id, r.c.project_id == project], limit=page.limit,
+            order=page.order, after=page.after, before=page.before)
+        if not result.rows and not await queries.thread_exists(conn, thread_id, project):
+            raise not_found("thread", thread_id)
+    return json_response(result.to_json())
+
+
+async def _load_run(request: Request, thread_id: str, run_id: str, project: str
+                    ) -> dict[str, Any]:
+    r = tables.runs
+    async with request.app.state.db.read() as conn:
+        run = await objects.get_object(conn, r, run_id, project, r.c.thread_id == thread_id)
+        if run is None:
+            if not await queries.thread_exists(conn, thread_id, project):
+                raise not_found("thread", thread_id)
+            raise not_found("run", run_id)
+    return run
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}")
+async def retrieve_run(
+    thread_id: str, run_id: str, request: Request, project: str = Depends(project_id)
+) -> Response:
+    return _poll_headers(json_response(await _load_run(request, thread_id, run_id, project)))
+
+
+@router.post("/threads/{thread_id}/runs/{run_id}")
+async def modify_run(
+    thread_id: str, run_id: str, body: RunModify, request: Request,
+    project: str = Depends(project_id),
+) -> Response:
+    r = tables.runs
+    async with request.app.state.db.write() as conn:
+        run = await objects.get_object(conn, r, run_id, project, r.c.thread_id == thread_id)
+        if run is None:
+            raise not_found("run", run_id)
+        if "metadata" in body.model_fields_set:
+            run["metadata"] = body.metadata or {}
+        data = await objects.save_object(conn, r, run)
+    return json_response(data)
+
+
+@router.post("/threads/{thread_id}/runs/{run_id}/cancel")
+async def cancel_run(
+    thread_id: str, run_id: str, request: Request, project: str = Depends(project_id)
+) -> Response:
+    records = _records(request)
+    for _ in range(5):
+        run = await _load_run(request, thread_id, run_id, project)
+        if run["status"] == states.CANCELLING:
+            return json_response(run)
+        if not states.can_move(run["status"], states.CANCELLING):
+            raise bad_request(f"Cannot cancel run with status '{run['status']}'.")
+        try:
+            run = await records.move(run, states.CANCELLING)
+        except Conflict:
+            continue  # the executor moved it meanwhile; look again
+        if not request.app.state.worker.interrupt(run_id):
+            request.app.state.worker.wake()
+        return json_response(run)
+    raise bad_request("The run is changing too fast to cancel; try again.")
+
+
+@router.post("/threads/{thread_id}/runs/{run_id}/submit_tool_outputs")
+async def submit_tool_outputs(
+    thread_id: str, run_id: str, body: SubmitToolOutputs, request: Request,
+    project: str = Depends(project_id),
+) -> Response:
+    records = _records(request)
+    run = await _load_run(request, thread_id, run_id, project)
+    if run["status"] != states.REQUIRES_ACTION:
+        raise bad_request(
+            f"Runs in status \"{run['status']}\" do not accept tool outputs.", "run_id")
+    pending = [c["id"] for c in run["required_action"]["submit_tool_outputs"]["tool_calls"]]
+    given = [o.tool_call_id for o in body.tool_outputs]
+    for index, call_id in enumerate(given):
+        if call_id not in pending:
+            raise bad_request(f"No tool call found with id '{call_id}' in the pending tool "
+                              "calls of this run.", f"tool_outputs[{index}].tool_call_id")
+        if given.count(call_id) > 1:
+            raise bad_request(f"Tool output for '{call_id}' was given more than once.",
+                              f"tool_outputs[{index}].tool_call_id")
+    missing = [c for c in pending if c not in given]
+    if missing:
+        raise bad_request(f"Expected tool outputs for call ids {pending}, got {given}; missing "
+                          f"{missing}.", "tool_outputs")
+
+    outputs = {o.tool_call_id: o.output for o in body.tool_outputs}
+    sub = records.bus.subscribe(run_id) if body.stream else None
+    try:
+        for step in await records.run_steps(run_id):
+            calls = step["step_details"].get("tool_calls") or []
+            if step["status"] != "in_progress" or not any(c["id"] in outputs for c in calls):
+                continue
+            for call in calls:
+                if call["id"] in outputs:
+                    call["function"]["output"] = outputs[call["id"]]
+            step.update(status="completed", completed_at=ids.now())
+            await records.save_step(step, "completed")
+        run = await records.move(run, states.QUEUED, required_action=None)
+    except Conflict as err:
+        if sub:
+            sub.close()
+        raise bad_request("The run changed while tool outputs were submitted.") from err
+    except Exception:
+        if sub:
+            sub.close()
+        raise
+    request.app.state.worker.wake()
+    if sub is None:
+        return _poll_headers(json_response(run))
+    return _stream(request, sub, [])
+
+
+def _check_include(include: list[str] | None) -> None:
+    for value in include or []:
+        if value != FILE_SEARCH_CONTENT:
+            raise bad_request(f"Invalid value for 'include[]': '{value}'. Supported values are: "
+                              f"'{FILE_SEARCH_CONTENT}'.", "include[]")
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/steps")
+async def list_run_steps(
+    thread_id: str, run_id: str, request: Request, page: ListParams = Depends(list_params),
+    project: str = Depends(project_id),
+    include: Annotated[list[str] | None, Query(alias="include[]")] = None,
+) -> Response:
+    _check_include(include)
+    await _load_run(request, thread_id, run_id, project)
+    s = tables.run_steps
+    async with request.app.state.db.read() as conn:
+        result = await objects.list_page(
+            conn, s, [s.c.run_id == run_id, s.c.project_id == project], limit=page.limit,
+            order=page.order, after=page.after, before=page.before)
+    return json_response(result.to_json())
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/steps/{step_id}")
+async def retrieve_run_step(
+    thread_id: str, run_id: str, step_id: str, request: Request,
+    project: str = Depends(project_id),
+    include: Annotated[list[str] | None, Query(alias="include[]")] = None,
+) -> Response:
+    _check_include(include)
+    s = tables.run_steps
+    async with request.app.state.db.read() as conn:
+        data = await objects.get_data(conn, s, step_id, project, s.c.run_id == run_id,
+                                      s.c.thread_id == thread_id)
+    if data is None:
+        raise not_found("run step", step_id)
+    return json_response(data)

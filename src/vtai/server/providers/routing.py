@@ -1,0 +1,105 @@
+"""Which upstream serves a model. First match wins:
+
+1. ``provider/model`` where ``provider`` is configured in ``VTAI_PROVIDERS`` or is a
+   well-known local server (ollama, vllm, llamacpp, lmstudio) -> that provider, model ``model``;
+2. the default upstream: ``VTAI_UPSTREAM_BASE_URL`` or ``OPENAI_BASE_URL`` (with
+   ``VTAI_UPSTREAM_API_KEY`` or ``OPENAI_API_KEY``), or OpenAI itself when only
+   ``OPENAI_API_KEY`` is set;
+3. Ollama on localhost:11434 when it answers;
+4. otherwise a clear error naming what to configure.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import httpx
+from openai import AsyncOpenAI
+
+from vtai.server.settings import Settings
+
+log = logging.getLogger("vtai.providers")
+
+WELL_KNOWN = {
+    "ollama": "http://localhost:11434/v1",
+    "vllm": "http://localhost:8000/v1",
+    "llamacpp": "http://localhost:8080/v1",
+    "lmstudio": "http://localhost:1234/v1",
+}
+OLLAMA_URL = WELL_KNOWN["ollama"]
+_PROBE_TTL = 30.0
+
+
+class ProviderMissing(Exception):
+    """No configured upstream can serve the model; the message says what to configure."""
+
+
+@dataclass(frozen=True)
+class Route:
+    provider: str
+    client: AsyncOpenAI
+    model: str
+
+
+class Providers:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._clients: dict[str, AsyncOpenAI] = {}
+        self._ollama_seen: tuple[float, bool] = (0.0, False)
+        named = {name: dict(cfg) for name, cfg in settings.providers.items()}
+        for name, url in WELL_KNOWN.items():
+            named.setdefault(name, {"base_url": url})
+        self.named = named
+        base_url = settings.upstream_base_url or os.environ.get("OPENAI_BASE_URL")
+        api_key = settings.upstream_api_key or os.environ.get("OPENAI_API_KEY")
+        self.default: dict[str, str] | None = None
+        if base_url or api_key:
+            self.default = {"base_url": base_url or "https://api.openai.com/v1",
+                            "api_key": api_key or "none"}
+
+    def _client(self, name: str, cfg: dict[str, str]) -> AsyncOpenAI:
+        client = self._clients.get(name)
+        if client is None:
+            client = AsyncOpenAI(
+                base_url=cfg["base_url"], api_key=cfg.get("api_key") or "none",
+                max_retries=self.settings.upstream_max_retries,
+                timeout=self.settings.upstream_timeout,
+            )
+            self._clients[name] = client
+        return client
+
+    async def route(self, model: str) -> Route:
+        prefix, sep, rest = model.partition("/")
+        if sep and prefix in self.named:
+            return Route(prefix, self._client(prefix, self.named[prefix]), rest)
+        if self.default is not None:
+            return Route("default", self._client("default", self.default), model)
+        if await self._ollama_answers():
+            return Route("ollama", self._client("ollama", self.named["ollama"]), model)
+        raise ProviderMissing(
+            f"No model provider can serve '{model}'. Set VTAI_UPSTREAM_BASE_URL (or "
+            "OPENAI_BASE_URL and OPENAI_API_KEY) to an OpenAI-compatible endpoint, name a "
+            "provider with a prefix such as 'ollama/llama3.2', configure one in "
+            "VTAI_PROVIDERS, or start Ollama on localhost:11434."
+        )
+
+    async def _ollama_answers(self) -> bool:
+        if not self.settings.ollama_probe:
+            return False
+        checked_at, seen = self._ollama_seen
+        if time.monotonic() - checked_at < _PROBE_TTL:
+            return seen
+        try:
+            async with httpx.AsyncClient(timeout=0.5) as http:
+                seen = (await http.get(f"{OLLAMA_URL}/models")).status_code == 200
+        except httpx.HTTPError:
+            seen = False
+        self._ollama_seen = (time.monotonic(), seen)
+        return seen
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()

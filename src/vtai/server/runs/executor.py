@@ -1,0 +1,331 @@
+"""Executing one turn of a run: from a queued run to its next pause (requires_action) or end.
+
+The turn rebuilds the prompt from what is stored (thread messages and tool-call steps), so a
+run resumed after tool outputs, or by another worker, continues from durable state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+import orjson
+from sqlalchemy import select
+
+from vtai.server import ids
+from vtai.server.providers.routing import ProviderMissing, Providers
+from vtai.server.runs import prompt, states
+from vtai.server.runs.records import Conflict, RunRecords
+from vtai.server.store import tables
+
+log = logging.getLogger("vtai.runs")
+
+
+class RunFailure(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class _ToolCall:
+    id: str
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass
+class _Turn:
+    """What one model call produced so far."""
+
+    message: dict[str, Any] | None = None
+    message_step: dict[str, Any] | None = None
+    text: str = ""
+    tool_step: dict[str, Any] | None = None
+    calls: dict[int, _ToolCall] = field(default_factory=dict)
+    finish_reason: str | None = None
+    usage: dict[str, int] | None = None
+
+
+def _error_from_upstream(err: Exception) -> RunFailure:
+    if isinstance(err, openai.RateLimitError):
+        return RunFailure("rate_limit_exceeded", f"The model provider is rate limiting: {err}")
+    if isinstance(err, openai.BadRequestError):
+        return RunFailure("invalid_prompt", f"The model provider rejected the request: {err}")
+    if isinstance(err, openai.APIStatusError):
+        return RunFailure("server_error", f"The model provider failed: {err}")
+    return RunFailure("server_error", f"The model provider could not be reached: {err}")
+
+
+def _function_tools(run: dict[str, Any]) -> list[dict[str, Any]]:
+    tools = []
+    for tool in run.get("tools") or []:
+        if tool["type"] == "function":
+            fn = {k: v for k, v in tool["function"].items() if v is not None}
+            tools.append({"type": "function", "function": fn})
+    return tools
+
+
+def _tool_choice(run: dict[str, Any]) -> Any:
+    choice = run.get("tool_choice")
+    if choice in (None, "auto"):
+        return None
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        return {"type": "function", "function": {"name": choice["function"]["name"]}}
+    return choice if isinstance(choice, str) else None
+
+
+def _response_format(run: dict[str, Any]) -> Any:
+    value = run.get("response_format")
+    if value in (None, "auto"):
+        return None
+    return value
+
+
+def _sum_usage(usages: list[dict[str, int] | None]) -> dict[str, int]:
+    total = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    for usage in usages:
+        for key in total:
+            total[key] += int((usage or {}).get(key) or 0)
+    return total
+
+
+class Executor:
+    def __init__(self, records: RunRecords, providers: Providers) -> None:
+        self.records = records
+        self.providers = providers
+        self.db = records.db
+
+    async def execute(self, run_id: str) -> None:
+        """Take a queued (or cancelling) run through one turn."""
+        run = await self.records.load(run_id)
+        if run is None:
+            return
+        if run["status"] == states.CANCELLING:
+            await self._finish_cancel(run, _Turn())
+            return
+        if run["status"] != states.QUEUED:
+            return
+        project = await self._project(run_id)
+        turn = _Turn()
+        try:
+            run = await self.records.move(run, states.IN_PROGRESS)
+            await self._turn(run, project, turn)
+        except asyncio.CancelledError:
+            await self._after_interrupt(run_id, turn)
+        except Conflict:
+            await self._after_interrupt(run_id, turn)
+        except RunFailure as failure:
+            await self._fail(run_id, turn, failure)
+        except Exception as err:  # the run must end cleanly whatever went wrong
+            log.exception("run %s failed", run_id)
+            await self._fail(run_id, turn, RunFailure("server_error", f"Internal error: {err}"))
+
+    async def _project(self, run_id: str) -> str:
+        async with self.db.read() as conn:
+            query = select(tables.runs.c.project_id).where(tables.runs.c.id == run_id)
+            return str((await conn.execute(query)).scalar())
+
+    async def _load_thread(self, run: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+        m, s = tables.messages, tables.run_steps
+        async with self.db.read() as conn:
+            messages = (await conn.execute(select(m.c.data).where(
+                m.c.thread_id == run["thread_id"]).order_by(m.c.id))).scalars().all()
+            steps = (await conn.execute(select(s.c.data).where(
+                s.c.thread_id == run["thread_id"]).order_by(s.c.id))).scalars().all()
+        tool_steps = []
+        for data in steps:
+            step = orjson.loads(data)
+            if step["type"] != "tool_calls":
+                continue
+            if step["status"] == "completed" or (
+                    step["run_id"] == run["id"] and step["status"] == "in_progress"):
+                tool_steps.append(step)
+        return [orjson.loads(d) for d in messages], tool_steps
+
+    async def _turn(self, run: dict[str, Any], project: str, turn: _Turn) -> None:
+        messages, tool_steps = await self._load_thread(run)
+        chat, prompt_tokens = prompt.build_messages(run, messages, tool_steps)
+        if run.get("max_prompt_tokens") is not None and prompt_tokens > run["max_prompt_tokens"]:
+            await self._end(run, states.INCOMPLETE, turn,
+                            incomplete_details={"reason": "max_prompt_tokens"})
+            return
+        try:
+            route = await self.providers.route(run["model"])
+        except ProviderMissing as err:
+            raise RunFailure("server_error", str(err)) from err
+
+        params: dict[str, Any] = {"model": route.model, "messages": chat, "stream": True,
+                                  "stream_options": {"include_usage": True}}
+        tools = _function_tools(run)
+        if tools:
+            params["tools"] = tools
+            if run.get("parallel_tool_calls") is False:
+                params["parallel_tool_calls"] = False
+            if (choice := _tool_choice(run)) is not None:
+                params["tool_choice"] = choice
+        for key in ("temperature", "top_p"):
+            if run.get(key) is not None:
+                params[key] = run[key]
+        if (fmt := _response_format(run)) is not None:
+            params["response_format"] = fmt
+        if run.get("max_completion_tokens") is not None:
+            used = sum(int((s.get("usage") or {}).get("completion_tokens") or 0)
+                       for s in await self.records.run_steps(run["id"]))
+            params["max_tokens"] = max(1, run["max_completion_tokens"] - used)
+
+        try:
+            stream = await route.client.chat.completions.create(**params)
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    turn.usage = chunk.usage.model_dump(
+                        include={"prompt_tokens", "completion_tokens", "total_tokens"})
+                for choice in chunk.choices:
+                    delta = choice.delta
+                    if delta.content:
+                        await self._on_text(run, project, turn, delta.content)
+                    for call in delta.tool_calls or ():
+                        await self._on_tool_call(run, project, turn, call)
+                    if choice.finish_reason:
+                        turn.finish_reason = choice.finish_reason
+        except (openai.APIError, ValueError) as err:
+            raise _error_from_upstream(err) from err
+        if turn.usage is None:
+            completion = prompt.estimate_tokens(
+                turn.text + "".join(c.name + c.arguments for c in turn.calls.values()))
+            turn.usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
+                          "total_tokens": prompt_tokens + completion}
+        await self._conclude(run, turn)
+
+    async def _on_text(self, run: dict[str, Any], project: str, turn: _Turn, text: str) -> None:
+        if turn.message is None:
+            turn.message_step = await self.records.create_step(run, project, {
+                "type": "message_creation", "message_creation": {"message_id": ""}})
+            turn.message = await self.records.create_message(run, project)
+            turn.message_step["step_details"]["message_creation"]["message_id"] = \
+                turn.message["id"]
+            turn.message_step = await self.records.save_step(turn.message_step)
+        turn.text += text
+        self.records.delta(run["id"], "thread.message.delta", turn.message["id"], {"content": [
+            {"index": 0, "type": "text", "text": {"value": text, "annotations": []}}]})
+
+    async def _on_tool_call(self, run: dict[str, Any], project: str, turn: _Turn,
+                            call: Any) -> None:
+        if turn.tool_step is None:
+            turn.tool_step = await self.records.create_step(
+                run, project, {"type": "tool_calls", "tool_calls": []})
+        index = call.index if call.index is not None else len(turn.calls)
+        state = turn.calls.get(index)
+        first = state is None
+        if state is None:
+            state = turn.calls[index] = _ToolCall(id=ids.new_id("call_"))
+        fn = call.function
+        name = (fn.name or "") if fn else ""
+        arguments = (fn.arguments or "") if fn else ""
+        state.name += name
+        state.arguments += arguments
+        piece: dict[str, Any] = {"index": index, "type": "function",
+                                 "function": {"arguments": arguments}}
+        if first:
+            piece["id"] = state.id
+            piece["function"] = {"name": state.name, "arguments": arguments, "output": None}
+        self.records.delta(run["id"], "thread.run.step.delta", turn.tool_step["id"],
+                           {"step_details": {"type": "tool_calls", "tool_calls": [piece]}})
+
+    async def _conclude(self, run: dict[str, Any], turn: _Turn) -> None:
+        truncated = turn.finish_reason == "length"
+        if turn.message is not None:
+            await self._close_message(turn, "incomplete" if truncated else "completed",
+                                      {"reason": "max_tokens"} if truncated else None)
+        if turn.message_step is not None:
+            turn.message_step.update(status="completed", completed_at=ids.now(),
+                                     usage=None if turn.calls else turn.usage)
+            await self.records.save_step(turn.message_step, "completed")
+        if turn.calls and turn.tool_step is not None and not truncated:
+            calls: list[dict[str, Any]] = [{"id": c.id, "type": "function",
+                      "function": {"name": c.name, "arguments": c.arguments, "output": None}}
+                     for _, c in sorted(turn.calls.items())]
+            turn.tool_step["step_details"]["tool_calls"] = calls
+            turn.tool_step["usage"] = turn.usage
+            turn.tool_step = await self.records.save_step(turn.tool_step)
+            required = [{"id": c["id"], "type": "function",
+                         "function": {"name": c["function"]["name"],
+                                      "arguments": c["function"]["arguments"]}} for c in calls]
+            await self.records.move(run, states.REQUIRES_ACTION, required_action={
+                "type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": required},
+            }, expires_at=ids.now() + self._expires_after())
+            return
+        if truncated:
+            await self._end(run, states.INCOMPLETE, turn,
+                            incomplete_details={"reason": "max_completion_tokens"})
+        else:
+            await self._end(run, states.COMPLETED, turn)
+
+    def _expires_after(self) -> int:
+        return int(self.providers.settings.run_expires_after)
+
+    async def _end(self, run: dict[str, Any], status: str, turn: _Turn, **changes: Any) -> None:
+        steps = await self.records.run_steps(run["id"])
+        usages = [s.get("usage") for s in steps]
+        if turn.message_step is None and turn.tool_step is None:
+            usages.append(turn.usage)
+        await self.records.move(run, status, usage=_sum_usage(usages), required_action=None,
+                                expires_at=None, **changes)
+
+    async def _close_message(self, turn: _Turn, status: str,
+                             incomplete: dict[str, str] | None) -> None:
+        assert turn.message is not None
+        now = ids.now()
+        turn.message.update(
+            content=[{"type": "text", "text": {"value": turn.text, "annotations": []}}],
+            status=status, incomplete_details=incomplete,
+            completed_at=now if status == "completed" else None,
+            incomplete_at=now if status == "incomplete" else None,
+        )
+        turn.message = await self.records.save_message(turn.message, status)
+
+    async def _close_open_objects(self, run_id: str, turn: _Turn, step_status: str,
+                                  reason: str, error: dict[str, str] | None = None) -> None:
+        """End the turn's message and every step of the run still in progress."""
+        if turn.message is not None and turn.message["status"] == "in_progress":
+            await self._close_message(turn, "incomplete", {"reason": reason})
+        stamp = {"cancelled": "cancelled_at", "failed": "failed_at", "expired": "expired_at"}
+        open_steps = {s["id"]: s for s in await self.records.run_steps(run_id)
+                      if s["status"] == "in_progress"}
+        for step in (turn.message_step, turn.tool_step):
+            if step is not None and step["id"] in open_steps:
+                open_steps[step["id"]] = step  # the turn's copy holds what streamed
+        for step in open_steps.values():
+            step.update(status=step_status, last_error=error)
+            step[stamp[step_status]] = ids.now()
+            await self.records.save_step(step, step_status)
+
+    async def _after_interrupt(self, run_id: str, turn: _Turn) -> None:
+        """The run changed under the turn (a cancel): end it as its stored status says."""
+        run = await self.records.load(run_id)
+        if run is not None and run["status"] == states.CANCELLING:
+            await self._finish_cancel(run, turn)
+
+    async def _finish_cancel(self, run: dict[str, Any], turn: _Turn) -> None:
+        await self._close_open_objects(run["id"], turn, "cancelled", "run_cancelled")
+        await self.records.move(run, states.CANCELLED, required_action=None)
+
+    async def expire(self, run: dict[str, Any]) -> None:
+        """A run left waiting for tool outputs past ``expires_at``."""
+        await self._close_open_objects(run["id"], _Turn(), "expired", "run_expired")
+        await self.records.move(run, states.EXPIRED, required_action=None)
+
+    async def _fail(self, run_id: str, turn: _Turn, failure: RunFailure) -> None:
+        error = {"code": failure.code, "message": failure.message}
+        await self._close_open_objects(run_id, turn, "failed", "run_failed", error)
+        run = await self.records.load(run_id)
+        if run is None:
+            return
+        if run["status"] == states.CANCELLING:
+            await self._finish_cancel(run, turn)
+        elif states.can_move(run["status"], states.FAILED):
+            await self.records.move(run, states.FAILED, last_error=error, required_action=None)

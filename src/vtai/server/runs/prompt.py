@@ -1,0 +1,109 @@
+"""Turning a thread into chat messages for the model, with OpenAI's truncation strategies.
+
+Token counts are an estimate (one token per four characters, plus four per message), close
+to what BPE tokenizers give for English text. No tokenizer file can be assumed offline, and
+the upstream's own usage report is what runs and steps record.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+
+MESSAGE_OVERHEAD_TOKENS = 4
+
+
+def estimate_tokens(text: str) -> int:
+    return math.ceil(len(text) / 4)
+
+
+def _message_tokens(message: dict[str, Any]) -> int:
+    return MESSAGE_OVERHEAD_TOKENS + estimate_tokens(orjson.dumps(message).decode())
+
+
+def _order_key(object_id: str) -> str:
+    # Ids of every kind share one time-ordered body after their prefix.
+    return object_id.split("_", 1)[-1]
+
+
+def _message_to_chat(message: dict[str, Any]) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = []
+    for part in message["content"]:
+        if part["type"] == "text":
+            parts.append({"type": "text", "text": part["text"]["value"]})
+        elif part["type"] == "image_url":
+            image = {"url": part["image_url"]["url"]}
+            if part["image_url"].get("detail"):
+                image["detail"] = part["image_url"]["detail"]
+            parts.append({"type": "image_url", "image_url": image})
+        elif part["type"] == "image_file":
+            # Image files become data URLs once the files API stores their bytes.
+            parts.append({"type": "text",
+                          "text": f"[image file {part['image_file']['file_id']}]"})
+    if message["role"] == "assistant" or all(p["type"] == "text" for p in parts):
+        return {"role": message["role"],
+                "content": "\n".join(p["text"] for p in parts if p["type"] == "text")}
+    return {"role": message["role"], "content": parts}
+
+
+def _step_to_chat(step: dict[str, Any]) -> list[dict[str, Any]]:
+    calls = [c for c in step["step_details"]["tool_calls"] if c["type"] == "function"]
+    if not calls:
+        return []
+    out: list[dict[str, Any]] = [{
+        "role": "assistant", "content": None,
+        "tool_calls": [{"id": c["id"], "type": "function",
+                        "function": {"name": c["function"]["name"],
+                                     "arguments": c["function"]["arguments"]}} for c in calls],
+    }]
+    for call in calls:
+        out.append({"role": "tool", "tool_call_id": call["id"],
+                    "content": call["function"].get("output") or ""})
+    return out
+
+
+def build_messages(
+    run: dict[str, Any],
+    messages: list[dict[str, Any]],
+    tool_steps: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], int]:
+    """Chat messages for one model call, and their estimated prompt tokens.
+
+    ``messages`` and ``tool_steps`` are the thread's, oldest first. Truncation drops whole
+    thread messages (and tool calls older than what is kept), oldest first.
+    """
+    groups: list[tuple[str, list[dict[str, Any]], bool]] = []  # (order, chat msgs, droppable)
+    for message in messages:
+        groups.append((_order_key(message["id"]), [_message_to_chat(message)], True))
+    for step in tool_steps:
+        droppable = step["run_id"] != run["id"]  # the current run's calls are always sent
+        groups.append((_order_key(step["id"]), _step_to_chat(step), droppable))
+    groups.sort(key=lambda g: g[0])
+
+    strategy = run.get("truncation_strategy") or {}
+    if strategy.get("type") == "last_messages" and strategy.get("last_messages") is not None:
+        keep = strategy["last_messages"]
+        message_orders = [g[0] for g in groups if g[2] and g[1] and g[1][0]["role"] != "tool"
+                          and "tool_calls" not in g[1][0]]
+        cutoff = message_orders[-keep] if 0 < keep <= len(message_orders) else None
+        if keep == 0:
+            groups = [g for g in groups if not g[2]]
+        elif cutoff is not None:
+            groups = [g for g in groups if g[0] >= cutoff or not g[2]]
+
+    system: list[dict[str, Any]] = []
+    if run.get("instructions"):
+        system.append({"role": "system", "content": run["instructions"]})
+    budget = run.get("max_prompt_tokens")
+    tokens = sum(_message_tokens(m) for m in system) + sum(
+        _message_tokens(m) for g in groups for m in g[1])
+    if budget is not None:
+        while tokens > budget:
+            index = next((i for i, g in enumerate(groups) if g[2]), None)
+            if index is None:
+                break
+            tokens -= sum(_message_tokens(m) for m in groups.pop(index)[1])
+    chat = system + [m for g in groups for m in g[1]]
+    return chat, tokens
