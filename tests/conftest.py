@@ -37,7 +37,8 @@ def fake_model() -> Iterator[object]:
 def start_server(stack: ExitStack, tmp: Path, backend: str, fake_model: object,
                  env: dict[str, str] | None = None) -> ServerProcess:
     server_env = {"VTAI_UPSTREAM_BASE_URL": fake_model.base_url,  # type: ignore[attr-defined]
-                  "VTAI_UPSTREAM_API_KEY": "fake", **(env or {})}
+                  "VTAI_UPSTREAM_API_KEY": "fake", "VTAI_UPSTREAM_MAX_RETRIES": "2",
+                  **(env or {})}
     if backend == "postgres":
         _require_postgres()
         server_env["VTAI_DATABASE_URL"] = stack.enter_context(postgres_database())

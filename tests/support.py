@@ -92,3 +92,23 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def sse_events(url: str, body: dict[str, object], timeout: float = 30.0
+               ) -> list[tuple[str, object]]:
+    """POST a streaming request and return its SSE events as (event name, parsed data)."""
+    import json
+
+    events: list[tuple[str, object]] = []
+    with httpx.stream("POST", url, json=body, timeout=timeout) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        name = None
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and name is not None:
+                data = line.split(":", 1)[1].strip()
+                events.append((name, data if data == "[DONE]" else json.loads(data)))
+                name = None
+    return events

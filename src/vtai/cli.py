@@ -40,6 +40,8 @@ def serve(
     settings = _settings(data_dir, host=host, port=port)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpx2", "httpcore"):  # one line per upstream call otherwise
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("vtai").info(
         "VT.ai Assistants on http://%s:%d/v1 (database: %s)",
         settings.host, settings.port, settings.sqlalchemy_url.split("@")[-1])

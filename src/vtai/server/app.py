@@ -62,7 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.records = records
     app.state.worker = worker
     errors.install(app)
-    for router in (assistants.router, threads.router, messages.router, runs.router):
+    # runs first: its /threads/runs must win over /threads/{thread_id}
+    for router in (runs.router, assistants.router, threads.router, messages.router):
         app.include_router(router, prefix=API_PREFIX)
 
     @app.get("/healthz", include_in_schema=False)

@@ -20,9 +20,11 @@ from vtai.server.api.common import (
     ResponseFormat,
     Strict,
     Temperature,
+    ToolResources,
     Tools,
     TopP,
     dump_response_format,
+    dump_tool_resources,
     dump_tools,
     shaped,
 )
@@ -85,6 +87,7 @@ class RunCreate(RunOptions):
 
 class ThreadAndRunCreate(RunOptions):
     thread: ThreadCreate | None = None
+    tool_resources: ToolResources | None = None
 
 
 class RunModify(Strict):
@@ -212,8 +215,13 @@ async def create_run(
 async def create_thread_and_run(
     body: ThreadAndRunCreate, request: Request, project: str = Depends(project_id)
 ) -> Response:
+    thread = body.thread or ThreadCreate()
+    if body.tool_resources is not None:  # the run's resources, kept on its new thread
+        merged = {**dump_tool_resources(thread.tool_resources),
+                  **dump_tool_resources(body.tool_resources)}
+        thread = thread.model_copy(update={"tool_resources": ToolResources.model_validate(merged)})
     async with request.app.state.db.write() as conn:
-        thread_data = await insert_thread(conn, body.thread or ThreadCreate(), project)
+        thread_data = await insert_thread(conn, thread, project)
         thread_id = orjson.loads(thread_data)["id"]
         run = await _new_run(request, conn, project, thread_id, body)
         sub = _records(request).bus.subscribe(run["id"]) if body.stream else None

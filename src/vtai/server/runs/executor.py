@@ -83,6 +83,9 @@ def _response_format(run: dict[str, Any]) -> Any:
     value = run.get("response_format")
     if value in (None, "auto"):
         return None
+    if isinstance(value, dict) and isinstance(value.get("json_schema"), dict):
+        schema = {k: v for k, v in value["json_schema"].items() if v is not None}
+        return {**value, "json_schema": schema}
     return value
 
 
