@@ -34,15 +34,22 @@ def fake_model() -> Iterator[object]:
         yield fm
 
 
-def start_server(stack: ExitStack, tmp: Path, backend: str, fake_model: object,
-                 env: dict[str, str] | None = None) -> ServerProcess:
-    server_env = {"VTAI_UPSTREAM_BASE_URL": fake_model.base_url,  # type: ignore[attr-defined]
-                  "VTAI_UPSTREAM_API_KEY": "fake", "VTAI_UPSTREAM_MAX_RETRIES": "2",
-                  **(env or {})}
+def start_server(stack: ExitStack, tmp: Path, backend: str, fake_model: object | None,
+                 env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+                 ) -> ServerProcess:
+    """A server on ``backend``; its upstream is ``fake_model`` unless that is None."""
+    server_env = {"VTAI_UPSTREAM_MAX_RETRIES": "2", **(env or {})}
+    if fake_model is not None:
+        server_env["VTAI_UPSTREAM_BASE_URL"] = fake_model.base_url  # type: ignore[attr-defined]
+        server_env["VTAI_UPSTREAM_API_KEY"] = "fake"
     if backend == "postgres":
         _require_postgres()
         server_env["VTAI_DATABASE_URL"] = stack.enter_context(postgres_database())
-    server = ServerProcess(tmp, server_env).start()
+    server = ServerProcess(tmp, server_env, args)
+    if fake_model is None:
+        for name in ("VTAI_UPSTREAM_BASE_URL", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
+            server.env.pop(name, None)
+    server.start()
     stack.callback(server.stop)
     return server
 

@@ -53,12 +53,14 @@ def postgres_database() -> Iterator[str]:
 class ServerProcess:
     """``vtai serve`` in a subprocess, as a user starts it."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.data_dir = data_dir
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.log_path = data_dir / f"server-{self.port}.log"
         self.env = {**os.environ, "VTAI_OLLAMA_PROBE": "false", **(env or {})}
+        self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
@@ -66,7 +68,7 @@ class ServerProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "vtai.cli", "serve", "--port", str(self.port),
-             "--data-dir", str(self.data_dir)],
+             "--data-dir", str(self.data_dir), *self.args],
             env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout

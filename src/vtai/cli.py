@@ -31,6 +31,9 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     data_dir: DataDir = None,
+    fake_model: Annotated[bool, typer.Option(
+        "--fake-model", help="Answer with the built-in fake model (a demo needing nothing else)."
+    )] = False,
 ) -> None:
     """Start the server (HTTP API and run worker) on the configured database."""
     import uvicorn
@@ -42,11 +45,40 @@ def serve(
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpx2", "httpcore"):  # one line per upstream call otherwise
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if fake_model:
+        settings.upstream_base_url = _start_demo_model()
+        settings.upstream_api_key = "fake"
     logging.getLogger("vtai").info(
         "VT.ai Assistants on http://%s:%d/v1 (database: %s)",
         settings.host, settings.port, settings.sqlalchemy_url.split("@")[-1])
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_level=settings.log_level, access_log=False)
+
+
+def _start_demo_model() -> str:
+    from vtai.testing import FakeModelServer, Reply
+    from vtai.testing.chat import last_user_text
+
+    def reply(body: dict[str, object]) -> Reply:
+        return Reply("[VT.ai fake model: no real model is configured] You said: "
+                     f"{last_user_text(body)}")
+
+    server = FakeModelServer(default=reply).start()
+    logging.getLogger("vtai").warning(
+        "--fake-model: runs are answered by the built-in fake model at %s, not a real model",
+        server.base_url)
+    return server.base_url
+
+
+@app.command("fake-model")
+def fake_model_command(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8001,
+) -> None:
+    """Run the scriptable fake OpenAI-compatible model server (see docs/fake-model.md)."""
+    from vtai.testing import run
+
+    run(host=host, port=port)
 
 
 @app.command()

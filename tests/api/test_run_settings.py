@@ -1,0 +1,80 @@
+"""Runs on servers configured differently: expiry, no model provider, the demo fake model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+
+import openai
+import pytest
+from openai import OpenAI
+
+from tests.api.runs_support import WEATHER_TOOL, scripted_assistant, wait_for_status
+from tests.conftest import BACKENDS, start_server
+from tests.support import ServerProcess
+from vtai.testing import Call, FakeModelServer, ToolCalls
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def short_expiry(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                 fake_model: FakeModelServer) -> Iterator[OpenAI]:
+    with ExitStack() as stack:
+        server = start_server(stack, tmp_path_factory.mktemp("expiry"), request.param,
+                              fake_model, {"VTAI_RUN_EXPIRES_AFTER": "1"})
+        yield OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
+
+
+def test_unanswered_tool_calls_expire(short_expiry: OpenAI, fake_model: FakeModelServer) -> None:
+    client = short_expiry
+    assistant, _ = scripted_assistant(client, fake_model,
+                                      ToolCalls([Call("get_weather", {"city": "Nowhere"})]),
+                                      tools=[WEATHER_TOOL])
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "?"}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id,
+                                                   assistant_id=assistant.id)
+    assert run.status == "requires_action"
+    assert run.expires_at is not None and run.expires_at - run.created_at <= 2
+    run = wait_for_status(client, thread.id, run.id, {"expired"}, timeout=15)
+    assert run.status == "expired"
+    steps = list(client.beta.threads.runs.steps.list(run.id, thread_id=thread.id))
+    assert [(s.status, bool(s.expired_at)) for s in steps] == [("expired", True)]
+    with pytest.raises(openai.BadRequestError):
+        client.beta.threads.runs.submit_tool_outputs(
+            run_id=run.id, thread_id=thread.id,
+            tool_outputs=[{"tool_call_id": "call_x", "output": "late"}])
+
+
+@pytest.fixture(scope="module")
+def no_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with ExitStack() as stack:
+        yield start_server(stack, tmp_path_factory.mktemp("noprovider"), "sqlite", None)
+
+
+def test_missing_provider_is_explained(no_provider: ServerProcess) -> None:
+    client = OpenAI(base_url=no_provider.base_url, api_key="x", max_retries=0)
+    assistant = client.beta.assistants.create(model="gpt-4o")
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.BadRequestError) as err:
+        client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    message = err.value.body["message"]
+    assert "gpt-4o" in message and "VTAI_UPSTREAM_BASE_URL" in message
+    assert err.value.body["param"] == "model"
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with ExitStack() as stack:
+        yield start_server(stack, tmp_path_factory.mktemp("demo"), "sqlite", None,
+                           args=("--fake-model",))
+
+
+def test_fake_model_demo_says_so(demo_server: ServerProcess) -> None:
+    client = OpenAI(base_url=demo_server.base_url, api_key="x", max_retries=0)
+    assistant = client.beta.assistants.create(model="anything")
+    run = client.beta.threads.create_and_run_poll(
+        assistant_id=assistant.id,
+        thread={"messages": [{"role": "user", "content": "ping"}]})
+    assert run.status == "completed"
+    text = next(iter(client.beta.threads.messages.list(run.thread_id))).content[0].text.value
+    assert text.startswith("[VT.ai fake model") and text.endswith("You said: ping")
+    assert "fake model" in demo_server.log()

@@ -1,0 +1,73 @@
+"""Prompt building: message conversion, tool-call history and truncation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vtai.server import ids
+from vtai.server.runs.prompt import build_messages, estimate_tokens
+
+
+def message(role: str, text: str, **extra: Any) -> dict[str, Any]:
+    return {"id": ids.new_id("msg_"), "role": role,
+            "content": [{"type": "text", "text": {"value": text, "annotations": []}}], **extra}
+
+
+def tool_step(run_id: str, call_id: str, output: str) -> dict[str, Any]:
+    return {"id": ids.new_id("step_"), "run_id": run_id, "step_details": {
+        "type": "tool_calls", "tool_calls": [{"id": call_id, "type": "function", "function": {
+            "name": "f", "arguments": "{}", "output": output}}]}}
+
+
+def run(**fields: Any) -> dict[str, Any]:
+    return {"id": "run_current", "instructions": "Sys.", **fields}
+
+
+def test_messages_in_order_with_instructions() -> None:
+    msgs = [message("user", "a"), message("assistant", "b"), message("user", "c")]
+    chat, tokens = build_messages(run(), msgs, [])
+    assert chat == [{"role": "system", "content": "Sys."}, {"role": "user", "content": "a"},
+                    {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]
+    assert tokens > 0
+
+
+def test_images_become_vision_parts() -> None:
+    msg = message("user", "look")
+    msg["content"].append({"type": "image_url",
+                           "image_url": {"url": "https://x/y.png", "detail": "low"}})
+    chat, _ = build_messages(run(instructions=""), [msg], [])
+    assert chat == [{"role": "user", "content": [
+        {"type": "text", "text": "look"},
+        {"type": "image_url", "image_url": {"url": "https://x/y.png", "detail": "low"}}]}]
+
+
+def test_tool_calls_sit_between_the_messages_around_them() -> None:
+    first = message("user", "weather?")
+    step = tool_step("run_current", "call_1", "sunny")
+    chat, _ = build_messages(run(instructions=""), [first], [step])
+    assert chat[1]["tool_calls"][0]["id"] == "call_1"
+    assert chat[2] == {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}
+
+
+def test_last_messages_keeps_the_newest() -> None:
+    msgs = [message("user", str(i)) for i in range(5)]
+    chat, _ = build_messages(
+        run(instructions="", truncation_strategy={"type": "last_messages", "last_messages": 2}),
+        msgs, [])
+    assert [m["content"] for m in chat] == ["3", "4"]
+
+
+def test_max_prompt_tokens_drops_oldest_but_keeps_current_tool_calls() -> None:
+    msgs = [message("user", f"{i}" + "x" * 400) for i in range(4)]
+    current = tool_step("run_current", "call_keep", "out")
+    chat, tokens = build_messages(run(max_prompt_tokens=300), msgs, [current])
+    assert tokens <= 300
+    assert chat[0] == {"role": "system", "content": "Sys."}
+    assert [m["content"][0] for m in chat if m["role"] == "user"] == ["2", "3"]
+    assert any(m.get("tool_call_id") == "call_keep" for m in chat)
+
+
+def test_estimate() -> None:
+    assert estimate_tokens("") == 0
+    assert estimate_tokens("abcd") == 1
+    assert estimate_tokens("abcde") == 2

@@ -1,0 +1,47 @@
+"""Model routing: provider prefixes, the default upstream, and a clear error otherwise."""
+
+from __future__ import annotations
+
+import pytest
+
+from vtai.server.providers.routing import ProviderMissing, Providers
+from vtai.server.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def _no_openai_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+async def test_named_provider_prefix() -> None:
+    providers = Providers(Settings(
+        providers={"lab": {"base_url": "http://10.0.0.1:9000/v1", "api_key": "k"}},
+        upstream_base_url="http://127.0.0.1:1/v1", ollama_probe=False))
+    route = await providers.route("lab/qwen2.5")
+    assert route.provider == "lab" and route.model == "qwen2.5"
+    assert str(route.client.base_url).startswith("http://10.0.0.1:9000/v1")
+    ollama = await providers.route("ollama/llama3.2")
+    assert ollama.provider == "ollama" and ollama.model == "llama3.2"
+    assert "11434" in str(ollama.client.base_url)
+
+
+async def test_default_upstream_keeps_slashed_names() -> None:
+    providers = Providers(Settings(upstream_base_url="http://127.0.0.1:1/v1",
+                                   ollama_probe=False))
+    route = await providers.route("meta-llama/Llama-3.1-8B")
+    assert route.provider == "default" and route.model == "meta-llama/Llama-3.1-8B"
+
+
+async def test_openai_env_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:2/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
+    route = await Providers(Settings(ollama_probe=False)).route("gpt-4o")
+    assert str(route.client.base_url).startswith("http://127.0.0.1:2/v1")
+    assert route.client.api_key == "sk-x"
+
+
+async def test_nothing_configured_says_what_to_do() -> None:
+    with pytest.raises(ProviderMissing) as err:
+        await Providers(Settings(ollama_probe=False)).route("gpt-4o")
+    assert "gpt-4o" in str(err.value) and "VTAI_UPSTREAM_BASE_URL" in str(err.value)
