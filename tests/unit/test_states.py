@@ -35,6 +35,6 @@ def test_transition_table(current: str, target: str) -> None:
 
 
 def test_terminal_and_active() -> None:
-    assert states.TERMINAL == {"cancelled", "failed", "completed", "incomplete", "expired"}
-    assert states.ACTIVE == {"queued", "in_progress", "requires_action", "cancelling"}
+    assert {"cancelled", "failed", "completed", "incomplete", "expired"} == states.TERMINAL
+    assert {"queued", "in_progress", "requires_action", "cancelling"} == states.ACTIVE
     assert set(states.TRANSITIONS) == set(ALL)
