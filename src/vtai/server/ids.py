@@ -33,10 +33,13 @@ def _next_tick() -> int:
         return _last_tick
 
 
+_RANDOM_RANGE = 62**_RANDOM_CHARS
+
+
 def new_id(prefix: str) -> str:
     """A new id such as ``asst_0Ab...``; later ids compare greater."""
     body = _base62(_next_tick(), _CLOCK_CHARS)
-    tail = "".join(secrets.choice(_ALPHABET) for _ in range(_RANDOM_CHARS))
+    tail = _base62(secrets.randbelow(_RANDOM_RANGE), _RANDOM_CHARS)
     return f"{prefix}{body}{tail}"
 
 

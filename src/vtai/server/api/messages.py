@@ -7,7 +7,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from openai.types.beta.threads import Message
 from pydantic import Field, field_validator
-from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
 from vtai.server import ids
@@ -17,6 +16,7 @@ from vtai.server.api.errors import bad_request, not_found
 from vtai.server.api.pagination import ListParams, list_params
 from vtai.server.api.responses import deleted, json_response
 from vtai.server.store import objects, queries, tables
+from vtai.server.store.db import Connection
 
 router = APIRouter(tags=["messages"])
 
@@ -108,12 +108,12 @@ def new_message(
     })
 
 
-async def insert_message(conn: AsyncConnection, obj: dict[str, Any], project: str) -> str:
+async def insert_message(conn: Connection, obj: dict[str, Any], project: str) -> str:
     return await objects.insert_object(
         conn, tables.messages, obj, project, thread_id=obj["thread_id"], run_id=obj["run_id"])
 
 
-async def _require_thread(conn: AsyncConnection, thread_id: str, project: str) -> None:
+async def _require_thread(conn: Connection, thread_id: str, project: str) -> None:
     if not await queries.thread_exists(conn, thread_id, project):
         raise not_found("thread", thread_id)
 
@@ -124,8 +124,9 @@ async def create_message(
 ) -> Response:
     obj = new_message(thread_id, body)
     async with request.app.state.db.write() as conn:
-        await _require_thread(conn, thread_id, project)
-        run_id = await queries.active_run_id(conn, thread_id)
+        exists, run_id = await queries.thread_activity(conn, thread_id, project)
+        if not exists:
+            raise not_found("thread", thread_id)
         if run_id is not None:
             raise bad_request(
                 f"Can't add messages to {thread_id} while a run {run_id} is active.")

@@ -16,7 +16,7 @@ class ListParams:
     before: str | None
 
 
-def list_params(
+async def list_params(  # async: FastAPI runs sync dependencies in a thread
     limit: int = Query(20, ge=1, le=100),
     order: Literal["asc", "desc"] = Query("desc"),
     after: str | None = Query(None, max_length=64),

@@ -8,7 +8,6 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from openai.types.beta.threads import Run
 from pydantic import Field
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sse_starlette import EventSourceResponse
 from starlette.responses import Response
 
@@ -38,6 +37,7 @@ from vtai.server.runs import states
 from vtai.server.runs.events import Event, Subscription, sse_body
 from vtai.server.runs.records import Conflict, RunRecords
 from vtai.server.store import objects, queries, tables
+from vtai.server.store.db import Connection
 
 router = APIRouter(tags=["runs"])
 
@@ -114,10 +114,12 @@ def _poll_headers(response: Response) -> Response:
     return response
 
 
-async def _new_run(request: Request, conn: AsyncConnection, project: str, thread_id: str,
-                   body: RunOptions, additional_instructions: str | None = None
-                   ) -> dict[str, Any]:
-    assistant = await objects.get_object(conn, tables.assistants, body.assistant_id, project)
+async def _assistant_for_run(request: Request, project: str, body: RunOptions
+                             ) -> dict[str, Any]:
+    """The run's assistant, after checking that a provider serves the run's model."""
+    async with request.app.state.db.read() as conn:
+        assistant = await objects.get_object(conn, tables.assistants, body.assistant_id,
+                                             project)
     if assistant is None:
         raise not_found("assistant", body.assistant_id)
     model = body.model or assistant["model"]
@@ -125,6 +127,12 @@ async def _new_run(request: Request, conn: AsyncConnection, project: str, thread
         await request.app.state.providers.route(model)
     except ProviderMissing as err:
         raise bad_request(str(err), "model", "model_not_found") from err
+    return assistant
+
+
+def _new_run(request: Request, assistant: dict[str, Any], thread_id: str, body: RunOptions,
+             additional_instructions: str | None = None) -> dict[str, Any]:
+    model = body.model or assistant["model"]
     instructions = body.instructions if body.instructions is not None \
         else assistant.get("instructions")
     if additional_instructions:
@@ -163,7 +171,7 @@ async def _new_run(request: Request, conn: AsyncConnection, project: str, thread
     })
 
 
-async def _insert_run(conn: AsyncConnection, run: dict[str, Any], project: str) -> str:
+async def _insert_run(conn: Connection, run: dict[str, Any], project: str) -> str:
     active = await queries.active_run_id(conn, run["thread_id"])
     if active is not None:
         raise bad_request(f"Thread {run['thread_id']} already has an active run {active}.")
@@ -194,11 +202,11 @@ async def create_run(
     include: Annotated[list[str] | None, Query(alias="include[]")] = None,
 ) -> Response:
     _check_include(include)
+    assistant = await _assistant_for_run(request, project, body)
     async with request.app.state.db.write() as conn:
         if not await queries.thread_exists(conn, thread_id, project):
             raise not_found("thread", thread_id)
-        run = await _new_run(request, conn, project, thread_id, body,
-                             body.additional_instructions)
+        run = _new_run(request, assistant, thread_id, body, body.additional_instructions)
         for extra in body.additional_messages or []:
             await insert_message(conn, new_message(thread_id, extra), project)
         sub = _records(request).bus.subscribe(run["id"]) if body.stream else None
@@ -220,10 +228,11 @@ async def create_thread_and_run(
         merged = {**dump_tool_resources(thread.tool_resources),
                   **dump_tool_resources(body.tool_resources)}
         thread = thread.model_copy(update={"tool_resources": ToolResources.model_validate(merged)})
+    assistant = await _assistant_for_run(request, project, body)
     async with request.app.state.db.write() as conn:
         thread_data = await insert_thread(conn, thread, project)
         thread_id = orjson.loads(thread_data)["id"]
-        run = await _new_run(request, conn, project, thread_id, body)
+        run = _new_run(request, assistant, thread_id, body)
         sub = _records(request).bus.subscribe(run["id"]) if body.stream else None
         data = await _insert_run(conn, run, project)
     first = [Event("thread.created", thread_data)]

@@ -7,7 +7,6 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from openai.types.beta import Thread
 from pydantic import Field
-from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
 from vtai.server import ids
@@ -17,6 +16,7 @@ from vtai.server.api.errors import not_found
 from vtai.server.api.messages import MessageCreate, insert_message, new_message
 from vtai.server.api.responses import deleted, json_response
 from vtai.server.store import objects, tables
+from vtai.server.store.db import Connection
 
 router = APIRouter(tags=["threads"])
 
@@ -32,7 +32,7 @@ class ThreadModify(Strict):
     metadata: Metadata = None
 
 
-async def insert_thread(conn: AsyncConnection, body: ThreadCreate, project: str) -> str:
+async def insert_thread(conn: Connection, body: ThreadCreate, project: str) -> str:
     """Create a thread with its first messages; returns the thread's JSON."""
     thread = shaped(Thread, {
         "id": ids.new_id("thread_"), "object": "thread", "created_at": ids.now(),

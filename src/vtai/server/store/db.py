@@ -1,49 +1,86 @@
-"""The database: engines, transactions and start-up migrations.
+"""The database: engines, connections, transactions and start-up migrations.
 
-SQLite (the default) keeps one writer: write transactions start with BEGIN IMMEDIATE on a
-single pooled connection, so a transaction never fails half way on an upgrade from read to
-write; reads run concurrently beside it thanks to WAL. PostgreSQL uses one pool for both.
+SQLite (the default) runs in the event loop's thread through SQLAlchemy's synchronous engine:
+a statement on a local WAL database takes microseconds, while handing each one to a driver
+thread (aiosqlite) costs a hundred times more. Write transactions take an asyncio lock, so a
+transaction that awaits never blocks another one inside this process, and start with BEGIN
+IMMEDIATE, so one never fails half way when it turns from reading to writing; reads run on
+their own connections in autocommit and see committed data only.
+
+PostgreSQL uses SQLAlchemy's async engine on asyncpg. Both are used through ``Connection``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy import create_engine, event, text
+from sqlalchemy import engine as sa_engine
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.sql.base import Executable
 
 from vtai.server.store import migrate
 
 log = logging.getLogger("vtai.store")
 
+T = TypeVar("T")
+
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
-    "PRAGMA busy_timeout=30000",
+    "PRAGMA busy_timeout=5000",
     "PRAGMA foreign_keys=ON",
 )
 
 
-def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=120)
+class Connection(Protocol):
+    """What the store's queries use; an Connection, or a SQLite connection in the loop."""
 
-    @event.listens_for(engine.sync_engine, "connect")
+    async def execute(self, statement: Executable, parameters: Any = None
+                      ) -> CursorResult[Any]: ...
+
+    async def run_sync(self, fn: Callable[[sa_engine.Connection], T]) -> T: ...
+
+
+class _LoopConnection:
+    """A synchronous SQLAlchemy connection behind the async interface of ``Connection``."""
+
+    def __init__(self, conn: sa_engine.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, statement: Executable, parameters: Any = None
+                      ) -> CursorResult[Any]:
+        return self._conn.execute(statement, parameters)
+
+    async def run_sync(self, fn: Callable[[sa_engine.Connection], T]) -> T:
+        return fn(self._conn)
+
+
+def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> sa_engine.Engine:
+    engine = create_engine(
+        url.replace("sqlite+aiosqlite", "sqlite"), pool_size=pool_size, max_overflow=0,
+        pool_reset_on_return=None,  # no transaction is left open: see write() and read()
+    )
+
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy's "begin" event issue BEGIN instead of the driver.
+        # Let the "begin" event below issue BEGIN instead of the driver.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         for pragma in _SQLITE_PRAGMAS:
             cursor.execute(pragma)
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa_engine.Connection) -> None:
+        if immediate:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -52,29 +89,39 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self._write_lock = asyncio.Lock()
         if self.is_sqlite:
             path = url.split("///", 1)[1] if "///" in url else ""
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.writer = _sqlite_engine(url, immediate=True, pool_size=1)
-            self.reader = _sqlite_engine(url, immediate=False, pool_size=8)
+            self._sqlite_writer = _sqlite_engine(url, immediate=True, pool_size=1)
+            self._sqlite_reader = _sqlite_engine(url, immediate=False, pool_size=8)
         else:
-            self.writer = create_async_engine(url, pool_size=10, max_overflow=20,
-                                              pool_pre_ping=True)
-            self.reader = self.writer
+            self._engine = create_async_engine(url, pool_size=20, max_overflow=30,
+                                               pool_pre_ping=True)
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.reader.connect() as conn:
-            yield conn
+    async def read(self) -> AsyncIterator[Connection]:
+        if self.is_sqlite:
+            with self._sqlite_reader.connect() as conn:
+                yield _LoopConnection(conn)
+        else:
+            async with self._engine.connect() as aconn:
+                yield aconn
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        async with self.writer.begin() as conn:
-            yield conn
+    async def write(self) -> AsyncIterator[Connection]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        if self.is_sqlite:
+            async with self._write_lock:
+                with self._sqlite_writer.begin() as conn:
+                    yield _LoopConnection(conn)
+        else:
+            async with self._engine.begin() as aconn:
+                yield aconn
 
     async def migrate(self) -> None:
-        async with self.writer.begin() as conn:
+        async with self.write() as conn:
             if not self.is_sqlite:
                 # Several processes may start at once on one PostgreSQL.
                 await conn.execute(text("SELECT pg_advisory_xact_lock(7236001)"))
@@ -82,9 +129,12 @@ class Database:
         log.info("database ready: %s", self.describe())
 
     def describe(self) -> str:
-        return self.writer.url.render_as_string(hide_password=True)
+        engine = self._sqlite_writer if self.is_sqlite else self._engine
+        return engine.url.render_as_string(hide_password=True)
 
     async def close(self) -> None:
-        await self.writer.dispose()
-        if self.reader is not self.writer:
-            await self.reader.dispose()
+        if self.is_sqlite:
+            self._sqlite_writer.dispose()
+            self._sqlite_reader.dispose()
+        else:
+            await self._engine.dispose()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Table, delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import ColumnElement, Select, Table, bindparam, delete, insert, select, update
+
+from vtai.server.store.db import Connection
 
 
 def dumps(obj: Any) -> str:
@@ -32,7 +34,7 @@ class Page:
         ).encode()
 
 
-async def insert_object(conn: AsyncConnection, table: Table, obj: dict[str, Any],
+async def insert_object(conn: Connection, table: Table, obj: dict[str, Any],
                         project_id: str, **columns: Any) -> str:
     data = dumps(obj)
     await conn.execute(insert(table).values(
@@ -41,35 +43,42 @@ async def insert_object(conn: AsyncConnection, table: Table, obj: dict[str, Any]
     return data
 
 
-async def get_data(conn: AsyncConnection, table: Table, object_id: str, project_id: str,
+@functools.cache
+def _by_id(table: Table) -> Select[Any]:
+    # Built once per table: statement construction costs more than SQLite's lookup.
+    return select(table.c.data).where(table.c.id == bindparam("object_id"),
+                                      table.c.project_id == bindparam("project_id"))
+
+
+async def get_data(conn: Connection, table: Table, object_id: str, project_id: str,
                    *where: ColumnElement[bool]) -> str | None:
     """The stored JSON of one object of this project, or None."""
-    query = select(table.c.data).where(
-        table.c.id == object_id, table.c.project_id == project_id, *where)
-    return (await conn.execute(query)).scalar()
+    query = _by_id(table).where(*where) if where else _by_id(table)
+    params = {"object_id": object_id, "project_id": project_id}
+    return (await conn.execute(query, params)).scalar()
 
 
-async def get_object(conn: AsyncConnection, table: Table, object_id: str, project_id: str,
+async def get_object(conn: Connection, table: Table, object_id: str, project_id: str,
                      *where: ColumnElement[bool]) -> dict[str, Any] | None:
     data = await get_data(conn, table, object_id, project_id, *where)
     return None if data is None else orjson.loads(data)
 
 
-async def save_object(conn: AsyncConnection, table: Table, obj: dict[str, Any],
+async def save_object(conn: Connection, table: Table, obj: dict[str, Any],
                       **columns: Any) -> str:
     data = dumps(obj)
     await conn.execute(update(table).where(table.c.id == obj["id"]).values(data=data, **columns))
     return data
 
 
-async def delete_objects(conn: AsyncConnection, table: Table,
+async def delete_objects(conn: Connection, table: Table,
                          *where: ColumnElement[bool]) -> int:
     result = await conn.execute(delete(table).where(*where))
     return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def list_page(
-    conn: AsyncConnection,
+    conn: Connection,
     table: Table,
     where: Iterable[ColumnElement[bool]],
     *,

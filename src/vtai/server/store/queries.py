@@ -1,22 +1,41 @@
-"""Lookups that several resources share."""
+"""Lookups that several resources share, built once (construction costs more than the query)."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import bindparam, select
 
 from vtai.server.runs import states
 from vtai.server.store import tables
+from vtai.server.store.db import Connection
+
+_t, _r = tables.threads, tables.runs
+_ACTIVE_RUN = (
+    select(_r.c.id)
+    .where(_r.c.thread_id == bindparam("thread_id"), _r.c.status.in_(sorted(states.ACTIVE)))
+    .limit(1)
+)
+_THREAD = select(_t.c.id).where(_t.c.id == bindparam("thread_id"),
+                                 _t.c.project_id == bindparam("project_id"))
+_THREAD_AND_ACTIVE_RUN = select(
+    _t.c.id,
+    select(_r.c.id).where(_r.c.thread_id == _t.c.id, _r.c.status.in_(sorted(states.ACTIVE)))
+    .limit(1).scalar_subquery().label("active_run_id"),
+).where(_t.c.id == bindparam("thread_id"), _t.c.project_id == bindparam("project_id"))
 
 
-async def thread_exists(conn: AsyncConnection, thread_id: str, project_id: str) -> bool:
-    t = tables.threads
-    query = select(t.c.id).where(t.c.id == thread_id, t.c.project_id == project_id)
-    return (await conn.execute(query)).first() is not None
+async def thread_exists(conn: Connection, thread_id: str, project_id: str) -> bool:
+    result = await conn.execute(_THREAD, {"thread_id": thread_id, "project_id": project_id})
+    return result.first() is not None
 
 
-async def active_run_id(conn: AsyncConnection, thread_id: str) -> str | None:
+async def active_run_id(conn: Connection, thread_id: str) -> str | None:
     """The run of this thread that is not finished yet, if any (there is at most one)."""
-    r = tables.runs
-    query = select(r.c.id).where(r.c.thread_id == thread_id, r.c.status.in_(states.ACTIVE))
-    return (await conn.execute(query.limit(1))).scalar()
+    return (await conn.execute(_ACTIVE_RUN, {"thread_id": thread_id})).scalar()
+
+
+async def thread_activity(conn: Connection, thread_id: str, project_id: str
+                          ) -> tuple[bool, str | None]:
+    """Whether the thread exists in this project, and its active run if any: one query."""
+    row = (await conn.execute(_THREAD_AND_ACTIVE_RUN,
+                              {"thread_id": thread_id, "project_id": project_id})).first()
+    return (False, None) if row is None else (True, row.active_run_id)
