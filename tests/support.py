@@ -54,20 +54,23 @@ class ServerProcess:
     """``vtai serve`` in a subprocess, as a user starts it."""
 
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = ()) -> None:
+                 args: tuple[str, ...] = (), python: str = sys.executable) -> None:
         self.port = free_port()
         self.data_dir = data_dir
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.log_path = data_dir / f"server-{self.port}.log"
         self.env = {**os.environ, "VTAI_OLLAMA_PROBE": "false", **(env or {})}
+        # The server runs as users run it, not as part of a test (LiteLLM reads this one).
+        self.env.pop("PYTEST_CURRENT_TEST", None)
         self.args = args
+        self.python = python
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vtai.cli", "serve", "--port", str(self.port),
+            [self.python, "-m", "vtai.cli", "serve", "--port", str(self.port),
              "--data-dir", str(self.data_dir), *self.args],
             env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )

@@ -2,6 +2,7 @@
 
 1. ``provider/model`` where ``provider`` is configured in ``VTAI_PROVIDERS`` or is a
    well-known local server (ollama, vllm, llamacpp, lmstudio) -> that provider, model ``model``;
+   ``litellm/model`` -> LiteLLM (an optional extra) with ``model``;
 2. the default upstream: ``VTAI_UPSTREAM_BASE_URL`` or ``OPENAI_BASE_URL`` (with
    ``VTAI_UPSTREAM_API_KEY`` or ``OPENAI_API_KEY``), or OpenAI itself when only
    ``OPENAI_API_KEY`` is set;
@@ -15,10 +16,12 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from openai import AsyncOpenAI
 
+from vtai.server.providers.litellm_adapter import LiteLLMClient, litellm_installed
 from vtai.server.settings import Settings
 
 log = logging.getLogger("vtai.providers")
@@ -40,7 +43,7 @@ class ProviderMissing(Exception):
 @dataclass(frozen=True)
 class Route:
     provider: str
-    client: AsyncOpenAI
+    client: Any  # AsyncOpenAI, or an object with the same chat.completions.create
     model: str
 
 
@@ -48,6 +51,7 @@ class Providers:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._clients: dict[str, AsyncOpenAI] = {}
+        self._litellm = LiteLLMClient()
         self._ollama_seen: tuple[float, bool] = (0.0, False)
         named = {name: dict(cfg) for name, cfg in settings.providers.items()}
         for name, url in WELL_KNOWN.items():
@@ -73,6 +77,11 @@ class Providers:
 
     async def route(self, model: str) -> Route:
         prefix, sep, rest = model.partition("/")
+        if sep and prefix == "litellm":
+            if not litellm_installed():
+                raise ProviderMissing(
+                    f"The model '{model}' needs LiteLLM: pip install 'vtai[litellm]'.")
+            return Route("litellm", self._litellm, rest)
         if sep and prefix in self.named:
             return Route(prefix, self._client(prefix, self.named[prefix]), rest)
         if self.default is not None:

@@ -184,9 +184,10 @@ class Executor:
         try:
             stream = await route.client.chat.completions.create(**params)
             async for chunk in stream:
-                if chunk.usage is not None:
-                    turn.usage = chunk.usage.model_dump(
-                        include={"prompt_tokens", "completion_tokens", "total_tokens"})
+                usage = getattr(chunk, "usage", None)  # absent on LiteLLM's chunks
+                if usage is not None:
+                    turn.usage = {key: int(getattr(usage, key, 0) or 0) for key in
+                                  ("prompt_tokens", "completion_tokens", "total_tokens")}
                 for choice in chunk.choices:
                     delta = choice.delta
                     if delta.content:
