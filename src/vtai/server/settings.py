@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     def sqlalchemy_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite+aiosqlite:///{self.data_dir / 'vtai.db'}"
+        return f"sqlite:///{self.data_dir / 'vtai.db'}"
 
     @property
     def is_sqlite(self) -> bool:

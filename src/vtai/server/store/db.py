@@ -64,7 +64,7 @@ class _LoopConnection:
 
 def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> sa_engine.Engine:
     engine = create_engine(
-        url.replace("sqlite+aiosqlite", "sqlite"), pool_size=pool_size, max_overflow=0,
+        url.replace("sqlite+aiosqlite:", "sqlite:"), pool_size=pool_size, max_overflow=0,
         pool_reset_on_return=None,  # no transaction is left open: see write() and read()
     )
 
