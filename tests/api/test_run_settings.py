@@ -46,8 +46,21 @@ def test_unanswered_tool_calls_expire(short_expiry: OpenAI, fake_model: FakeMode
 
 @pytest.fixture(scope="module")
 def no_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """No model upstream, and a 1 kB file size limit."""
     with ExitStack() as stack:
-        yield start_server(stack, tmp_path_factory.mktemp("noprovider"), "sqlite", None)
+        yield start_server(stack, tmp_path_factory.mktemp("noprovider"), "sqlite", None,
+                           {"VTAI_MAX_FILE_BYTES": "1000"})
+
+
+def test_file_size_limit(no_provider: ServerProcess) -> None:
+    client = OpenAI(base_url=no_provider.base_url, api_key="x", max_retries=0)
+    assert client.files.create(file=("ok.txt", b"x" * 1000), purpose="assistants").bytes == 1000
+    with pytest.raises(openai.APIStatusError) as err:
+        client.files.create(file=("big.txt", b"x" * 1001), purpose="assistants")
+    assert err.value.status_code == 413
+    assert "1000" in err.value.body["message"]
+    assert not [p for p in (no_provider.data_dir / "files").rglob("*") if p.is_file()
+                and p.stat().st_size > 1000]
 
 
 def test_missing_provider_is_explained(no_provider: ServerProcess) -> None:

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.responses import Response
 
-from vtai.server.api import assistants, errors, messages, runs, threads
+from vtai.server.api import assistants, errors, files, messages, runs, threads
 from vtai.server.api.auth import KeyRing
 from vtai.server.api.responses import json_response
 from vtai.server.providers.routing import Providers
@@ -18,6 +18,7 @@ from vtai.server.runs.executor import Executor
 from vtai.server.runs.records import RunRecords
 from vtai.server.runs.worker import Worker
 from vtai.server.settings import Settings
+from vtai.server.store.blobs import BlobStore
 from vtai.server.store.db import Database
 
 log = logging.getLogger("vtai.server")
@@ -58,12 +59,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.db = db
     app.state.keyring = KeyRing(settings, db)
+    app.state.blobs = BlobStore(settings.data_dir / "files")
     app.state.providers = providers
     app.state.records = records
     app.state.worker = worker
     errors.install(app)
     # runs first: its /threads/runs must win over /threads/{thread_id}
-    for router in (runs.router, assistants.router, threads.router, messages.router):
+    for router in (runs.router, assistants.router, threads.router, messages.router,
+                   files.router):
         app.include_router(router, prefix=API_PREFIX)
 
     @app.get("/healthz", include_in_schema=False)

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     upstream_timeout: float = 600.0
     run_expires_after: int = 600
     log_level: str = "info"
+    max_file_bytes: int = 512 * 1024 * 1024
 
     @property
     def sqlalchemy_url(self) -> str:

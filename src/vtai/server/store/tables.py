@@ -73,3 +73,10 @@ run_steps = _object_table(
     Column("run_id", IdType, nullable=False),
     indexes=(("run_id", "id"),),
 )
+
+files = _object_table(
+    "files",
+    Column("purpose", String(32), nullable=False),
+    Column("expires_at", BigInteger, nullable=True),
+    indexes=(("project_id", "id"),),
+)
