@@ -31,7 +31,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     db = Database(settings.sqlalchemy_url)
     providers = Providers(settings)
     records = RunRecords(db, EventBus())
-    worker = Worker(Executor(records, providers))
+    blobs = BlobStore(settings.data_dir / "files")
+    worker = Worker(Executor(records, providers, blobs))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.db = db
     app.state.keyring = KeyRing(settings, db)
-    app.state.blobs = BlobStore(settings.data_dir / "files")
+    app.state.blobs = blobs
     app.state.providers = providers
     app.state.records = records
     app.state.worker = worker

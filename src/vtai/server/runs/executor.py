@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,9 @@ from vtai.server import ids
 from vtai.server.providers.routing import ProviderMissing, Providers
 from vtai.server.runs import prompt, states
 from vtai.server.runs.records import Conflict, RunRecords
-from vtai.server.store import tables
+from vtai.server.store import objects, tables
+from vtai.server.store.blobs import BlobStore
+from vtai.server.tools.base import BuiltinTool, ToolContext
 
 log = logging.getLogger("vtai.runs")
 
@@ -49,6 +52,16 @@ class _Turn:
     calls: dict[int, _ToolCall] = field(default_factory=dict)
     finish_reason: str | None = None
     usage: dict[str, int] | None = None
+    # calls of built-in tools made since the run's last message, by tool type
+    builtin_calls: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def next_model_call(self) -> None:
+        """Start another model call in the same turn (after built-in tools ran)."""
+        self.message = self.message_step = self.tool_step = None
+        self.text = ""
+        self.calls = {}
+        self.finish_reason = None
+        self.usage = None
 
 
 def _error_from_upstream(err: Exception) -> RunFailure:
@@ -70,12 +83,17 @@ def _function_tools(run: dict[str, Any]) -> list[dict[str, Any]]:
     return tools
 
 
-def _tool_choice(run: dict[str, Any]) -> Any:
+def _tool_choice(run: dict[str, Any], builtins: dict[str, tuple[Any, dict[str, Any]]]) -> Any:
     choice = run.get("tool_choice")
     if choice in (None, "auto"):
         return None
     if isinstance(choice, dict) and choice.get("type") == "function":
         return {"type": "function", "function": {"name": choice["function"]["name"]}}
+    if isinstance(choice, dict):  # {"type": "code_interpreter"}: the tool's function name
+        for name, (tool, _) in builtins.items():
+            if tool.type == choice.get("type"):
+                return {"type": "function", "function": {"name": name}}
+        return None
     return choice if isinstance(choice, str) else None
 
 
@@ -97,11 +115,17 @@ def _sum_usage(usages: list[dict[str, int] | None]) -> dict[str, int]:
     return total
 
 
+MAX_TOOL_ROUNDS = 12  # model calls per turn while it only calls built-in tools
+
+
 class Executor:
-    def __init__(self, records: RunRecords, providers: Providers) -> None:
+    def __init__(self, records: RunRecords, providers: Providers, blobs: BlobStore,
+                 builtins: dict[str, BuiltinTool] | None = None) -> None:
         self.records = records
         self.providers = providers
         self.db = records.db
+        self.blobs = blobs
+        self.builtins = builtins or {}
 
     async def execute(self, run_id: str) -> None:
         """Take a queued (or cancelling) run through one turn."""
@@ -150,13 +174,43 @@ class Executor:
                 tool_steps.append(step)
         return [orjson.loads(d) for d in messages], tool_steps
 
+    def _enabled_builtins(self, run: dict[str, Any]) -> dict[str, tuple[BuiltinTool, dict]]:
+        """Built-in tools of this run by the function name the model sees."""
+        enabled: dict[str, tuple[BuiltinTool, dict[str, Any]]] = {}
+        for entry in run.get("tools") or []:
+            tool = self.builtins.get(entry["type"])
+            if tool is not None:
+                definition = tool.definition(entry)
+                enabled[definition["function"]["name"]] = (tool, definition)
+        return enabled
+
+    def _replay(self, call: dict[str, Any]) -> tuple[str, str, str] | None:
+        tool = self.builtins.get(call.get("type", ""))
+        if tool is None:
+            return prompt.replay_function(call)
+        arguments, output = tool.replay(call)
+        return tool.definition({"type": tool.type})["function"]["name"], arguments, output
+
     async def _turn(self, run: dict[str, Any], project: str, turn: _Turn) -> None:
+        builtins = self._enabled_builtins(run)
+        for _ in range(MAX_TOOL_ROUNDS):
+            done = await self._model_call(run, project, turn, builtins)
+            if done:
+                return
+            turn.next_model_call()
+        raise RunFailure("server_error", f"The model called built-in tools more than "
+                                         f"{MAX_TOOL_ROUNDS} times in a row.")
+
+    async def _model_call(self, run: dict[str, Any], project: str, turn: _Turn,
+                          builtins: dict[str, tuple[BuiltinTool, dict[str, Any]]]) -> bool:
+        """One model call and what follows it; False when built-in tools ran and the model
+        must be called again."""
         messages, tool_steps = await self._load_thread(run)
-        chat, prompt_tokens = prompt.build_messages(run, messages, tool_steps)
+        chat, prompt_tokens = prompt.build_messages(run, messages, tool_steps, self._replay)
         if run.get("max_prompt_tokens") is not None and prompt_tokens > run["max_prompt_tokens"]:
             await self._end(run, states.INCOMPLETE, turn,
                             incomplete_details={"reason": "max_prompt_tokens"})
-            return
+            return True
         try:
             route = await self.providers.route(run["model"])
         except ProviderMissing as err:
@@ -164,12 +218,12 @@ class Executor:
 
         params: dict[str, Any] = {"model": route.model, "messages": chat, "stream": True,
                                   "stream_options": {"include_usage": True}}
-        tools = _function_tools(run)
+        tools = _function_tools(run) + [definition for _, definition in builtins.values()]
         if tools:
             params["tools"] = tools
             if run.get("parallel_tool_calls") is False:
                 params["parallel_tool_calls"] = False
-            if (choice := _tool_choice(run)) is not None:
+            if (choice := _tool_choice(run, builtins)) is not None:
                 params["tool_choice"] = choice
         for key in ("temperature", "top_p"):
             if run.get(key) is not None:
@@ -193,7 +247,7 @@ class Executor:
                     if delta.content:
                         await self._on_text(run, project, turn, delta.content)
                     for call in delta.tool_calls or ():
-                        await self._on_tool_call(run, project, turn, call)
+                        await self._on_tool_call(run, project, turn, call, builtins)
                     if choice.finish_reason:
                         turn.finish_reason = choice.finish_reason
         except (openai.APIError, ValueError) as err:
@@ -203,7 +257,7 @@ class Executor:
                 turn.text + "".join(c.name + c.arguments for c in turn.calls.values()))
             turn.usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
                           "total_tokens": prompt_tokens + completion}
-        await self._conclude(run, turn)
+        return await self._conclude(run, project, turn, builtins)
 
     async def _on_text(self, run: dict[str, Any], project: str, turn: _Turn, text: str) -> None:
         if turn.message is None:
@@ -218,7 +272,7 @@ class Executor:
             {"index": 0, "type": "text", "text": {"value": text, "annotations": []}}]})
 
     async def _on_tool_call(self, run: dict[str, Any], project: str, turn: _Turn,
-                            call: Any) -> None:
+                            call: Any, builtins: dict[str, Any]) -> None:
         if turn.tool_step is None:
             turn.tool_step = await self.records.create_step(
                 run, project, {"type": "tool_calls", "tool_calls": []})
@@ -232,6 +286,8 @@ class Executor:
         arguments = (fn.arguments or "") if fn else ""
         state.name += name
         state.arguments += arguments
+        if state.name in builtins:
+            return  # streamed in the tool's own shape once its arguments are complete
         piece: dict[str, Any] = {"index": index, "type": "function",
                                  "function": {"arguments": arguments}}
         if first:
@@ -240,7 +296,9 @@ class Executor:
         self.records.delta(run["id"], "thread.run.step.delta", turn.tool_step["id"],
                            {"step_details": {"type": "tool_calls", "tool_calls": [piece]}})
 
-    async def _conclude(self, run: dict[str, Any], turn: _Turn) -> None:
+    async def _conclude(self, run: dict[str, Any], project: str, turn: _Turn,
+                        builtins: dict[str, tuple[BuiltinTool, dict[str, Any]]]) -> bool:
+        """Store what the model call produced; True when the turn is over."""
         truncated = turn.finish_reason == "length"
         if turn.message is not None:
             await self._close_message(turn, "incomplete" if truncated else "completed",
@@ -249,25 +307,65 @@ class Executor:
             turn.message_step.update(status="completed", completed_at=ids.now(),
                                      usage=None if turn.calls else turn.usage)
             await self.records.save_step(turn.message_step, "completed")
-        if turn.calls and turn.tool_step is not None and not truncated:
-            calls: list[dict[str, Any]] = [{"id": c.id, "type": "function",
-                      "function": {"name": c.name, "arguments": c.arguments, "output": None}}
-                     for _, c in sorted(turn.calls.items())]
-            turn.tool_step["step_details"]["tool_calls"] = calls
-            turn.tool_step["usage"] = turn.usage
-            turn.tool_step = await self.records.save_step(turn.tool_step)
-            required = [{"id": c["id"], "type": "function",
-                         "function": {"name": c["function"]["name"],
-                                      "arguments": c["function"]["arguments"]}} for c in calls]
-            await self.records.move(run, states.REQUIRES_ACTION, required_action={
-                "type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": required},
-            }, expires_at=ids.now() + self._expires_after())
-            return
-        if truncated:
-            await self._end(run, states.INCOMPLETE, turn,
-                            incomplete_details={"reason": "max_completion_tokens"})
-        else:
-            await self._end(run, states.COMPLETED, turn)
+        if truncated or not turn.calls or turn.tool_step is None:
+            await self._end(run, states.INCOMPLETE if truncated else states.COMPLETED, turn,
+                            **({"incomplete_details": {"reason": "max_completion_tokens"}}
+                               if truncated else {}))
+            return True
+
+        ordered = sorted(turn.calls.items())
+        step_calls: list[dict[str, Any]] = []
+        for index, call in ordered:
+            if call.name in builtins:
+                step_calls.append(await self._run_builtin(run, project, turn, index, call,
+                                                          builtins[call.name][0]))
+            else:
+                step_calls.append({"id": call.id, "type": "function", "function": {
+                    "name": call.name, "arguments": call.arguments, "output": None}})
+        turn.tool_step["step_details"]["tool_calls"] = step_calls
+        turn.tool_step["usage"] = turn.usage
+        pending = [c for c in step_calls if c["type"] == "function"]
+        if not pending:
+            turn.tool_step.update(status="completed", completed_at=ids.now())
+            turn.tool_step = await self.records.save_step(turn.tool_step, "completed")
+            return False
+        turn.tool_step = await self.records.save_step(turn.tool_step)
+        required = [{"id": c["id"], "type": "function",
+                     "function": {"name": c["function"]["name"],
+                                  "arguments": c["function"]["arguments"]}} for c in pending]
+        await self.records.move(run, states.REQUIRES_ACTION, required_action={
+            "type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": required},
+        }, expires_at=ids.now() + self._expires_after())
+        return True
+
+    async def _run_builtin(self, run: dict[str, Any], project: str, turn: _Turn, index: int,
+                           call: _ToolCall, tool: BuiltinTool) -> dict[str, Any]:
+        assert turn.tool_step is not None
+        step_id = turn.tool_step["id"]
+
+        def emit(fields: dict[str, Any]) -> None:
+            piece = {"index": index, "id": call.id, "type": tool.type, **fields}
+            self.records.delta(run["id"], "thread.run.step.delta", step_id,
+                               {"step_details": {"type": "tool_calls", "tool_calls": [piece]}})
+
+        initial = tool.initial_call(call.id, call.arguments)
+        emit({k: v for k, v in initial.items() if k not in ("id", "type")})
+        ctx = await self._tool_context(run, project, emit)
+        result = await tool.call(ctx, call.id, call.arguments)
+        turn.builtin_calls.setdefault(tool.type, []).append(result.call)
+        return result.call
+
+    async def _tool_context(self, run: dict[str, Any], project: str,
+                            emit: Callable[[dict[str, Any]], None]) -> ToolContext:
+        async with self.db.read() as conn:
+            assistant = await objects.get_object(conn, tables.assistants, run["assistant_id"],
+                                                 project) or {}
+            thread = await objects.get_object(conn, tables.threads, run["thread_id"],
+                                              project) or {}
+        messages, _ = await self._load_thread(run)
+        return ToolContext(run=run, project=project, assistant=assistant, thread=thread,
+                           messages=messages, db=self.db, blobs=self.blobs,
+                           settings=self.providers.settings, emit=emit)
 
     def _expires_after(self) -> int:
         return int(self.providers.settings.run_expires_after)
@@ -284,8 +382,17 @@ class Executor:
                              incomplete: dict[str, str] | None) -> None:
         assert turn.message is not None
         now = ids.now()
+        annotations: list[dict[str, Any]] = []
+        parts: list[dict[str, Any]] = []
+        for tool_type, calls in turn.builtin_calls.items():
+            if tool_type in self.builtins:
+                added = self.builtins[tool_type].message_additions(turn.text, calls)
+                annotations += added.annotations
+                parts += added.parts
+        turn.builtin_calls = {}
         turn.message.update(
-            content=[{"type": "text", "text": {"value": turn.text, "annotations": []}}],
+            content=[*parts, {"type": "text", "text": {"value": turn.text,
+                                                       "annotations": annotations}}],
             status=status, incomplete_details=incomplete,
             completed_at=now if status == "completed" else None,
             incomplete_at=now if status == "incomplete" else None,

@@ -8,6 +8,7 @@ the upstream's own usage report is what runs and steps record.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -48,19 +49,30 @@ def _message_to_chat(message: dict[str, Any]) -> dict[str, Any]:
     return {"role": message["role"], "content": parts}
 
 
-def _step_to_chat(step: dict[str, Any]) -> list[dict[str, Any]]:
-    calls = [c for c in step["step_details"]["tool_calls"] if c["type"] == "function"]
+Replay = Callable[[dict[str, Any]], "tuple[str, str, str] | None"]
+
+
+def replay_function(call: dict[str, Any]) -> tuple[str, str, str] | None:
+    """A function call as the model made it and read its result: (name, arguments, output)."""
+    if call.get("type") != "function":
+        return None
+    fn = call["function"]
+    return fn["name"], fn["arguments"], fn.get("output") or ""
+
+
+def _step_to_chat(step: dict[str, Any], replay: Replay) -> list[dict[str, Any]]:
+    calls = [(c["id"], r) for c in step["step_details"]["tool_calls"]
+             if (r := replay(c)) is not None]
     if not calls:
         return []
     out: list[dict[str, Any]] = [{
         "role": "assistant", "content": None,
-        "tool_calls": [{"id": c["id"], "type": "function",
-                        "function": {"name": c["function"]["name"],
-                                     "arguments": c["function"]["arguments"]}} for c in calls],
+        "tool_calls": [{"id": call_id, "type": "function",
+                        "function": {"name": name, "arguments": arguments}}
+                       for call_id, (name, arguments, _) in calls],
     }]
-    for call in calls:
-        out.append({"role": "tool", "tool_call_id": call["id"],
-                    "content": call["function"].get("output") or ""})
+    for call_id, (_, _, output) in calls:
+        out.append({"role": "tool", "tool_call_id": call_id, "content": output})
     return out
 
 
@@ -68,6 +80,7 @@ def build_messages(
     run: dict[str, Any],
     messages: list[dict[str, Any]],
     tool_steps: list[dict[str, Any]],
+    replay: Replay = replay_function,
 ) -> tuple[list[dict[str, Any]], int]:
     """Chat messages for one model call, and their estimated prompt tokens.
 
@@ -79,7 +92,7 @@ def build_messages(
         groups.append((_order_key(message["id"]), [_message_to_chat(message)], True))
     for step in tool_steps:
         droppable = step["run_id"] != run["id"]  # the current run's calls are always sent
-        groups.append((_order_key(step["id"]), _step_to_chat(step), droppable))
+        groups.append((_order_key(step["id"]), _step_to_chat(step, replay), droppable))
     groups.sort(key=lambda g: g[0])
 
     strategy = run.get("truncation_strategy") or {}

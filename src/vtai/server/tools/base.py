@@ -1,0 +1,94 @@
+"""The interface between the run executor and a built-in tool.
+
+The model sees a built-in tool as a function (``definition``). When it calls it, the executor
+records a ``tool_calls`` step whose call has the tool's own type (``code_interpreter``,
+``file_search``), runs ``call`` right away, feeds ``ToolResult.output`` back to the model and
+calls the model again: no ``requires_action`` round trip through the client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from vtai.server.settings import Settings
+from vtai.server.store.blobs import BlobStore
+from vtai.server.store.db import Database
+
+
+@dataclass
+class ToolContext:
+    """What a tool call may use: the run, where it lives, and a way to stream progress."""
+
+    run: dict[str, Any]
+    project: str
+    assistant: dict[str, Any]
+    thread: dict[str, Any]
+    messages: list[dict[str, Any]]  # the thread's messages, oldest first (for attachments)
+    db: Database
+    blobs: BlobStore
+    settings: Settings
+    # Publishes a ``thread.run.step.delta`` for this call: pass the call's changed fields,
+    # e.g. {"code_interpreter": {"outputs": [...]}}; index, id and type are added.
+    emit: Callable[[dict[str, Any]], None] = field(default=lambda _delta: None)
+
+    def resource_ids(self, tool_type: str, key: str) -> list[str]:
+        """Ids from the assistant's and the thread's tool_resources, e.g.
+        ("code_interpreter", "file_ids") or ("file_search", "vector_store_ids")."""
+        found: list[str] = []
+        for owner in (self.assistant, self.thread):
+            resources = (owner.get("tool_resources") or {}).get(tool_type) or {}
+            for value in resources.get(key) or []:
+                if value not in found:
+                    found.append(value)
+        return found
+
+    def attachment_file_ids(self, tool_type: str) -> list[str]:
+        """Files attached to the thread's messages for ``tool_type``."""
+        found: list[str] = []
+        for message in self.messages:
+            for attachment in message.get("attachments") or []:
+                tools = {t.get("type") for t in attachment.get("tools") or []}
+                if tool_type in tools and attachment["file_id"] not in found:
+                    found.append(attachment["file_id"])
+        return found
+
+
+@dataclass
+class ToolResult:
+    call: dict[str, Any]  # the step's tool call, e.g. {"id", "type": "code_interpreter", ...}
+    output: str           # what the model reads as the result
+
+
+@dataclass
+class MessageAdditions:
+    """What a tool adds to the assistant message written after its calls."""
+
+    annotations: list[dict[str, Any]] = field(default_factory=list)
+    parts: list[dict[str, Any]] = field(default_factory=list)  # e.g. image_file parts
+
+
+class BuiltinTool(Protocol):
+    type: str  # the tool type in assistants' and runs' ``tools``
+
+    def definition(self, tool: dict[str, Any]) -> dict[str, Any]:
+        """The function tool shown to the model, from the run's tool entry."""
+        ...
+
+    def initial_call(self, call_id: str, arguments: str) -> dict[str, Any]:
+        """The step's tool call before it runs (streamed in the first step delta)."""
+        ...
+
+    async def call(self, ctx: ToolContext, call_id: str, arguments: str) -> ToolResult:
+        """Run one call. Failures are results too (the model reads them), not exceptions."""
+        ...
+
+    def replay(self, call: dict[str, Any]) -> tuple[str, str]:
+        """A recorded call as the model made and read it: (arguments JSON, output text)."""
+        ...
+
+    def message_additions(self, text: str, calls: list[dict[str, Any]]) -> MessageAdditions:
+        """Annotations and parts for an assistant message whose text is ``text``, given this
+        tool's calls (step call objects) made since the run's previous message."""
+        ...
