@@ -20,6 +20,7 @@ from vtai.server.runs.worker import Worker
 from vtai.server.settings import Settings
 from vtai.server.store.blobs import BlobStore
 from vtai.server.store.db import Database
+from vtai.server.tools.registry import PluginEnv, load_plugins
 
 log = logging.getLogger("vtai.server")
 
@@ -32,7 +33,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     providers = Providers(settings)
     records = RunRecords(db, EventBus())
     blobs = BlobStore(settings.data_dir / "files")
-    worker = Worker(Executor(records, providers, blobs))
+    plugins = load_plugins(PluginEnv(settings, db, blobs, providers))
+    builtins = {p.tool.type: p.tool for p in plugins if p.tool is not None}
+    worker = Worker(Executor(records, providers, blobs, builtins))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -42,12 +45,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning(
                 "no API keys configured: the server is open to anyone who can reach it "
                 "(set VTAI_API_KEYS or run `vtai keys create` to require keys)")
+        for plugin in plugins:
+            if plugin.start:
+                await plugin.start()
         if settings.run_worker:
             worker.start()
         try:
             yield
         finally:
             await worker.stop()
+            for plugin in plugins:
+                if plugin.stop:
+                    await plugin.stop()
             await providers.close()
             await db.close()
 
@@ -69,6 +78,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (runs.router, assistants.router, threads.router, messages.router,
                    files.router):
         app.include_router(router, prefix=API_PREFIX)
+    for plugin in plugins:
+        for router in plugin.routers:
+            app.include_router(router, prefix=API_PREFIX)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> Response:
