@@ -128,19 +128,23 @@ class Executor:
         self.builtins = builtins or {}
 
     async def execute(self, run_id: str) -> None:
-        """Take a queued (or cancelling) run through one turn."""
+        """Take a queued (or cancelling) run through one turn; an in_progress run is one
+        whose worker died, and its turn starts again from what is stored."""
         run = await self.records.load(run_id)
         if run is None:
             return
         if run["status"] == states.CANCELLING:
             await self._finish_cancel(run, _Turn())
             return
-        if run["status"] != states.QUEUED:
+        if run["status"] not in (states.QUEUED, states.IN_PROGRESS):
             return
         project = await self._project(run_id)
         turn = _Turn()
         try:
-            run = await self.records.move(run, states.IN_PROGRESS)
+            if run["status"] == states.QUEUED:
+                run = await self.records.move(run, states.IN_PROGRESS)
+            else:
+                await self._discard_lost_attempt(run)
             await self._turn(run, project, turn)
         except asyncio.CancelledError:
             await self._after_interrupt(run_id, turn)
@@ -151,6 +155,25 @@ class Executor:
         except Exception as err:  # the run must end cleanly whatever went wrong
             log.exception("run %s failed", run_id)
             await self._fail(run_id, turn, RunFailure("server_error", f"Internal error: {err}"))
+
+    async def _discard_lost_attempt(self, run: dict[str, Any]) -> None:
+        """Remove what a dead worker left half made (unfinished messages and steps), so the
+        turn runs again without duplicating them. Finished steps stay: they are durable."""
+        m, s = tables.messages, tables.run_steps
+        log.warning("run %s: resuming after its worker was lost", run["id"])
+        async with self.db.write() as conn:
+            steps = (await conn.execute(select(s.c.id, s.c.data).where(
+                s.c.run_id == run["id"]))).all()
+            unfinished = [row.id for row in steps
+                          if orjson.loads(row.data)["status"] == "in_progress"]
+            if unfinished:
+                await objects.delete_objects(conn, s, s.c.id.in_(unfinished))
+            messages = (await conn.execute(select(m.c.id, m.c.data).where(
+                m.c.run_id == run["id"]))).all()
+            partial = [row.id for row in messages
+                       if orjson.loads(row.data)["status"] == "in_progress"]
+            if partial:
+                await objects.delete_objects(conn, m, m.c.id.in_(partial))
 
     async def _project(self, run_id: str) -> str:
         async with self.db.read() as conn:

@@ -26,24 +26,32 @@ from vtai.server.store import tables
 
 log = logging.getLogger("vtai.runs")
 
-LEASE_SECONDS = 60
+LEASE_SECONDS = 30
 POLL_SECONDS = 1.0
+WATCH_SECONDS = 0.5  # how soon a cancel made in another process reaches the running task
 CLAIM_BATCH = 50
+MAX_ATTEMPTS = 3  # a run whose worker died this often fails instead of being retried
 
 
 class Worker:
-    def __init__(self, executor: Executor, max_concurrent_runs: int = 2000) -> None:
+    def __init__(self, executor: Executor, max_concurrent_runs: int = 2000,
+                 shutdown_grace: float = 10.0) -> None:
         self.executor = executor
         self.db = executor.db
         self.id = f"worker_{secrets.token_hex(6)}"
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self._interrupted: set[str] = set()
         self.max_concurrent_runs = max_concurrent_runs
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
         self._last_sweep = 0.0
+        self._last_renewal = 0.0
+        self.shutdown_grace = shutdown_grace
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._loop(), name="vtai-worker")
+        self._watch_task = asyncio.create_task(self._watch(), name="vtai-worker-watch")
 
     def wake(self) -> None:
         self._wake.set()
@@ -53,19 +61,28 @@ class Worker:
         task = self.tasks.get(run_id)
         if task is None or task.done():
             return False
-        task.cancel()
+        if run_id not in self._interrupted:  # once: the task then finishes the run's ending
+            self._interrupted.add(run_id)
+            task.cancel()
         return True
 
     async def stop(self) -> None:
-        if self._loop_task:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-        tasks = list(self.tasks.values())
-        for task in tasks:
+        """Stop taking runs; let running ones finish within the grace period, then hand the
+        rest back (their lease expires at once, so another worker resumes them)."""
+        for task in (self._loop_task, self._watch_task):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        running = list(self.tasks.values())
+        if running:
+            await asyncio.wait(running, timeout=self.shutdown_grace)
+        unfinished = [t for t in running if not t.done()]
+        handed_back = [run_id for run_id, t in self.tasks.items() if not t.done()]
+        for task in unfinished:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self._release_all()
+        await asyncio.gather(*unfinished, return_exceptions=True)
+        await self._hand_back(handed_back)
 
     async def _loop(self) -> None:
         while True:
@@ -75,7 +92,6 @@ class Worker:
                     self.tasks[run_id] = asyncio.create_task(self._execute(run_id))
                 if time.monotonic() - self._last_sweep > POLL_SECONDS:
                     self._last_sweep = time.monotonic()
-                    await self._renew_leases()
                     await self._expire_waiting_runs()
                 if len(claimed) < CLAIM_BATCH:
                     self._wake.clear()
@@ -93,18 +109,39 @@ class Worker:
             return []
         r = tables.runs
         now = ids.now()
-        claimable = and_(
-            r.c.status.in_((states.QUEUED, states.CANCELLING)),
-            or_(r.c.lease_expires_at.is_(None), r.c.lease_expires_at < now),
+        claimable = or_(
+            and_(r.c.status.in_((states.QUEUED, states.CANCELLING)),
+                 or_(r.c.lease_expires_at.is_(None), r.c.lease_expires_at < now)),
+            # in progress under a lease nobody renews: its worker died or was stopped
+            and_(r.c.status == states.IN_PROGRESS, r.c.lease_expires_at < now),
         )
         async with self.db.write() as conn:
-            query = select(r.c.id).where(claimable).order_by(r.c.id).limit(
-                min(room, CLAIM_BATCH)).with_for_update(skip_locked=True)
-            run_ids = [i for i in (await conn.execute(query)).scalars() if i not in self.tasks]
-            if run_ids:
-                await conn.execute(update(r).where(r.c.id.in_(run_ids)).values(
-                    worker_id=self.id, lease_expires_at=now + LEASE_SECONDS))
-        return run_ids
+            query = select(r.c.id, r.c.status, r.c.attempt).where(claimable).order_by(
+                r.c.id).limit(min(room, CLAIM_BATCH)).with_for_update(skip_locked=True)
+            rows = [row for row in (await conn.execute(query)).all()
+                    if row.id not in self.tasks]
+            for row in rows:
+                lost = row.status == states.IN_PROGRESS
+                await conn.execute(update(r).where(r.c.id == row.id).values(
+                    worker_id=self.id, lease_expires_at=now + LEASE_SECONDS,
+                    attempt=row.attempt + 1 if lost else row.attempt))
+        claimed = []
+        for row in rows:
+            if row.status == states.IN_PROGRESS and row.attempt + 1 > MAX_ATTEMPTS:
+                await self._give_up(row.id)
+            else:
+                claimed.append(row.id)
+        return claimed
+
+    async def _give_up(self, run_id: str) -> None:
+        run = await self.executor.records.load(run_id)
+        if run is not None and run["status"] == states.IN_PROGRESS:
+            with contextlib.suppress(Conflict):
+                await self.executor.records.move(run, states.FAILED, last_error={
+                    "code": "server_error",
+                    "message": f"The run was interrupted {MAX_ATTEMPTS} times (its worker "
+                               "stopped) and was not retried again."})
+        await self._release(run_id)
 
     async def _execute(self, run_id: str) -> None:
         try:
@@ -115,6 +152,7 @@ class Worker:
             log.exception("run %s: executor error", run_id)
         finally:
             self.tasks.pop(run_id, None)
+            self._interrupted.discard(run_id)
             await self._release(run_id)
             # The run may be queued again already (tool outputs came quickly).
             self.wake()
@@ -126,12 +164,35 @@ class Worker:
                 await conn.execute(update(r).where(r.c.id == run_id, r.c.worker_id == self.id)
                                    .values(worker_id=None, lease_expires_at=None))
 
-    async def _release_all(self) -> None:
+    async def _hand_back(self, run_ids: list[str]) -> None:
         r = tables.runs
         with contextlib.suppress(Exception):
             async with self.db.write() as conn:
                 await conn.execute(update(r).where(r.c.worker_id == self.id)
                                    .values(worker_id=None, lease_expires_at=None))
+                if run_ids:  # expired at once: another worker resumes them
+                    await conn.execute(update(r).where(r.c.id.in_(run_ids))
+                                       .values(lease_expires_at=0))
+
+    async def _watch(self) -> None:
+        """Renew leases, and interrupt runs cancelled from another process."""
+        r = tables.runs
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            running = list(self.tasks)
+            if not running:
+                continue
+            try:
+                async with self.db.read() as conn:
+                    cancelled = (await conn.execute(select(r.c.id).where(
+                        r.c.id.in_(running), r.c.status == states.CANCELLING))).scalars().all()
+                for run_id in cancelled:
+                    self.interrupt(run_id)
+                if time.monotonic() - self._last_renewal > LEASE_SECONDS / 3:
+                    self._last_renewal = time.monotonic()
+                    await self._renew_leases()
+            except Exception:
+                log.exception("worker watch error; retrying")
 
     async def _renew_leases(self) -> None:
         if not self.tasks:
