@@ -74,6 +74,20 @@ run_steps = _object_table(
     indexes=(("run_id", "id"),),
 )
 
+# Every event a run streamed, for clients that reconnect (Last-Event-ID) and for streams
+# served by another process than the one executing the run. Ids are time-ordered.
+run_events = Table(
+    "run_events",
+    metadata,
+    Column("id", IdType, primary_key=True),
+    Column("run_id", IdType, nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("data", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_run_events_run_id_id", "run_id", "id"),
+    Index("ix_run_events_created_at", "created_at"),
+)
+
 files = _object_table(
     "files",
     Column("purpose", String(32), nullable=False),
