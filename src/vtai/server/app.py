@@ -31,7 +31,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     db = Database(settings.sqlalchemy_url)
     providers = Providers(settings)
-    records = RunRecords(db, EventBus())
+    bus = EventBus(db)
+    records = RunRecords(db, bus)
     blobs = BlobStore(settings.data_dir / "files")
     plugins = load_plugins(PluginEnv(settings, db, blobs, providers))
     builtins = {p.tool.type: p.tool for p in plugins if p.tool is not None}
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning(
                 "no API keys configured: the server is open to anyone who can reach it "
                 "(set VTAI_API_KEYS or run `vtai keys create` to require keys)")
+        await bus.start()
         for plugin in plugins:
             if plugin.start:
                 await plugin.start()
@@ -57,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for plugin in plugins:
                 if plugin.stop:
                     await plugin.stop()
+            await bus.stop()
             await providers.close()
             await db.close()
 

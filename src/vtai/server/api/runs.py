@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from openai.types.beta.threads import Run
 from pydantic import Field
 from sse_starlette import EventSourceResponse
@@ -179,21 +179,28 @@ async def _insert_run(conn: Connection, run: dict[str, Any], project: str) -> st
                                        thread_id=run["thread_id"], status=run["status"])
 
 
-def _stream(request: Request, sub: Subscription, first: list[Event]) -> EventSourceResponse:
+def _stream(request: Request, sub: Subscription, first: list[Event], live: bool = True
+            ) -> EventSourceResponse:
     async def events() -> Any:
-        async for chunk in sse_body(first, sub):
+        async for chunk in sse_body(first, sub, live):
             yield chunk
 
     return EventSourceResponse(events(), ping=15, sep="\n")
 
 
-def _started(request: Request, run_data: str, body: RunOptions,
-             sub: Subscription | None, first: list[Event] | None = None) -> Response:
+def _started(request: Request, run_data: str, sub: Subscription | None,
+             thread_data: str | None = None) -> Response:
+    """Announce a new run (its events are stored for resuming streams) and start it."""
+    bus = _records(request).bus
+    run_id = orjson.loads(run_data)["id"]
+    if thread_data is not None:
+        bus.publish(run_id, Event("thread.created", thread_data))
+    bus.publish(run_id, Event("thread.run.created", run_data))
+    bus.publish(run_id, Event("thread.run.queued", run_data))
     request.app.state.worker.wake()
     if sub is None:
         return _poll_headers(json_response(run_data))
-    created = [Event("thread.run.created", run_data), Event("thread.run.queued", run_data)]
-    return _stream(request, sub, (first or []) + created)
+    return _stream(request, sub, [])
 
 
 @router.post("/threads/{thread_id}/runs")
@@ -216,7 +223,7 @@ async def create_run(
             if sub:
                 sub.close()
             raise
-    return _started(request, data, body, sub)
+    return _started(request, data, sub)
 
 
 @router.post("/threads/runs")
@@ -235,8 +242,7 @@ async def create_thread_and_run(
         run = _new_run(request, assistant, thread_id, body)
         sub = _records(request).bus.subscribe(run["id"]) if body.stream else None
         data = await _insert_run(conn, run, project)
-    first = [Event("thread.created", thread_data)]
-    return _started(request, data, body, sub, first)
+    return _started(request, data, sub, thread_data)
 
 
 @router.get("/threads/{thread_id}/runs")
@@ -366,6 +372,29 @@ def _check_include(include: list[str] | None) -> None:
         if value != FILE_SEARCH_CONTENT:
             raise bad_request(f"Invalid value for 'include[]': '{value}'. Supported values are: "
                               f"'{FILE_SEARCH_CONTENT}'.", "include[]")
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/events", tags=["extensions"])
+async def run_events(
+    thread_id: str, run_id: str, request: Request, project: str = Depends(project_id),
+    last_event_id: Annotated[str | None, Header(max_length=64)] = None,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    """An extension of the API: the run's stream of events, from after ``Last-Event-ID``
+    (or ``after``), so a client that lost its stream resumes with exactly what it missed.
+    It ends where a live stream would: when the run finishes or waits for tool outputs."""
+    bus = _records(request).bus
+    sub = bus.subscribe(run_id)  # before reading history: nothing falls between the two
+    try:
+        run = await _load_run(request, thread_id, run_id, project)
+        missed = await bus.history(run_id, last_event_id or after)
+    except BaseException:
+        sub.close()
+        raise
+    sub.seen.update(event.id for event in missed)
+    # A paused or finished run whose pausing event the client already has: nothing to wait for.
+    live = run["status"] not in states.PAUSING or any(e.ends_stream for e in missed)
+    return _stream(request, sub, missed, live=live)
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/steps")

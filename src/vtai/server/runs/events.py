@@ -1,33 +1,49 @@
-"""The event bus: every state change of a run is published here, and SSE streams subscribe.
+"""The event bus: every change of a run is published here, and SSE streams subscribe.
 
-In one process this is a set of queues per run. Events carry the object's JSON as sent on the
-wire, so a stream writes them without re-encoding.
+An event is delivered at once to the subscribers in this process, and written to the
+``run_events`` table in small batches. From there it reaches streams served by other processes
+(PostgreSQL NOTIFY says which run has new events) and clients that reconnect with
+``Last-Event-ID``. Event ids are time-ordered, so a stream is resumed by comparing ids.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import secrets
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from sqlalchemy import delete, insert, select, text
 
+from vtai.server import ids
 from vtai.server.runs import states
+from vtai.server.store import tables
+from vtai.server.store.db import Database
+
+log = logging.getLogger("vtai.events")
+
+FLUSH_SECONDS = 0.01
+CHANNEL = "vtai_run_events"
 
 
 @dataclass(frozen=True)
 class Event:
     event: str
     data: str  # JSON
+    id: str = field(default="", compare=False)
 
     @classmethod
     def of(cls, event: str, obj: Any) -> Event:
         return cls(event, obj if isinstance(obj, str) else orjson.dumps(obj).decode())
 
     def encode(self) -> bytes:
-        return f"event: {self.event}\ndata: {self.data}\n\n".encode()
+        head = f"id: {self.id}\n" if self.id else ""
+        return f"{head}event: {self.event}\ndata: {self.data}\n\n".encode()
 
     @property
     def ends_stream(self) -> bool:
@@ -49,6 +65,12 @@ class Subscription:
         self.bus = bus
         self.run_id = run_id
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        self.seen: set[str] = set()
+
+    def deliver(self, event: Event) -> None:
+        if event.id not in self.seen:
+            self.seen.add(event.id)
+            self.queue.put_nowait(event)
 
     async def events(self) -> AsyncIterator[Event]:
         """Events until the run finishes or waits for tool outputs."""
@@ -62,33 +84,127 @@ class Subscription:
             self.close()
 
     def close(self) -> None:
-        self.bus._subscribers[self.run_id].discard(self)
-        if not self.bus._subscribers[self.run_id]:
-            del self.bus._subscribers[self.run_id]
+        subs = self.bus._subscribers.get(self.run_id)
+        if subs is not None:
+            subs.discard(self)
+            if not subs:
+                del self.bus._subscribers[self.run_id]
 
 
 class EventBus:
-    def __init__(self) -> None:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.origin = secrets.token_hex(4)  # tells this process's notifications apart
         self._subscribers: defaultdict[str, set[Subscription]] = defaultdict(set)
+        self._pending: list[tuple[str, Event]] = []
+        self._flushed = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._fetches: set[asyncio.Task[None]] = set()
+        self._listener: Any = None
+
+    async def start(self) -> None:
+        self._flusher = asyncio.create_task(self._flush_loop(), name="vtai-events-flush")
+        if not self.db.is_sqlite:
+            self._listener = await self.db.listen(CHANNEL, self._on_notify)
+
+    async def stop(self) -> None:
+        for task in [self._flusher, *self._fetches]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self._flush()
+        if self._listener is not None:
+            await self._listener.close()
 
     def subscribe(self, run_id: str) -> Subscription:
         sub = Subscription(self, run_id)
         self._subscribers[run_id].add(sub)
         return sub
 
-    def publish(self, run_id: str, event: Event) -> None:
+    def publish(self, run_id: str, event: Event) -> Event:
+        event = Event(event.event, event.data, ids.new_id(""))
         for sub in self._subscribers.get(run_id, ()):
-            sub.queue.put_nowait(event)
+            sub.deliver(event)
+        self._pending.append((run_id, event))
+        self._wake.set()
+        return event
+
+    async def history(self, run_id: str, after: str | None) -> list[Event]:
+        """Stored events of a run after the id ``after``, oldest first."""
+        await self._flush()  # this process's latest events too
+        e = tables.run_events
+        query = select(e.c.id, e.c.event, e.c.data).where(e.c.run_id == run_id)
+        if after:
+            query = query.where(e.c.id > after)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query.order_by(e.c.id))).all()
+        return [Event(row.event, row.data, row.id) for row in rows]
+
+    async def forget_before(self, created_before: int) -> None:
+        e = tables.run_events
+        async with self.db.write() as conn:
+            await conn.execute(delete(e).where(e.c.created_at < created_before))
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(FLUSH_SECONDS)  # gather a batch
+            try:
+                await self._flush()
+            except Exception:
+                log.exception("could not store run events; retrying")
+
+    async def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        now = ids.now()
+        rows = [{"id": ev.id, "run_id": run_id, "event": ev.event, "data": ev.data,
+                 "created_at": now} for run_id, ev in batch]
+        try:
+            async with self.db.write() as conn:
+                await conn.execute(insert(tables.run_events), rows)
+                if not self.db.is_sqlite:
+                    for run_id in {run_id for run_id, _ in batch}:
+                        await conn.execute(text("SELECT pg_notify(:channel, :payload)"),
+                                           {"channel": CHANNEL,
+                                            "payload": f"{self.origin}:{run_id}"})
+        except Exception:
+            self._pending[:0] = batch  # keep them for the next try
+            raise
+
+    def _on_notify(self, payload: str) -> None:
+        origin, _, run_id = payload.partition(":")
+        if origin == self.origin or run_id not in self._subscribers:
+            return
+        task = asyncio.create_task(self._fetch_remote(run_id))
+        self._fetches.add(task)
+        task.add_done_callback(self._fetches.discard)
+
+    async def _fetch_remote(self, run_id: str) -> None:
+        subs = list(self._subscribers.get(run_id, ()))
+        if not subs:
+            return
+        newest = min((max(s.seen) if s.seen else "") for s in subs)
+        for event in await self.history(run_id, newest or None):
+            for sub in subs:
+                sub.deliver(event)
 
 
-async def sse_body(first: list[Event], sub: Subscription) -> AsyncIterator[bytes]:
-    """An SSE response body: the given events, then the run's, then ``done``."""
+async def sse_body(first: list[Event], sub: Subscription, live: bool = True
+                   ) -> AsyncIterator[bytes]:
+    """An SSE response body: the given events, then (when ``live``) the run's next ones until
+    it finishes or pauses, then ``done``."""
     for event in first:
         yield event.encode()
         if event.ends_stream:
-            sub.close()
-            yield DONE
-            return
-    async for event in sub.events():
-        yield event.encode()
+            live = False
+            break
+    if live:
+        async for event in sub.events():
+            yield event.encode()
+    sub.close()
     yield DONE

@@ -31,6 +31,7 @@ POLL_SECONDS = 1.0
 WATCH_SECONDS = 0.5  # how soon a cancel made in another process reaches the running task
 CLAIM_BATCH = 50
 MAX_ATTEMPTS = 3  # a run whose worker died this often fails instead of being retried
+EVENTS_KEPT_SECONDS = 3600  # how long a stream can be resumed (Last-Event-ID)
 
 
 class Worker:
@@ -47,6 +48,7 @@ class Worker:
         self._watch_task: asyncio.Task[None] | None = None
         self._last_sweep = 0.0
         self._last_renewal = 0.0
+        self._last_cleanup = 0.0
         self.shutdown_grace = shutdown_grace
 
     def start(self) -> None:
@@ -93,6 +95,10 @@ class Worker:
                 if time.monotonic() - self._last_sweep > POLL_SECONDS:
                     self._last_sweep = time.monotonic()
                     await self._expire_waiting_runs()
+                if time.monotonic() - self._last_cleanup > EVENTS_KEPT_SECONDS / 60:
+                    self._last_cleanup = time.monotonic()
+                    await self.executor.records.bus.forget_before(
+                        ids.now() - EVENTS_KEPT_SECONDS)
                 if len(claimed) < CLAIM_BATCH:
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):

@@ -85,6 +85,14 @@ def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> sa_engine.En
     return engine
 
 
+class Listener:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -127,6 +135,16 @@ class Database:
                 await conn.execute(text("SELECT pg_advisory_xact_lock(7236001)"))
             await conn.run_sync(migrate.upgrade)
         log.info("database ready: %s", self.describe())
+
+    async def listen(self, channel: str, callback: Callable[[str], None]) -> Listener:
+        """PostgreSQL LISTEN on a connection of its own; ``callback`` gets each payload."""
+        import asyncpg
+
+        dsn = self._engine.url.set(drivername="postgresql").render_as_string(
+            hide_password=False)
+        conn = await asyncpg.connect(dsn)
+        await conn.add_listener(channel, lambda _c, _pid, _ch, payload: callback(payload))
+        return Listener(conn)
 
     def describe(self) -> str:
         engine = self._sqlite_writer if self.is_sqlite else self._engine
