@@ -117,3 +117,48 @@ def sse_events(url: str, body: dict[str, object], timeout: float = 30.0
                 events.append((name, data if data == "[DONE]" else json.loads(data)))
                 name = None
     return events
+
+
+class WorkerProcess:
+    """``vtai worker`` in a subprocess."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+        self.data_dir = data_dir
+        self.env = {**os.environ, "VTAI_OLLAMA_PROBE": "false", **env}
+        self.env.pop("PYTEST_CURRENT_TEST", None)
+        self.log_path = data_dir / f"worker-{uuid.uuid4().hex[:6]}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> WorkerProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "vtai.cli", "worker", "--data-dir", str(self.data_dir)],
+            env=self.env, stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while "executing runs as" not in self.log():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not start:\n{self.log()}")
+            time.sleep(0.1)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def claimed(self, run_id: str) -> bool:
+        return f"claimed run {run_id}" in self.log()
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> int | None:
+        """SIGTERM, as a process manager stops it; returns the exit code."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode if self.proc else None

@@ -34,6 +34,8 @@ def serve(
     fake_model: Annotated[bool, typer.Option(
         "--fake-model", help="Answer with the built-in fake model (a demo needing nothing else)."
     )] = False,
+    no_worker: Annotated[bool, typer.Option(
+        "--no-worker", help="Serve HTTP only; `vtai worker` processes execute the runs.")] = False,
 ) -> None:
     """Start the server (HTTP API and run worker) on the configured database."""
     import uvicorn
@@ -41,10 +43,9 @@ def serve(
     from vtai.server.app import create_app
 
     settings = _settings(data_dir, host=host, port=port)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpx2", "httpcore"):  # one line per upstream call otherwise
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if no_worker:
+        settings.run_worker = False
+    _configure_logging(settings)
     if fake_model:
         settings.upstream_base_url = _start_demo_model()
         settings.upstream_api_key = "fake"
@@ -53,6 +54,41 @@ def serve(
         settings.host, settings.port, settings.sqlalchemy_url.split("@")[-1])
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_level=settings.log_level, access_log=False)
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpx2", "httpcore"):  # one line per upstream call otherwise
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@app.command()
+def worker(data_dir: DataDir = None) -> None:
+    """Execute runs (and ingestion jobs) from the database, without serving HTTP.
+
+    Several workers and `vtai serve --no-worker` processes share one PostgreSQL. SIGTERM stops
+    taking runs and lets running ones finish within VTAI_SHUTDOWN_GRACE seconds; the rest are
+    handed back to the other workers."""
+    import signal
+
+    from vtai.server.runtime import Runtime
+
+    settings = _settings(data_dir)
+    _configure_logging(settings)
+
+    async def _run() -> None:
+        runtime = Runtime(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await runtime.start(execute_runs=True)
+        await stop.wait()
+        logging.getLogger("vtai").info("stopping: finishing or handing back running runs")
+        await runtime.stop()
+
+    asyncio.run(_run())
 
 
 def _start_demo_model() -> str:

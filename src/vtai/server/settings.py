@@ -22,7 +22,9 @@ class Settings(BaseSettings):
     port: int = 8000
     # Comma-separated; an entry is "key" (a project of its own) or "project:key".
     api_keys: str = ""
-    run_worker: bool = True
+    run_worker: bool = True  # execute runs in this process (vtai serve --no-worker: False)
+    shutdown_grace: float = 10.0  # seconds running runs get to finish on SIGTERM
+    run_lease_seconds: int = 30  # a run whose worker stops renewing this long is resumed
     # Model upstreams (see providers/): the default one, and named ones as JSON
     # {"ollama": {"base_url": "...", "api_key": "..."}}.
     upstream_base_url: str | None = None

@@ -34,7 +34,7 @@ from vtai.server.api.responses import json_response
 from vtai.server.api.threads import ThreadCreate, insert_thread
 from vtai.server.providers.routing import ProviderMissing
 from vtai.server.runs import states
-from vtai.server.runs.events import Event, Subscription, sse_body
+from vtai.server.runs.events import WORK_CHANNEL, Event, Subscription, sse_body
 from vtai.server.runs.records import Conflict, RunRecords
 from vtai.server.store import objects, queries, tables
 from vtai.server.store.db import Connection
@@ -171,12 +171,15 @@ def _new_run(request: Request, assistant: dict[str, Any], thread_id: str, body: 
     })
 
 
-async def _insert_run(conn: Connection, run: dict[str, Any], project: str) -> str:
+async def _insert_run(request: Request, conn: Connection, run: dict[str, Any],
+                      project: str) -> str:
     active = await queries.active_run_id(conn, run["thread_id"])
     if active is not None:
         raise bad_request(f"Thread {run['thread_id']} already has an active run {active}.")
-    return await objects.insert_object(conn, tables.runs, run, project,
+    data = await objects.insert_object(conn, tables.runs, run, project,
                                        thread_id=run["thread_id"], status=run["status"])
+    await request.app.state.db.notify(conn, WORK_CHANNEL)
+    return data
 
 
 def _stream(request: Request, sub: Subscription, first: list[Event], live: bool = True
@@ -188,15 +191,20 @@ def _stream(request: Request, sub: Subscription, first: list[Event], live: bool 
     return EventSourceResponse(events(), ping=15, sep="\n")
 
 
+def _creation_events(run_data: str, thread_data: str | None = None) -> list[Event]:
+    """Stamped before the run commits, so they come first in the stored stream."""
+    events = [Event.stamped("thread.created", thread_data)] if thread_data else []
+    return [*events, Event.stamped("thread.run.created", run_data),
+            Event.stamped("thread.run.queued", run_data)]
+
+
 def _started(request: Request, run_data: str, sub: Subscription | None,
-             thread_data: str | None = None) -> Response:
+             events: list[Event]) -> Response:
     """Announce a new run (its events are stored for resuming streams) and start it."""
     bus = _records(request).bus
     run_id = orjson.loads(run_data)["id"]
-    if thread_data is not None:
-        bus.publish(run_id, Event("thread.created", thread_data))
-    bus.publish(run_id, Event("thread.run.created", run_data))
-    bus.publish(run_id, Event("thread.run.queued", run_data))
+    for event in events:
+        bus.publish(run_id, event)
     request.app.state.worker.wake()
     if sub is None:
         return _poll_headers(json_response(run_data))
@@ -218,12 +226,13 @@ async def create_run(
             await insert_message(conn, new_message(thread_id, extra), project)
         sub = _records(request).bus.subscribe(run["id"]) if body.stream else None
         try:
-            data = await _insert_run(conn, run, project)
+            data = await _insert_run(request, conn, run, project)
         except Exception:
             if sub:
                 sub.close()
             raise
-    return _started(request, data, sub)
+        events = _creation_events(data)
+    return _started(request, data, sub, events)
 
 
 @router.post("/threads/runs")
@@ -241,8 +250,9 @@ async def create_thread_and_run(
         thread_id = orjson.loads(thread_data)["id"]
         run = _new_run(request, assistant, thread_id, body)
         sub = _records(request).bus.subscribe(run["id"]) if body.stream else None
-        data = await _insert_run(conn, run, project)
-    return _started(request, data, sub, thread_data)
+        data = await _insert_run(request, conn, run, project)
+        events = _creation_events(data, thread_data)
+    return _started(request, data, sub, events)
 
 
 @router.get("/threads/{thread_id}/runs")

@@ -13,12 +13,12 @@ import contextlib
 import logging
 import secrets
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, insert, select
 
 from vtai.server import ids
 from vtai.server.runs import states
@@ -29,6 +29,7 @@ log = logging.getLogger("vtai.events")
 
 FLUSH_SECONDS = 0.01
 CHANNEL = "vtai_run_events"
+WORK_CHANNEL = "vtai_work"  # a run was queued or cancelled: workers should look
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,13 @@ class Event:
     @classmethod
     def of(cls, event: str, obj: Any) -> Event:
         return cls(event, obj if isinstance(obj, str) else orjson.dumps(obj).decode())
+
+    @classmethod
+    def stamped(cls, event: str, data: str) -> Event:
+        """An event whose id (its place in the run's stream) is taken now: before the change
+        it reports commits, so no event caused by that change can get an earlier id in
+        another process."""
+        return cls(event, data, ids.new_id(""))
 
     def encode(self) -> bytes:
         head = f"id: {self.id}\n" if self.id else ""
@@ -102,11 +110,13 @@ class EventBus:
         self._flusher: asyncio.Task[None] | None = None
         self._fetches: set[asyncio.Task[None]] = set()
         self._listener: Any = None
+        self.on_work: Callable[[], None] = lambda: None  # the worker's wake-up, if any
 
     async def start(self) -> None:
         self._flusher = asyncio.create_task(self._flush_loop(), name="vtai-events-flush")
         if not self.db.is_sqlite:
-            self._listener = await self.db.listen(CHANNEL, self._on_notify)
+            self._listener = await self.db.listen({
+                CHANNEL: self._on_notify, WORK_CHANNEL: lambda _payload: self.on_work()})
 
     async def stop(self) -> None:
         for task in [self._flusher, *self._fetches]:
@@ -124,7 +134,8 @@ class EventBus:
         return sub
 
     def publish(self, run_id: str, event: Event) -> Event:
-        event = Event(event.event, event.data, ids.new_id(""))
+        if not event.id:
+            event = Event(event.event, event.data, ids.new_id(""))
         for sub in self._subscribers.get(run_id, ()):
             sub.deliver(event)
         self._pending.append((run_id, event))
@@ -167,11 +178,8 @@ class EventBus:
         try:
             async with self.db.write() as conn:
                 await conn.execute(insert(tables.run_events), rows)
-                if not self.db.is_sqlite:
-                    for run_id in {run_id for run_id, _ in batch}:
-                        await conn.execute(text("SELECT pg_notify(:channel, :payload)"),
-                                           {"channel": CHANNEL,
-                                            "payload": f"{self.origin}:{run_id}"})
+                for run_id in {run_id for run_id, _ in batch}:
+                    await self.db.notify(conn, CHANNEL, f"{self.origin}:{run_id}")
         except Exception:
             self._pending[:0] = batch  # keep them for the next try
             raise

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from vtai.server import ids
 from vtai.server.api.common import shaped
 from vtai.server.runs import states
-from vtai.server.runs.events import Event, EventBus
+from vtai.server.runs.events import WORK_CHANNEL, Event, EventBus
 from vtai.server.store import objects, tables
 from vtai.server.store.db import Database
 
@@ -45,8 +45,9 @@ class RunRecords:
         stamp = states.STAMPS.get(target)
         if stamp and new.get(stamp) is None:
             new[stamp] = ids.now()
+        event = Event.stamped(f"thread.run.{target}", "")
         data = await self._write_run(run["status"], new)
-        self.bus.publish(new["id"], Event(f"thread.run.{target}", data))
+        self.bus.publish(new["id"], Event(event.event, data, event.id))
         if target == states.FAILED:
             error = new.get("last_error") or {}
             self.bus.publish(new["id"], Event.of("error", {"error": {
@@ -70,6 +71,8 @@ class RunRecords:
                 .values(data=data, status=new["status"]))
             if not result.rowcount:
                 raise Conflict(new["id"])
+            if new["status"] in (states.QUEUED, states.CANCELLING):
+                await self.db.notify(conn, WORK_CHANNEL)
         return data
 
     # steps ---------------------------------------------------------------------------------

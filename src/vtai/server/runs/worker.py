@@ -26,7 +26,6 @@ from vtai.server.store import tables
 
 log = logging.getLogger("vtai.runs")
 
-LEASE_SECONDS = 30
 POLL_SECONDS = 1.0
 WATCH_SECONDS = 0.5  # how soon a cancel made in another process reaches the running task
 CLAIM_BATCH = 50
@@ -36,7 +35,7 @@ EVENTS_KEPT_SECONDS = 3600  # how long a stream can be resumed (Last-Event-ID)
 
 class Worker:
     def __init__(self, executor: Executor, max_concurrent_runs: int = 2000,
-                 shutdown_grace: float = 10.0) -> None:
+                 shutdown_grace: float = 10.0, lease_seconds: int = 30) -> None:
         self.executor = executor
         self.db = executor.db
         self.id = f"worker_{secrets.token_hex(6)}"
@@ -50,6 +49,7 @@ class Worker:
         self._last_renewal = 0.0
         self._last_cleanup = 0.0
         self.shutdown_grace = shutdown_grace
+        self.lease_seconds = lease_seconds
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._loop(), name="vtai-worker")
@@ -91,6 +91,7 @@ class Worker:
             try:
                 claimed = await self._claim()
                 for run_id in claimed:
+                    log.info("%s claimed run %s", self.id, run_id)
                     self.tasks[run_id] = asyncio.create_task(self._execute(run_id))
                 if time.monotonic() - self._last_sweep > POLL_SECONDS:
                     self._last_sweep = time.monotonic()
@@ -129,7 +130,7 @@ class Worker:
             for row in rows:
                 lost = row.status == states.IN_PROGRESS
                 await conn.execute(update(r).where(r.c.id == row.id).values(
-                    worker_id=self.id, lease_expires_at=now + LEASE_SECONDS,
+                    worker_id=self.id, lease_expires_at=now + self.lease_seconds,
                     attempt=row.attempt + 1 if lost else row.attempt))
         claimed = []
         for row in rows:
@@ -194,7 +195,7 @@ class Worker:
                         r.c.id.in_(running), r.c.status == states.CANCELLING))).scalars().all()
                 for run_id in cancelled:
                     self.interrupt(run_id)
-                if time.monotonic() - self._last_renewal > LEASE_SECONDS / 3:
+                if time.monotonic() - self._last_renewal > self.lease_seconds / 3:
                     self._last_renewal = time.monotonic()
                     await self._renew_leases()
             except Exception:
@@ -207,7 +208,7 @@ class Worker:
         async with self.db.write() as conn:
             await conn.execute(update(r).where(r.c.worker_id == self.id,
                                                r.c.id.in_(list(self.tasks)))
-                               .values(lease_expires_at=ids.now() + LEASE_SECONDS))
+                               .values(lease_expires_at=ids.now() + self.lease_seconds))
 
     async def _expire_waiting_runs(self) -> None:
         r = tables.runs

@@ -136,15 +136,25 @@ class Database:
             await conn.run_sync(migrate.upgrade)
         log.info("database ready: %s", self.describe())
 
-    async def listen(self, channel: str, callback: Callable[[str], None]) -> Listener:
-        """PostgreSQL LISTEN on a connection of its own; ``callback`` gets each payload."""
+    async def listen(self, callbacks: dict[str, Callable[[str], None]]) -> Listener:
+        """PostgreSQL LISTEN on a connection of its own; each channel's callback gets the
+        payloads sent to it."""
         import asyncpg
 
         dsn = self._engine.url.set(drivername="postgresql").render_as_string(
             hide_password=False)
         conn = await asyncpg.connect(dsn)
-        await conn.add_listener(channel, lambda _c, _pid, _ch, payload: callback(payload))
+        for channel, callback in callbacks.items():
+            await conn.add_listener(
+                channel, lambda _c, _pid, _ch, payload, cb=callback: cb(payload))
         return Listener(conn)
+
+    async def notify(self, conn: Connection, channel: str, payload: str = "") -> None:
+        """NOTIFY listeners in other processes when ``conn``'s transaction commits; nothing on
+        SQLite, where all work happens in one process."""
+        if not self.is_sqlite:
+            await conn.execute(text("SELECT pg_notify(:channel, :payload)"),
+                               {"channel": channel, "payload": payload})
 
     def describe(self) -> str:
         engine = self._sqlite_writer if self.is_sqlite else self._engine

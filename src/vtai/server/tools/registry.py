@@ -22,7 +22,8 @@ PLUGIN_MODULES = ("vtai.server.tools.code_interpreter", "vtai.server.tools.file_
 
 @dataclass
 class ToolPlugin:
-    """What a tool package adds to a server."""
+    """What a tool package adds to a server. ``routers`` serve in every process that serves
+    HTTP; ``start`` and ``stop`` run in the processes that execute runs."""
 
     tool: BuiltinTool | None = None
     routers: list[APIRouter] = field(default_factory=list)

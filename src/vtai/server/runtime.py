@@ -1,0 +1,59 @@
+"""Everything a process needs to store objects and execute runs, with or without HTTP.
+
+``vtai serve`` wraps it in the ASGI app; ``vtai worker`` runs it alone (executing runs and
+ingestion jobs only); ``vtai serve --no-worker`` serves HTTP and leaves execution to workers.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from vtai.server.providers.routing import Providers
+from vtai.server.runs.events import EventBus
+from vtai.server.runs.executor import Executor
+from vtai.server.runs.records import RunRecords
+from vtai.server.runs.worker import Worker
+from vtai.server.settings import Settings
+from vtai.server.store.blobs import BlobStore
+from vtai.server.store.db import Database
+from vtai.server.tools.registry import PluginEnv, load_plugins
+
+log = logging.getLogger("vtai.server")
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = Database(settings.sqlalchemy_url)
+        self.providers = Providers(settings)
+        self.bus = EventBus(self.db)
+        self.records = RunRecords(self.db, self.bus)
+        self.blobs = BlobStore(settings.data_dir / "files")
+        self.plugins = load_plugins(PluginEnv(settings, self.db, self.blobs, self.providers))
+        builtins = {p.tool.type: p.tool for p in self.plugins if p.tool is not None}
+        self.worker = Worker(Executor(self.records, self.providers, self.blobs, builtins),
+                             shutdown_grace=settings.shutdown_grace,
+                             lease_seconds=settings.run_lease_seconds)
+        self.executes_runs = False
+        self.bus.on_work = self.worker.wake
+
+    async def start(self, *, execute_runs: bool) -> None:
+        await self.db.migrate()
+        await self.bus.start()
+        self.executes_runs = execute_runs
+        if execute_runs:
+            for plugin in self.plugins:
+                if plugin.start:
+                    await plugin.start()
+            self.worker.start()
+            log.info("executing runs as %s", self.worker.id)
+
+    async def stop(self) -> None:
+        if self.executes_runs:
+            await self.worker.stop()
+            for plugin in self.plugins:
+                if plugin.stop:
+                    await plugin.stop()
+        await self.bus.stop()
+        await self.providers.close()
+        await self.db.close()

@@ -1,0 +1,196 @@
+"""Scale-out on PostgreSQL: two `vtai serve --no-worker` and two `vtai worker` processes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from tests.api.runs_support import event_names, scripted_assistant, wait_for_status
+from tests.conftest import _require_postgres
+from tests.support import ServerProcess, WorkerProcess, postgres_database, sse_events
+from vtai.testing import FakeModelServer, Reply
+
+TEXT_EVENTS = [
+    "thread.run.created", "thread.run.queued", "thread.run.in_progress",
+    "thread.run.step.created", "thread.run.step.in_progress",
+    "thread.message.created", "thread.message.in_progress", "thread.message.delta",
+    "thread.message.completed", "thread.run.step.completed", "thread.run.completed", "done",
+]
+
+
+@dataclass
+class Cluster:
+    servers: list[ServerProcess]
+    workers: list[WorkerProcess]
+
+    def client(self, index: int) -> OpenAI:
+        return OpenAI(base_url=self.servers[index].base_url, api_key="x", max_retries=0)
+
+    def worker_of(self, run_id: str) -> WorkerProcess | None:
+        return next((w for w in self.workers if w.claimed(run_id)), None)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory,
+            fake_model: FakeModelServer) -> Iterator[Cluster]:
+    _require_postgres()
+    with ExitStack() as stack:
+        url = stack.enter_context(postgres_database())
+        data_dir = tmp_path_factory.mktemp("cluster")
+        env = {"VTAI_DATABASE_URL": url, "VTAI_UPSTREAM_BASE_URL": fake_model.base_url,
+               "VTAI_UPSTREAM_API_KEY": "fake", "VTAI_RUN_LEASE_SECONDS": "2",
+               "VTAI_UPSTREAM_MAX_RETRIES": "0", "VTAI_SHUTDOWN_GRACE": "1"}
+        servers = []
+        for _ in range(2):
+            server = ServerProcess(data_dir, env, ("--no-worker",)).start()
+            stack.callback(server.stop)
+            servers.append(server)
+        workers = []
+        for _ in range(2):
+            worker = WorkerProcess(data_dir, env).start()
+            stack.callback(worker.stop)
+            workers.append(worker)
+        yield Cluster(servers, workers)
+
+
+def slow(words: int, delay: float) -> Reply:
+    return Reply(" ".join(f"w{i}" for i in range(words)), chunk_delay=delay)
+
+
+def test_runs_spread_across_workers(cluster: Cluster, fake_model: FakeModelServer) -> None:
+    client = cluster.client(0)
+    assistant, model = scripted_assistant(client, fake_model)
+    fake_model.script(model, *[slow(10, 0.05) for _ in range(6)])
+    runs = []
+    for i in range(6):
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": str(i)}])
+        runs.append(client.beta.threads.runs.create(thread_id=thread.id,
+                                                    assistant_id=assistant.id))
+    finished = [wait_for_status(cluster.client(i % 2), r.thread_id, r.id, {"completed"})
+                for i, r in enumerate(runs)]
+    assert [r.status for r in finished] == ["completed"] * 6
+    owners = {cluster.workers.index(w) for r in runs if (w := cluster.worker_of(r.id))}
+    assert owners == {0, 1}
+
+
+def test_stream_from_one_server_while_a_worker_executes(cluster: Cluster,
+                                                       fake_model: FakeModelServer) -> None:
+    client = cluster.client(1)
+    assistant, _ = scripted_assistant(client, fake_model, Reply("served across processes"))
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
+    events = sse_events(f"{cluster.servers[1].base_url}/threads/{thread.id}/runs",
+                        {"assistant_id": assistant.id, "stream": True})
+    assert event_names(events) == TEXT_EVENTS
+    text = "".join(d["delta"]["content"][0]["text"]["value"]  # type: ignore[index]
+                   for n, d in events if n == "thread.message.delta")
+    assert text == "served across processes"
+    assert cluster.worker_of(events[0][1]["id"]) is not None  # type: ignore[index]
+
+
+def test_cancel_from_another_server(cluster: Cluster, fake_model: FakeModelServer) -> None:
+    assistant, _ = scripted_assistant(cluster.client(0), fake_model, slow(200, 0.05))
+    thread = cluster.client(0).beta.threads.create(
+        messages=[{"role": "user", "content": "talk"}])
+    run = cluster.client(0).beta.threads.runs.create(thread_id=thread.id,
+                                                     assistant_id=assistant.id)
+    wait_for_status(cluster.client(0), thread.id, run.id, {"in_progress"})
+    time.sleep(0.5)
+    started = time.monotonic()
+    cluster.client(1).beta.threads.runs.cancel(run.id, thread_id=thread.id)
+    final = wait_for_status(cluster.client(1), thread.id, run.id, {"cancelled"}, timeout=10)
+    assert final.status == "cancelled" and time.monotonic() - started < 5
+    message = next(iter(cluster.client(0).beta.threads.messages.list(thread.id)))
+    assert message.status == "incomplete"
+
+
+def test_killed_worker_run_is_resumed(cluster: Cluster, fake_model: FakeModelServer,
+                                      tmp_path: Path) -> None:
+    client = cluster.client(0)
+    assistant, model = scripted_assistant(client, fake_model, slow(100, 0.05),
+                                          Reply("finished after recovery"))
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "go"}])
+    run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    wait_for_status(client, thread.id, run.id, {"in_progress"})
+    deadline = time.monotonic() + 10
+    while (victim := cluster.worker_of(run.id)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert victim is not None
+    time.sleep(0.5)  # mid-stream
+    victim.kill()
+    survivor_index = 1 - cluster.workers.index(victim)
+    final = wait_for_status(client, thread.id, run.id, {"completed", "failed"}, timeout=30)
+    assert final.status == "completed", final.last_error
+    assert cluster.workers[survivor_index].claimed(run.id)
+    messages = list(client.beta.threads.messages.list(thread.id, order="asc"))
+    assert [m.role for m in messages] == ["user", "assistant"]  # no duplicate, no half one
+    assert messages[1].content[0].text.value == "finished after recovery"
+    assert messages[1].status == "completed"
+    steps = list(client.beta.threads.runs.steps.list(run.id, thread_id=thread.id))
+    assert [s.status for s in steps] == ["completed"]
+    assert len(fake_model.requests(model)) == 2
+    # a replacement worker keeps the cluster at two
+    cluster.workers[cluster.workers.index(victim)] = WorkerProcess(
+        victim.data_dir, victim.env).start()
+
+
+def test_sigterm_hands_back_a_long_run(cluster: Cluster, fake_model: FakeModelServer) -> None:
+    client = cluster.client(1)
+    assistant, _ = scripted_assistant(client, fake_model, slow(100, 0.05),
+                                      Reply("finished by the other worker"))
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "go"}])
+    run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    deadline = time.monotonic() + 10
+    while (stopping := cluster.worker_of(run.id)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stopping is not None
+    index = cluster.workers.index(stopping)
+    assert stopping.stop() == 0  # longer than the 1 s grace: handed back, then exit
+    final = wait_for_status(client, thread.id, run.id, {"completed", "failed"}, timeout=30)
+    assert final.status == "completed", final.last_error
+    assert cluster.workers[1 - index].claimed(run.id)
+    texts = [m.content[0].text.value for m in client.beta.threads.messages.list(thread.id)]
+    assert texts == ["finished by the other worker", "go"]
+    cluster.workers[index] = WorkerProcess(stopping.data_dir, stopping.env).start()
+
+
+def stream_events(method: str, url: str, stop_after_deltas: int | None = None,
+                  **kwargs: object) -> list[tuple[str, str]]:
+    """(id, event name) of each SSE event; with ``stop_after_deltas`` the client hangs up
+    after that many message deltas."""
+    events: list[tuple[str, str]] = []
+    event_id = ""
+    with httpx.stream(method, url, timeout=30, **kwargs) as resp:  # type: ignore[arg-type]
+        for line in resp.iter_lines():
+            if line.startswith("id:"):
+                event_id = line[3:].strip()
+            elif line.startswith("event:"):
+                events.append((event_id, line[6:].strip()))
+                event_id = ""
+                deltas = sum(name == "thread.message.delta" for _, name in events)
+                if stop_after_deltas is not None and deltas == stop_after_deltas:
+                    break
+    return events
+
+
+def test_resume_with_last_event_id(cluster: Cluster, fake_model: FakeModelServer) -> None:
+    client = cluster.client(0)
+    assistant, _ = scripted_assistant(client, fake_model, slow(30, 0.03))
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "x"}])
+    seen = stream_events("POST", f"{cluster.servers[0].base_url}/threads/{thread.id}/runs",
+                         stop_after_deltas=5,
+                         json={"assistant_id": assistant.id, "stream": True})
+    run_id = next(iter(client.beta.threads.runs.list(thread.id))).id
+    events_url = f"{cluster.servers[1].base_url}/threads/{thread.id}/runs/{run_id}/events"
+    resumed = stream_events("GET", events_url, headers={"Last-Event-ID": seen[-1][0]})
+    assert resumed[-1] == ("", "done")
+    full = stream_events("GET", events_url)
+    # what was seen plus what the resume gave is exactly the whole stream, once each
+    assert seen + resumed == full
+    assert event_names([(name, None) for _, name in full]) == TEXT_EVENTS
