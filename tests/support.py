@@ -122,8 +122,10 @@ def sse_events(url: str, body: dict[str, object], timeout: float = 30.0
 class WorkerProcess:
     """``vtai worker`` in a subprocess."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str], args: tuple[str, ...] = ()
+                 ) -> None:
         self.data_dir = data_dir
+        self.args = args
         self.env = {**os.environ, "VTAI_OLLAMA_PROBE": "false", **env}
         self.env.pop("PYTEST_CURRENT_TEST", None)
         self.log_path = data_dir / f"worker-{uuid.uuid4().hex[:6]}.log"
@@ -132,7 +134,8 @@ class WorkerProcess:
     def start(self, timeout: float = 30.0) -> WorkerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vtai.cli", "worker", "--data-dir", str(self.data_dir)],
+            [sys.executable, "-m", "vtai.cli", "worker", "--data-dir", str(self.data_dir),
+             *self.args],
             env=self.env, stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while "executing runs as" not in self.log():

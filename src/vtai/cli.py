@@ -57,14 +57,17 @@ def serve(
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpx2", "httpcore"):  # one line per upstream call otherwise
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from vtai.server import logs
+
+    logs.configure(settings.log_level, settings.log_format)
 
 
 @app.command()
-def worker(data_dir: DataDir = None) -> None:
+def worker(
+    data_dir: DataDir = None,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="Serve Prometheus metrics on this port (127.0.0.1).")] = None,
+) -> None:
     """Execute runs (and ingestion jobs) from the database, without serving HTTP.
 
     Several workers and `vtai serve --no-worker` processes share one PostgreSQL. SIGTERM stops
@@ -84,6 +87,10 @@ def worker(data_dir: DataDir = None) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await runtime.start(execute_runs=True)
+        if metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(metrics_port, addr="127.0.0.1", registry=runtime.metrics.registry)
         await stop.wait()
         logging.getLogger("vtai").info("stopping: finishing or handing back running runs")
         await runtime.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -14,7 +15,13 @@ from openai import OpenAI
 
 from tests.api.runs_support import event_names, scripted_assistant, wait_for_status
 from tests.conftest import _require_postgres
-from tests.support import ServerProcess, WorkerProcess, postgres_database, sse_events
+from tests.support import (
+    ServerProcess,
+    WorkerProcess,
+    free_port,
+    postgres_database,
+    sse_events,
+)
 from vtai.testing import FakeModelServer, Reply
 
 TEXT_EVENTS = [
@@ -194,3 +201,40 @@ def test_resume_with_last_event_id(cluster: Cluster, fake_model: FakeModelServer
     # what was seen plus what the resume gave is exactly the whole stream, once each
     assert seen + resumed == full
     assert event_names([(name, None) for _, name in full]) == TEXT_EVENTS
+
+
+def test_metrics_and_json_logs(cluster: Cluster, fake_model: FakeModelServer,
+                               tmp_path: Path) -> None:
+    client = cluster.client(0)
+    assistant, _ = scripted_assistant(client, fake_model, Reply("counted"))
+    run = client.beta.threads.create_and_run_poll(
+        assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "x"}]})
+    assert run.status == "completed"
+    text = httpx.get(cluster.servers[0].base_url.removesuffix("/v1") + "/metrics").text
+    completed = next(line for line in text.splitlines()
+                     if line.startswith('vtai_runs{status="completed"}'))
+    assert float(completed.split()[-1]) >= 1
+    assert "vtai_queue_depth" in text
+    # a worker with JSON logs and its own metrics port
+    port = free_port()
+    worker = WorkerProcess(tmp_path, {**cluster.workers[0].env, "VTAI_LOG_FORMAT": "json"},
+                           ("--metrics-port", str(port))).start()
+    try:
+        for w in cluster.workers:
+            w.stop()
+        assistant, _ = scripted_assistant(client, fake_model, Reply("logged"))
+        run = client.beta.threads.create_and_run_poll(
+            assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "y"}]})
+        assert run.status == "completed"
+        lines = [json.loads(line) for line in worker.log().splitlines()
+                 if line.startswith("{")]
+        mine = [line for line in lines if line.get("run_id") == run.id]
+        assert any(line["thread_id"] == run.thread_id and line["level"] == "INFO"
+                   for line in mine)
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert 'vtai_runs_finished_total{status="completed"} 1.0' in scraped
+        assert "vtai_upstream_seconds_count" in scraped
+    finally:
+        worker.stop()
+        for i, w in enumerate(cluster.workers):
+            cluster.workers[i] = WorkerProcess(w.data_dir, w.env).start()

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
 from vtai.server.api import assistants, errors, files, messages, runs, threads
@@ -63,5 +64,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> Response:
         return json_response({"status": "ok"})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(await runtime.metrics.render(runtime.db),
+                        media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from vtai.server.metrics import Metrics
 from vtai.server.providers.routing import Providers
 from vtai.server.runs.events import EventBus
 from vtai.server.runs.executor import Executor
@@ -27,11 +28,13 @@ class Runtime:
         self.db = Database(settings.sqlalchemy_url)
         self.providers = Providers(settings)
         self.bus = EventBus(self.db)
-        self.records = RunRecords(self.db, self.bus)
+        self.metrics = Metrics()
+        self.records = RunRecords(self.db, self.bus, self.metrics)
         self.blobs = BlobStore(settings.data_dir / "files")
         self.plugins = load_plugins(PluginEnv(settings, self.db, self.blobs, self.providers))
         builtins = {p.tool.type: p.tool for p in self.plugins if p.tool is not None}
-        self.worker = Worker(Executor(self.records, self.providers, self.blobs, builtins),
+        executor = Executor(self.records, self.providers, self.blobs, builtins)
+        self.worker = Worker(executor,
                              shutdown_grace=settings.shutdown_grace,
                              lease_seconds=settings.run_lease_seconds)
         self.executes_runs = False

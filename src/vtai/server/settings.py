@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,7 @@ class Settings(BaseSettings):
     upstream_timeout: float = 600.0
     run_expires_after: int = 600
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"
     max_file_bytes: int = 512 * 1024 * 1024
 
     @property

@@ -394,10 +394,11 @@ async def run_events(
     (or ``after``), so a client that lost its stream resumes with exactly what it missed.
     It ends where a live stream would: when the run finishes or waits for tool outputs."""
     bus = _records(request).bus
-    sub = bus.subscribe(run_id)  # before reading history: nothing falls between the two
+    start = last_event_id or after or ""
+    sub = bus.subscribe(run_id, start)  # before reading history: nothing falls in between
     try:
         run = await _load_run(request, thread_id, run_id, project)
-        missed = await bus.history(run_id, last_event_id or after)
+        missed = await bus.history(run_id, start or None)
     except BaseException:
         sub.close()
         raise

@@ -69,14 +69,22 @@ DONE = b"event: done\ndata: [DONE]\n\n"
 
 
 class Subscription:
-    def __init__(self, bus: EventBus, run_id: str) -> None:
+    """A run's events after ``after`` (an event id), each delivered once."""
+
+    def __init__(self, bus: EventBus, run_id: str, after: str) -> None:
         self.bus = bus
         self.run_id = run_id
+        self.after = after
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
         self.seen: set[str] = set()
 
+    @property
+    def cursor(self) -> str:
+        """Events up to here are delivered (or were before this subscription)."""
+        return max(self.seen, default=self.after)
+
     def deliver(self, event: Event) -> None:
-        if event.id not in self.seen:
+        if event.id > self.after and event.id not in self.seen:
             self.seen.add(event.id)
             self.queue.put_nowait(event)
 
@@ -128,8 +136,9 @@ class EventBus:
         if self._listener is not None:
             await self._listener.close()
 
-    def subscribe(self, run_id: str) -> Subscription:
-        sub = Subscription(self, run_id)
+    def subscribe(self, run_id: str, after: str | None = None) -> Subscription:
+        """Events of ``run_id`` published from now on, or after the event id ``after``."""
+        sub = Subscription(self, run_id, ids.new_id("") if after is None else after)
         self._subscribers[run_id].add(sub)
         return sub
 
@@ -196,8 +205,7 @@ class EventBus:
         subs = list(self._subscribers.get(run_id, ()))
         if not subs:
             return
-        newest = min((max(s.seen) if s.seen else "") for s in subs)
-        for event in await self.history(run_id, newest or None):
+        for event in await self.history(run_id, min(s.cursor for s in subs) or None):
             for sub in subs:
                 sub.deliver(event)
 

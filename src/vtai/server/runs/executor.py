@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ import openai
 import orjson
 from sqlalchemy import select
 
-from vtai.server import ids
+from vtai.server import ids, logs
 from vtai.server.providers.routing import ProviderMissing, Providers
 from vtai.server.runs import prompt, states
 from vtai.server.runs.records import Conflict, RunRecords
@@ -139,6 +140,9 @@ class Executor:
         if run["status"] not in (states.QUEUED, states.IN_PROGRESS):
             return
         project = await self._project(run_id)
+        logs.run_id_var.set(run_id)
+        logs.thread_id_var.set(run["thread_id"])
+        log.info("executing run %s (%s)", run_id, run["status"])
         turn = _Turn()
         try:
             if run["status"] == states.QUEUED:
@@ -258,9 +262,16 @@ class Executor:
                        for s in await self.records.run_steps(run["id"]))
             params["max_tokens"] = max(1, run["max_completion_tokens"] - used)
 
+        metrics = self.records.metrics
+        started = time.monotonic()
+        first_token = True
         try:
             stream = await route.client.chat.completions.create(**params)
             async for chunk in stream:
+                if first_token and chunk.choices:
+                    first_token = False
+                    metrics.upstream_seconds.labels("first_token").observe(
+                        time.monotonic() - started)
                 usage = getattr(chunk, "usage", None)  # absent on LiteLLM's chunks
                 if usage is not None:
                     turn.usage = {key: int(getattr(usage, key, 0) or 0) for key in
@@ -275,6 +286,7 @@ class Executor:
                         turn.finish_reason = choice.finish_reason
         except (openai.APIError, ValueError) as err:
             raise _error_from_upstream(err) from err
+        metrics.upstream_seconds.labels("total").observe(time.monotonic() - started)
         if turn.usage is None:
             completion = prompt.estimate_tokens(
                 turn.text + "".join(c.name + c.arguments for c in turn.calls.values()))
@@ -374,7 +386,9 @@ class Executor:
         initial = tool.initial_call(call.id, call.arguments)
         emit({k: v for k, v in initial.items() if k not in ("id", "type")})
         ctx = await self._tool_context(run, project, emit)
+        started = time.monotonic()
         result = await tool.call(ctx, call.id, call.arguments)
+        self.records.metrics.tool_seconds.labels(tool.type).observe(time.monotonic() - started)
         turn.builtin_calls.setdefault(tool.type, []).append(result.call)
         return result.call
 

@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 
 from vtai.server import ids
 from vtai.server.api.common import shaped
+from vtai.server.metrics import Metrics
 from vtai.server.runs import states
 from vtai.server.runs.events import WORK_CHANNEL, Event, EventBus
 from vtai.server.store import objects, tables
@@ -26,9 +27,10 @@ class Conflict(Exception):
 
 
 class RunRecords:
-    def __init__(self, db: Database, bus: EventBus) -> None:
+    def __init__(self, db: Database, bus: EventBus, metrics: Metrics | None = None) -> None:
         self.db = db
         self.bus = bus
+        self.metrics = metrics or Metrics()
 
     # runs ----------------------------------------------------------------------------------
 
@@ -48,6 +50,9 @@ class RunRecords:
         event = Event.stamped(f"thread.run.{target}", "")
         data = await self._write_run(run["status"], new)
         self.bus.publish(new["id"], Event(event.event, data, event.id))
+        if target in states.TERMINAL:
+            self.metrics.runs_finished.labels(target).inc()
+            self.metrics.run_seconds.observe(max(0, ids.now() - new["created_at"]))
         if target == states.FAILED:
             error = new.get("last_error") or {}
             self.bus.publish(new["id"], Event.of("error", {"error": {
