@@ -36,6 +36,8 @@ def serve(
     )] = False,
     no_worker: Annotated[bool, typer.Option(
         "--no-worker", help="Serve HTTP only; `vtai worker` processes execute the runs.")] = False,
+    insecure_no_auth: Annotated[bool, typer.Option(
+        "--insecure-no-auth", help="Allow a non-loopback --host with no API keys.")] = False,
 ) -> None:
     """Start the server (HTTP API and run worker) on the configured database."""
     import uvicorn
@@ -45,6 +47,8 @@ def serve(
     settings = _settings(data_dir, host=host, port=port)
     if no_worker:
         settings.run_worker = False
+    if insecure_no_auth:
+        settings.insecure_no_auth = True
     _configure_logging(settings)
     if fake_model:
         settings.upstream_base_url = _start_demo_model()

@@ -31,6 +31,11 @@ def scripted_assistant(client: OpenAI, fake_model: FakeModelServer, *steps: Any,
     return assistant, model
 
 
+def upload(client: OpenAI, name: str = "data.txt", data: bytes = b"some data") -> str:
+    """A file of the client's project, for requests that refer to one."""
+    return client.files.create(file=(name, data), purpose="assistants").id
+
+
 def wait_for_status(client: OpenAI, thread_id: str, run_id: str, statuses: set[str],
                     timeout: float = 20.0) -> Any:
     deadline = time.monotonic() + timeout

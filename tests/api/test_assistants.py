@@ -6,6 +6,8 @@ import openai
 import pytest
 from openai import OpenAI
 
+from tests.api.runs_support import upload
+
 FUNCTION_TOOL = {
     "type": "function",
     "function": {
@@ -19,10 +21,11 @@ FUNCTION_TOOL = {
 
 
 def test_create_retrieve_update_delete(client: OpenAI) -> None:
+    file_id = upload(client)
     created = client.beta.assistants.create(
         model="gpt-4o", name="Math Tutor", description="helps", instructions="Be brief.",
         tools=[{"type": "code_interpreter"}, {"type": "file_search"}, FUNCTION_TOOL],
-        tool_resources={"code_interpreter": {"file_ids": ["file-abc"]},
+        tool_resources={"code_interpreter": {"file_ids": [file_id]},
                         "file_search": {"vector_store_ids": ["vs_abc"]}},
         metadata={"team": "core"}, temperature=0.2, top_p=0.9,
         response_format={"type": "json_object"}, reasoning_effort="low",
@@ -35,7 +38,7 @@ def test_create_retrieve_update_delete(client: OpenAI) -> None:
     assert [t.type for t in created.tools] == ["code_interpreter", "file_search", "function"]
     assert created.tools[2].function.name == "get_weather"
     assert created.tools[2].function.strict is True
-    assert created.tool_resources.code_interpreter.file_ids == ["file-abc"]
+    assert created.tool_resources.code_interpreter.file_ids == [file_id]
     assert created.tool_resources.file_search.vector_store_ids == ["vs_abc"]
     assert created.metadata == {"team": "core"}
     assert created.temperature == 0.2 and created.top_p == 0.9
@@ -88,3 +91,10 @@ def test_json_schema_response_format(client: OpenAI) -> None:
 def test_update_unknown_assistant_is_404(client: OpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
         client.beta.assistants.update("asst_missing", name="x")
+
+
+def test_unknown_or_foreign_files_are_404(client: OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as err:
+        client.beta.assistants.create(
+            model="m", tool_resources={"code_interpreter": {"file_ids": ["file-missing"]}})
+    assert err.value.body["message"] == "No file found with id 'file-missing'."

@@ -6,24 +6,27 @@ import openai
 import pytest
 from openai import OpenAI
 
+from tests.api.runs_support import upload
+
 
 def test_thread_with_initial_messages(client: OpenAI) -> None:
+    file_id = upload(client)
     thread = client.beta.threads.create(
         messages=[
             {"role": "user", "content": "Hello",
-             "attachments": [{"file_id": "file-1", "tools": [{"type": "code_interpreter"}]}]},
+             "attachments": [{"file_id": file_id, "tools": [{"type": "code_interpreter"}]}]},
             {"role": "assistant", "content": "Hi, how can I help?"},
         ],
-        tool_resources={"code_interpreter": {"file_ids": ["file-1"]}},
+        tool_resources={"code_interpreter": {"file_ids": [file_id]}},
         metadata={"user": "u1"},
     )
     assert thread.id.startswith("thread_") and thread.object == "thread"
     assert thread.metadata == {"user": "u1"}
-    assert thread.tool_resources.code_interpreter.file_ids == ["file-1"]
+    assert thread.tool_resources.code_interpreter.file_ids == [file_id]
     messages = list(client.beta.threads.messages.list(thread.id, order="asc"))
     assert [m.role for m in messages] == ["user", "assistant"]
     assert messages[0].content[0].text.value == "Hello"
-    assert messages[0].attachments[0].file_id == "file-1"
+    assert messages[0].attachments[0].file_id == file_id
     assert messages[0].thread_id == thread.id
     assert client.beta.threads.retrieve(thread.id) == thread
 
@@ -45,6 +48,7 @@ def test_modify_thread(client: OpenAI) -> None:
 
 
 def test_message_crud(client: OpenAI) -> None:
+    image_id = upload(client, "a.png", b"\x89PNG")
     thread = client.beta.threads.create()
     message = client.beta.threads.messages.create(
         thread.id, role="user",
@@ -52,7 +56,7 @@ def test_message_crud(client: OpenAI) -> None:
             {"type": "text", "text": "Describe these"},
             {"type": "image_url", "image_url": {"url": "https://example.com/a.png",
                                                 "detail": "low"}},
-            {"type": "image_file", "image_file": {"file_id": "file-img"}},
+            {"type": "image_file", "image_file": {"file_id": image_id}},
         ],
         metadata={"k": "v"},
     )
@@ -64,7 +68,7 @@ def test_message_crud(client: OpenAI) -> None:
     assert message.content[0].text.annotations == []
     assert message.content[1].image_url.url == "https://example.com/a.png"
     assert message.content[1].image_url.detail == "low"
-    assert message.content[2].image_file.file_id == "file-img"
+    assert message.content[2].image_file.file_id == image_id
 
     fetched = client.beta.threads.messages.retrieve(message.id, thread_id=thread.id)
     assert fetched == message
@@ -105,3 +109,15 @@ def test_delete_thread_cascades(client: OpenAI) -> None:
         client.beta.threads.retrieve(thread.id)
     with pytest.raises(openai.NotFoundError):
         client.beta.threads.messages.retrieve(message.id, thread_id=thread.id)
+
+
+def test_messages_refer_only_to_files_of_the_project(client: OpenAI) -> None:
+    thread = client.beta.threads.create()
+    for content, attachments in (
+        ("x", [{"file_id": "file-nope", "tools": [{"type": "file_search"}]}]),
+        ([{"type": "image_file", "image_file": {"file_id": "file-nope"}}], None),
+    ):
+        with pytest.raises(openai.NotFoundError):
+            client.beta.threads.messages.create(thread.id, role="user", content=content,  # type: ignore[arg-type]
+                                                attachments=attachments)  # type: ignore[arg-type]
+    assert list(client.beta.threads.messages.list(thread.id)) == []

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
 from vtai.server.api import assistants, errors, files, messages, runs, threads
 from vtai.server.api.auth import KeyRing
+from vtai.server.api.limits import BodyLimit, RateLimiter
 from vtai.server.api.responses import json_response
 from vtai.server.runtime import Runtime
 from vtai.server.settings import Settings
@@ -19,6 +22,14 @@ from vtai.server.settings import Settings
 log = logging.getLogger("vtai.server")
 
 API_PREFIX = "/v1"
+UPLOAD_OVERHEAD_BYTES = 64 * 1024  # multipart framing and form fields around the file
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -29,6 +40,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start(execute_runs=settings.run_worker)
         await app.state.keyring.load()
+        if app.state.keyring.open and not _loopback(settings.host) and \
+                not settings.insecure_no_auth:
+            await runtime.stop()
+            raise RuntimeError(
+                f"refusing to serve {settings.host} with no API keys: anyone who can reach it "
+                "could use it. Set VTAI_API_KEYS (or `vtai keys create`), bind 127.0.0.1, or "
+                "pass --insecure-no-auth.")
         if app.state.keyring.open:
             log.warning(
                 "no API keys configured: the server is open to anyone who can reach it "
@@ -44,6 +62,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="The OpenAI Assistants API v2, self-hosted.",
         lifespan=lifespan,
     )
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes, paths={
+        f"{API_PREFIX}/files": settings.max_file_bytes + UPLOAD_OVERHEAD_BYTES})
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_methods=["*"], allow_headers=["*"],
+                           allow_origins=[o.strip() for o in settings.cors_origins.split(",")])
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     app.state.settings = settings
     app.state.runtime = runtime
     app.state.db = runtime.db

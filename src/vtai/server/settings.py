@@ -37,7 +37,18 @@ class Settings(BaseSettings):
     run_expires_after: int = 600
     log_level: str = "info"
     log_format: Literal["text", "json"] = "text"
+    # Limits (OpenAI's where it has one). 0 turns a limit off where noted.
     max_file_bytes: int = 512 * 1024 * 1024
+    max_request_bytes: int = 16 * 1024 * 1024  # JSON request bodies
+    max_message_chars: int = 256_000  # text of one message
+    max_content_parts: int = 100  # content parts of one message
+    max_attachments: int = 20  # attachments of one message
+    max_function_parameters_bytes: int = 64 * 1024  # a function tool's JSON schema
+    max_active_runs_per_project: int = 1000  # 0: no limit
+    rate_limit_per_minute: int = 0  # requests per key per minute; 0: no limit
+    # Exposure: a public bind without keys needs this; CORS origins, comma-separated.
+    insecure_no_auth: bool = False
+    cors_origins: str = ""
 
     @property
     def sqlalchemy_url(self) -> str:

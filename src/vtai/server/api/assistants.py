@@ -26,7 +26,9 @@ from vtai.server.api.common import (
     shaped,
 )
 from vtai.server.api.errors import not_found
+from vtai.server.api.limits import check_tools_size
 from vtai.server.api.pagination import ListParams, list_params
+from vtai.server.api.references import require_files, resource_file_ids
 from vtai.server.api.responses import deleted, json_response
 from vtai.server.store import objects, tables
 
@@ -82,9 +84,11 @@ async def create_assistant(
         "tools": [], "tool_resources": {}, "metadata": {}, "top_p": 1.0, "temperature": 1.0,
         "reasoning_effort": None, "response_format": "auto",
     }
+    check_tools_size(body.tools, request.app.state.settings)
     obj.update(body.changes())
     obj = shaped(Assistant, obj)
     async with request.app.state.db.write() as conn:
+        await require_files(conn, project, resource_file_ids(body.tool_resources))
         data = await objects.insert_object(conn, tables.assistants, obj, project)
     return json_response(data)
 
@@ -118,10 +122,12 @@ async def modify_assistant(
     assistant_id: str, body: AssistantModify, request: Request,
     project: str = Depends(project_id),
 ) -> Response:
+    check_tools_size(body.tools, request.app.state.settings)
     async with request.app.state.db.write() as conn:
         obj = await objects.get_object(conn, tables.assistants, assistant_id, project)
         if obj is None:
             raise not_found("assistant", assistant_id)
+        await require_files(conn, project, resource_file_ids(body.tool_resources))
         changes = body.changes()
         if changes.get("model") is None:
             changes.pop("model", None)

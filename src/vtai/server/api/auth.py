@@ -88,10 +88,14 @@ def _redact(key: str) -> str:
 
 
 async def project_id(request: Request) -> str:
-    """FastAPI dependency: the project of the calling key."""
+    """FastAPI dependency: the project of the calling key, within the key's request rate."""
     keyring: KeyRing = request.app.state.keyring
     keyring.note_beta_header(request)
-    return await keyring.project_for(request.headers.get("authorization"))
+    authorization = request.headers.get("authorization")
+    project = await keyring.project_for(authorization)
+    request.app.state.rate_limiter.check(
+        project if keyring.open else hash_key(_bearer(authorization)))
+    return project
 
 
 async def create_key(db: Database, project: str, name: str = "") -> str:

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -56,6 +57,11 @@ def error_response(err: APIError) -> Response:
         orjson.dumps(body), status_code=err.status, media_type="application/json",
         headers=err.headers,
     )
+
+
+DATABASE_UNAVAILABLE = APIError(
+    503, "The database is unavailable at the moment; please retry shortly.",
+    type="server_error", code="database_unavailable", headers={"retry-after": "1"})
 
 
 def param_path(loc: Sequence[Any], body: Any = None) -> str | None:
@@ -159,6 +165,24 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 405:
             return error_response(APIError(405, f"Invalid method for URL ({route})"))
         return error_response(APIError(exc.status_code, str(exc.detail)))
+
+    @app.exception_handler(sa_exc.DBAPIError)
+    async def _database(request: Request, exc: sa_exc.DBAPIError) -> Response:
+        if isinstance(exc, sa_exc.DataError):
+            return error_response(bad_request(
+                "The request holds a value the database cannot store."))
+        if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) or \
+                exc.connection_invalidated:
+            log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
+                        exc.orig)
+            return error_response(DATABASE_UNAVAILABLE)
+        return await _unexpected(request, exc)
+
+    @app.exception_handler(OSError)
+    async def _connection(request: Request, exc: OSError) -> Response:
+        # asyncpg raises plain OSError (connection refused) while it opens a connection.
+        log.warning("database unreachable on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(DATABASE_UNAVAILABLE)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

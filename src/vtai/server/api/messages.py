@@ -13,7 +13,9 @@ from vtai.server import ids
 from vtai.server.api.auth import project_id
 from vtai.server.api.common import Metadata, Strict, shaped
 from vtai.server.api.errors import bad_request, not_found
+from vtai.server.api.limits import check_message_size
 from vtai.server.api.pagination import ListParams, list_params
+from vtai.server.api.references import message_file_ids, require_files
 from vtai.server.api.responses import deleted, json_response
 from vtai.server.store import objects, queries, tables
 from vtai.server.store.db import Connection
@@ -122,11 +124,13 @@ async def _require_thread(conn: Connection, thread_id: str, project: str) -> Non
 async def create_message(
     thread_id: str, body: MessageCreate, request: Request, project: str = Depends(project_id)
 ) -> Response:
+    check_message_size(body.content, body.attachments, request.app.state.settings)
     obj = new_message(thread_id, body)
     async with request.app.state.db.write() as conn:
         exists, run_id = await queries.thread_activity(conn, thread_id, project)
         if not exists:
             raise not_found("thread", thread_id)
+        await require_files(conn, project, message_file_ids(body))
         if run_id is not None:
             raise bad_request(
                 f"Can't add messages to {thread_id} while a run {run_id} is active.")

@@ -27,11 +27,13 @@ from vtai.server.api.common import (
     dump_tools,
     shaped,
 )
-from vtai.server.api.errors import bad_request, not_found
+from vtai.server.api.errors import APIError, bad_request, not_found
+from vtai.server.api.limits import check_message_size, check_tools_size
 from vtai.server.api.messages import MessageCreate, insert_message, new_message
 from vtai.server.api.pagination import ListParams, list_params
+from vtai.server.api.references import message_file_ids, require_files
 from vtai.server.api.responses import json_response
-from vtai.server.api.threads import ThreadCreate, insert_thread
+from vtai.server.api.threads import ThreadCreate, check_thread_request, insert_thread
 from vtai.server.providers.routing import ProviderMissing
 from vtai.server.runs import states
 from vtai.server.runs.events import WORK_CHANNEL, Event, Subscription, sse_body
@@ -116,8 +118,18 @@ def _poll_headers(response: Response) -> Response:
 
 async def _assistant_for_run(request: Request, project: str, body: RunOptions
                              ) -> dict[str, Any]:
-    """The run's assistant, after checking that a provider serves the run's model."""
+    """The run's assistant, after checking that a provider serves the run's model and that
+    the project may start another run."""
+    settings = request.app.state.settings
+    check_tools_size(body.tools, settings)
     async with request.app.state.db.read() as conn:
+        if settings.max_active_runs_per_project:
+            active = await queries.active_runs_in_project(conn, project)
+            if active >= settings.max_active_runs_per_project:
+                raise APIError(429, f"Too many active runs: this project has {active}, the "
+                               f"limit is {settings.max_active_runs_per_project}.",
+                               type="requests", code="rate_limit_exceeded",
+                               headers={"retry-after": "1"})
         assistant = await objects.get_object(conn, tables.assistants, body.assistant_id,
                                              project)
     if assistant is None:
@@ -217,10 +229,15 @@ async def create_run(
     include: Annotated[list[str] | None, Query(alias="include[]")] = None,
 ) -> Response:
     _check_include(include)
+    for index, extra in enumerate(body.additional_messages or []):
+        check_message_size(extra.content, extra.attachments, request.app.state.settings,
+                           f"additional_messages[{index}].content")
     assistant = await _assistant_for_run(request, project, body)
     async with request.app.state.db.write() as conn:
         if not await queries.thread_exists(conn, thread_id, project):
             raise not_found("thread", thread_id)
+        await require_files(conn, project, [
+            f for extra in body.additional_messages or [] for f in message_file_ids(extra)])
         run = _new_run(request, assistant, thread_id, body, body.additional_instructions)
         for extra in body.additional_messages or []:
             await insert_message(conn, new_message(thread_id, extra), project)
@@ -240,6 +257,7 @@ async def create_thread_and_run(
     body: ThreadAndRunCreate, request: Request, project: str = Depends(project_id)
 ) -> Response:
     thread = body.thread or ThreadCreate()
+    check_thread_request(thread, request.app.state.settings)
     if body.tool_resources is not None:  # the run's resources, kept on its new thread
         merged = {**dump_tool_resources(thread.tool_resources),
                   **dump_tool_resources(body.tool_resources)}

@@ -13,8 +13,11 @@ from vtai.server import ids
 from vtai.server.api.auth import project_id
 from vtai.server.api.common import Metadata, Strict, ToolResources, dump_tool_resources, shaped
 from vtai.server.api.errors import not_found
+from vtai.server.api.limits import check_message_size
 from vtai.server.api.messages import MessageCreate, insert_message, new_message
+from vtai.server.api.references import message_file_ids, require_files, resource_file_ids
 from vtai.server.api.responses import deleted, json_response
+from vtai.server.settings import Settings
 from vtai.server.store import objects, tables
 from vtai.server.store.db import Connection
 
@@ -32,8 +35,17 @@ class ThreadModify(Strict):
     metadata: Metadata = None
 
 
+def check_thread_request(body: ThreadCreate, settings: Settings) -> None:
+    for index, message in enumerate(body.messages):
+        check_message_size(message.content, message.attachments, settings,
+                           f"messages[{index}].content")
+
+
 async def insert_thread(conn: Connection, body: ThreadCreate, project: str) -> str:
-    """Create a thread with its first messages; returns the thread's JSON."""
+    """Create a thread with its first messages; returns the thread's JSON. Files they refer
+    to must exist in the project."""
+    await require_files(conn, project, resource_file_ids(body.tool_resources) + [
+        file_id for message in body.messages for file_id in message_file_ids(message)])
     thread = shaped(Thread, {
         "id": ids.new_id("thread_"), "object": "thread", "created_at": ids.now(),
         "metadata": body.metadata or {}, "tool_resources": dump_tool_resources(body.tool_resources),
@@ -49,8 +61,10 @@ async def insert_thread(conn: Connection, body: ThreadCreate, project: str) -> s
 async def create_thread(
     request: Request, body: ThreadCreate | None = None, project: str = Depends(project_id)
 ) -> Response:
+    body = body or ThreadCreate()
+    check_thread_request(body, request.app.state.settings)
     async with request.app.state.db.write() as conn:
-        data = await insert_thread(conn, body or ThreadCreate(), project)
+        data = await insert_thread(conn, body, project)
     return json_response(data)
 
 
@@ -77,6 +91,7 @@ async def modify_thread(
         if "metadata" in body.model_fields_set:
             changes["metadata"] = body.metadata or {}
         if "tool_resources" in body.model_fields_set:
+            await require_files(conn, project, resource_file_ids(body.tool_resources))
             changes["tool_resources"] = dump_tool_resources(body.tool_resources)
         data = await objects.save_object(conn, tables.threads, shaped(Thread, {**obj, **changes}))
     return json_response(data)

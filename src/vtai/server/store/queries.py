@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 
 from vtai.server.runs import states
 from vtai.server.store import tables
@@ -39,3 +39,12 @@ async def thread_activity(conn: Connection, thread_id: str, project_id: str
     row = (await conn.execute(_THREAD_AND_ACTIVE_RUN,
                               {"thread_id": thread_id, "project_id": project_id})).first()
     return (False, None) if row is None else (True, row.active_run_id)
+
+
+_ACTIVE_IN_PROJECT = select(func.count()).select_from(_r).where(
+    _r.c.project_id == bindparam("project_id"), _r.c.status.in_(sorted(states.ACTIVE)))
+
+
+async def active_runs_in_project(conn: Connection, project_id: str) -> int:
+    return int((await conn.execute(_ACTIVE_IN_PROJECT, {"project_id": project_id})).scalar()
+               or 0)
