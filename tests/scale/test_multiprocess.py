@@ -59,12 +59,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory,
             server = ServerProcess(data_dir, env, ("--no-worker",)).start()
             stack.callback(server.stop)
             servers.append(server)
-        workers = []
-        for _ in range(2):
-            worker = WorkerProcess(data_dir, env).start()
-            stack.callback(worker.stop)
-            workers.append(worker)
-        yield Cluster(servers, workers)
+        cluster = Cluster(servers, [])
+        # tests replace workers they stop or kill: stop whichever are current at the end
+        stack.callback(lambda: [worker.stop() for worker in cluster.workers])
+        cluster.workers.extend(WorkerProcess(data_dir, env).start() for _ in range(2))
+        yield cluster
 
 
 def slow(words: int, delay: float) -> Reply:
