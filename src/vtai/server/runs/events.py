@@ -132,7 +132,10 @@ class EventBus:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        await self._flush()
+        try:
+            await self._flush()
+        except Exception:
+            log.exception("could not store the last run events at shutdown")
         if self._listener is not None:
             await self._listener.close()
 
