@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from vtai.server.api import assistants, errors, files, messages, runs, threads
 from vtai.server.api.auth import KeyRing
-from vtai.server.api.limits import BodyLimit, RateLimiter
+from vtai.server.api.limits import BodyLimit, NoNulInUrl, RateLimiter
 from vtai.server.api.responses import json_response
 from vtai.server.runtime import Runtime
 from vtai.server.settings import Settings
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="The OpenAI Assistants API v2, self-hosted.",
         lifespan=lifespan,
     )
+    app.add_middleware(NoNulInUrl)
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes, paths={
         f"{API_PREFIX}/files": settings.max_file_bytes + UPLOAD_OVERHEAD_BYTES})
     if settings.cors_origins:

@@ -172,5 +172,10 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def shaped(model: type[M], obj: dict[str, Any]) -> dict[str, Any]:
-    """Pass an object through the openai SDK's own type, so the wire shape is the SDK's."""
-    return model.model_validate(obj).model_dump(mode="json", by_alias=True)
+    """Check an object against the openai SDK's own type, so the SDK reads what is sent.
+
+    The object is returned as built, not as the SDK would dump it: a dump spells out every
+    optional field of nested objects as null (``"tool_resources": {"code_interpreter":
+    null}``), which OpenAI's contract does not allow."""
+    model.model_validate(obj)
+    return obj

@@ -21,7 +21,8 @@ from vtai.server.store.db import Connection, Database
 
 router = APIRouter(tags=["files"])
 
-UploadPurpose = Literal["assistants", "batch", "fine-tune", "vision", "user_data", "evals"]
+# "evals" is left out: the file object's purpose cannot hold it in OpenAI's contract.
+UploadPurpose = Literal["assistants", "batch", "fine-tune", "vision", "user_data"]
 MAX_FILENAME_CHARS = 1024
 
 
@@ -37,11 +38,13 @@ def _check_filename(name: str | None) -> str:
 
 def file_object(file_id: str, filename: str, size: int, purpose: str,
                 expires_at: int | None = None) -> dict[str, Any]:
-    return shaped(FileObject, {
+    obj: dict[str, Any] = {
         "id": file_id, "object": "file", "bytes": size, "created_at": ids.now(),
-        "expires_at": expires_at, "filename": filename, "purpose": purpose,
-        "status": "processed", "status_details": None,
-    })
+        "filename": filename, "purpose": purpose, "status": "processed",
+    }
+    if expires_at is not None:  # absent, not null, when the file never expires
+        obj["expires_at"] = expires_at
+    return shaped(FileObject, obj)
 
 
 async def store_file(db: Database, blobs: BlobStore, project: str, filename: str,

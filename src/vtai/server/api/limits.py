@@ -15,7 +15,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vtai.server.api.errors import APIError, bad_request
+from vtai.server.api.errors import APIError, bad_request, error_response
 from vtai.server.settings import Settings
 
 
@@ -54,6 +54,23 @@ class BodyLimit:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class NoNulInUrl:
+    """A NUL character in a path or query value is refused: no id or cursor holds one, and
+    PostgreSQL cannot take one in a query parameter."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+                "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"")):
+            response = error_response(bad_request(
+                "Invalid URL: path and query values must not contain NUL characters."))
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class RateLimiter:
