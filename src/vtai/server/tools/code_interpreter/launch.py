@@ -1,0 +1,40 @@
+"""The first code to run inside a sandbox: limits, then an unprivileged uid, then the kernel.
+
+Run by path (``python launch.py CONFIG_JSON``), not as a module of the package, so that the
+server's own modules are never imported where user code runs. Only the standard library and
+ipykernel are used. CONFIG_JSON: {"limits": {"RLIMIT_AS": bytes, ...}, "uid": int | null,
+"argv": [ipykernel arguments], "check": bool}.
+"""
+
+import importlib.util
+import json
+import os
+import resource
+import sys
+
+
+def main() -> None:
+    config = json.loads(sys.argv[1])
+    for name, value in config["limits"].items():
+        resource.setrlimit(getattr(resource, name), (value, value))
+    # When the host runs short of memory, the kernel and what it starts go before anything
+    # else on the machine, and above all before the server.
+    if os.path.exists("/proc/self/oom_score_adj"):
+        with open("/proc/self/oom_score_adj", "w") as adj:
+            adj.write("1000")
+    uid = config["uid"]
+    if uid is not None:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    if config["check"]:
+        if importlib.util.find_spec("ipykernel") is None:
+            sys.exit("ipykernel is not installed in the server's Python environment")
+        return
+    from ipykernel.kernelapp import IPKernelApp
+
+    IPKernelApp.launch_instance(argv=config["argv"])
+
+
+if __name__ == "__main__":
+    main()

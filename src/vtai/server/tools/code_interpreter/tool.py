@@ -1,0 +1,200 @@
+"""The ``code_interpreter`` built-in tool: what the model sees, and one call from the model's
+code to the step's ``code_interpreter`` object, the Files it made, and the message parts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections import OrderedDict
+from typing import Any
+
+from vtai.server.api.files import store_file
+from vtai.server.store import objects, tables
+from vtai.server.tools.base import MessageAdditions, ToolContext, ToolResult
+from vtai.server.tools.code_interpreter import files
+from vtai.server.tools.code_interpreter.kernel import KernelStartError, Output
+from vtai.server.tools.code_interpreter.outputs import CallOutputs, model_text
+from vtai.server.tools.code_interpreter.pool import Pool, Unavailable
+from vtai.server.tools.code_interpreter.sandbox import SANDBOX_DATA
+from vtai.server.tools.code_interpreter.session import Session
+from vtai.server.tools.code_interpreter.settings import CodeInterpreterSettings
+
+log = logging.getLogger("vtai.tools.code_interpreter")
+
+FUNCTION_NAME = "code_interpreter"
+OUTPUT_PURPOSE = "assistants_output"
+IMAGE_SUFFIXES = {"image/png": ".png", "image/jpeg": ".jpg"}
+_SANDBOX_LINK = re.compile(r"sandbox:(/mnt/data/[^\s()\[\]<>\"'`]+)")
+_REMEMBERED_CALLS = 10_000  # calls whose written files wait for their message
+
+
+def parse_code(arguments: str) -> str | None:
+    """The code of a call: {"code": "..."} as OpenAI's tool took it, or the raw code that
+    some models send instead of JSON."""
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        return arguments if arguments.strip() else None
+    if isinstance(value, dict):
+        code = value.get("code")
+        return code if isinstance(code, str) else None
+    return value if isinstance(value, str) else arguments
+
+
+class CodeInterpreterTool:
+    type = "code_interpreter"
+
+    def __init__(self, settings: CodeInterpreterSettings, pool: Pool) -> None:
+        self.settings = settings
+        self.pool = pool
+        # call id -> {"/mnt/data/out.csv": file id}: files written by calls whose message
+        # is not closed yet (the step's call object has no place for them).
+        self._written: OrderedDict[str, dict[str, str]] = OrderedDict()
+
+    def definition(self, tool: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "function", "function": {
+            "name": FUNCTION_NAME,
+            "description": (
+                "Runs Python code in a stateful Jupyter kernel: variables, imports and files "
+                "persist between calls in this conversation. Files the user attached are in "
+                "/mnt/data (list it to see them); write files for the user there and link "
+                "them as sandbox:/mnt/data/<name>. Charts shown with matplotlib "
+                "(plt.show()) are displayed to the user. numpy, pandas and matplotlib are "
+                "available; there is no internet access. A call may run at most "
+                f"{self.settings.timeout:g} seconds."),
+            "parameters": {
+                "type": "object",
+                "properties": {"code": {"type": "string",
+                                        "description": "The Python code to run."}},
+                "required": ["code"],
+            },
+        }}
+
+    def initial_call(self, call_id: str, arguments: str) -> dict[str, Any]:
+        return {"id": call_id, "type": "code_interpreter", "code_interpreter": {
+            "input": parse_code(arguments) or "", "outputs": []}}
+
+    async def call(self, ctx: ToolContext, call_id: str, arguments: str) -> ToolResult:
+        code = parse_code(arguments)
+        outputs = CallOutputs(ctx.emit, self.settings.max_output_chars)
+        if code is None:
+            outputs.note("The call has no Python code to run: pass it as the `code` "
+                         "argument.")
+        else:
+            try:
+                session = await self.pool.session(ctx.thread["id"])
+                async with session.lock:
+                    await self._run(ctx, session, call_id, code, outputs)
+            except (Unavailable, KernelStartError, OSError) as err:
+                log.warning("code interpreter call %s failed: %s", call_id, err)
+                reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+                outputs.note(f"Code execution is unavailable: {reason}")
+        items = outputs.finish()
+        call = {"id": call_id, "type": "code_interpreter",
+                "code_interpreter": {"input": code or "", "outputs": items}}
+        return ToolResult(call=call, output=model_text(items))
+
+    async def _run(self, ctx: ToolContext, session: Session, call_id: str, code: str,
+                   outputs: CallOutputs) -> None:
+        for problem in await self._place_inputs(ctx, session):
+            outputs.note(problem + "\n")
+        data = session.workspace.data
+        before = await asyncio.to_thread(files.snapshot, data)
+        images = 0
+
+        async def sink(output: Output) -> None:
+            nonlocal images
+            if output.image is not None:
+                media, content = output.image
+                images += 1
+                stored = await store_file(ctx.db, ctx.blobs, ctx.project,
+                                          f"{call_id}_{images}{IMAGE_SUFFIXES[media]}",
+                                          OUTPUT_PURPOSE, content)
+                outputs.image(stored["id"])
+            elif output.traceback:
+                outputs.note(output.text)
+            else:
+                outputs.text(output.text)
+
+        revived = await session.revive()
+        if revived:
+            outputs.note(revived + "\n")
+        try:
+            note = await session.execute(code, sink)
+        except asyncio.CancelledError:
+            session.kernel.interrupt()  # the run was cancelled: stop the code too
+            raise
+        if note:
+            outputs.note(note + "\n")
+        after = await asyncio.to_thread(files.snapshot, data)
+        written: dict[str, str] = {}
+        for relative in files.written(before, after)[:self.settings.max_output_files]:
+            content = await asyncio.to_thread(files.read, data, relative)
+            if content is not None:
+                stored = await store_file(ctx.db, ctx.blobs, ctx.project,
+                                          relative.rsplit("/", 1)[-1], OUTPUT_PURPOSE,
+                                          content)
+                written[f"{SANDBOX_DATA}/{relative}"] = stored["id"]
+        if written:
+            self._written[call_id] = written
+            while len(self._written) > _REMEMBERED_CALLS:
+                self._written.popitem(last=False)
+
+    async def _place_inputs(self, ctx: ToolContext, session: Session) -> list[str]:
+        """Copy the run's input files not yet in the session into its data directory, under
+        their filenames; returns what went wrong, for the logs."""
+        wanted = [file_id for file_id in (ctx.resource_ids("code_interpreter", "file_ids")
+                                          + ctx.attachment_file_ids("code_interpreter"))
+                  if file_id not in session.placed]
+        if not wanted:
+            return []
+        async with ctx.db.read() as conn:
+            found = {file_id: await objects.get_object(conn, tables.files, file_id,
+                                                       ctx.project)
+                     for file_id in wanted}
+        problems = []
+        taken = set(session.placed.values())
+        for file_id, file in found.items():
+            if file is None:
+                continue  # deleted since it was attached
+            name = files.safe_name(file["filename"], file_id)
+            if name in taken:
+                name = f"{file_id}-{name}"
+            try:
+                await asyncio.to_thread(files.place, session.workspace.data, name,
+                                        ctx.blobs.path(file_id), session.workspace.uid)
+            except OSError as err:
+                problems.append(f"Could not put {name} in /mnt/data: {err.strerror or err}")
+                continue
+            session.placed[file_id] = name
+            taken.add(name)
+        return problems
+
+    def replay(self, call: dict[str, Any]) -> tuple[str, str]:
+        details = call["code_interpreter"]
+        return (json.dumps({"code": details["input"]}, ensure_ascii=False),
+                model_text(details["outputs"]))
+
+    def message_additions(self, text: str, calls: list[dict[str, Any]]) -> MessageAdditions:
+        """Images the calls displayed become ``image_file`` parts; links to files they wrote
+        (``sandbox:/mnt/data/out.csv``) become ``file_path`` annotations."""
+        parts = [{"type": "image_file", "image_file": {"file_id": item["image"]["file_id"]}}
+                 for call in calls for item in call["code_interpreter"]["outputs"]
+                 if item["type"] == "image"]
+        written: dict[str, str] = {}
+        for call in calls:
+            written.update(self._written.pop(call["id"], {}))
+        annotations = []
+        for match in _SANDBOX_LINK.finditer(text):
+            path = match[1]
+            if path not in written:
+                path = path.rstrip(".,;:!?")  # the end of a sentence, not of the name
+            if path in written:
+                end = match.start(1) + len(path)
+                annotations.append({
+                    "type": "file_path", "text": text[match.start():end],
+                    "start_index": match.start(), "end_index": end,
+                    "file_path": {"file_id": written[path]}})
+        return MessageAdditions(annotations=annotations, parts=parts)

@@ -1,0 +1,49 @@
+"""Files in a session's data directory, which the model's code controls: links are never
+followed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from vtai.server.tools.code_interpreter import files
+
+
+def test_safe_name() -> None:
+    assert files.safe_name("data.csv", "file-1") == "data.csv"
+    assert files.safe_name("../../etc/passwd", "file-1") == "passwd"
+    assert files.safe_name("a\\b\\c.txt", "file-1") == "c.txt"
+    assert files.safe_name("..", "file-1") == "file-1"
+    assert files.safe_name("dir/", "file-1") == "file-1"
+
+
+def test_place_replaces_a_link_instead_of_following_it(tmp_path: Path) -> None:
+    data, outside = tmp_path / "data", tmp_path / "outside.txt"
+    data.mkdir()
+    outside.write_text("precious")
+    source = tmp_path / "blob"
+    source.write_bytes(b"input")
+    (data / "in.csv").symlink_to(outside)
+    files.place(data, "in.csv", source, None)
+    assert outside.read_text() == "precious"
+    assert not (data / "in.csv").is_symlink() and (data / "in.csv").read_bytes() == b"input"
+
+
+def test_written_files_and_reading_them(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "kept.txt").write_text("same")
+    before = files.snapshot(data)
+    (data / "sub" / "new.txt").write_text("new")
+    (data / ".hidden").write_text("no")
+    (tmp_path / "secret").write_text("secret")
+    (data / "link.txt").symlink_to(tmp_path / "secret")
+    os.mkfifo(data / "pipe")
+    after = files.snapshot(data)
+    assert files.written(before, after) == ["sub/new.txt"]
+    assert files.read(data, "sub/new.txt") == b"new"
+    assert files.read(data, "link.txt") is None
+    assert files.read(data, "pipe") is None
+    (data / "sub").rename(data / "moved")
+    (data / "sub").symlink_to(tmp_path)
+    assert files.read(data, "sub/secret") is None
