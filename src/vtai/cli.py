@@ -162,5 +162,62 @@ def keys_create(
     typer.echo(asyncio.run(_run()))
 
 
+ServerURL = Annotated[str, typer.Option(
+    "--base-url", envvar="VTAI_BASE_URL", help="The Assistants API server to talk to.")]
+ServerKey = Annotated[str, typer.Option(
+    "--api-key", envvar="VTAI_API_KEY", help="Its API key, when it has keys configured.")]
+AssistantId = Annotated[str | None, typer.Option(
+    "--assistant", help="Chat with this assistant (default: the one used last, or a new one).")]
+Model = Annotated[str, typer.Option(help="The model of an assistant this command creates.")]
+Functions = Annotated[list[str] | None, typer.Option(
+    "--functions", help="A module whose @function_tool functions the assistant may call "
+    "(repeatable).")]
+
+
+@app.command()
+def ui(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8501,
+    base_url: ServerURL = "http://127.0.0.1:8000/v1",
+    api_key: ServerKey = "unused",
+    assistant: AssistantId = None,
+    model: Model = "o3",
+    functions: Functions = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Start the chat UI (Chainlit, Assistant mode) on an Assistants API server."""
+    from vtai.ui.launch import exec_chainlit
+
+    root = _settings(data_dir).data_dir / "ui"
+    env = {"VTAI_UI_BASE_URL": base_url, "VTAI_UI_API_KEY": api_key, "VTAI_UI_MODEL": model,
+           "VTAI_UI_STATE_PATH": str(root / "ui.json")}
+    if assistant:
+        env["VTAI_UI_ASSISTANT_ID"] = assistant
+    if functions:
+        env["VTAI_UI_FUNCTIONS"] = ",".join(functions)
+    typer.echo(f"VT.ai chat UI on http://{host}:{port} (server: {base_url})")
+    exec_chainlit(root, host, port, env)
+
+
+@app.command()
+def chat(
+    base_url: ServerURL = "http://127.0.0.1:8000/v1",
+    api_key: ServerKey = "unused",
+    assistant: AssistantId = None,
+    model: Model = "o3",
+    new: Annotated[bool, typer.Option("--new", help="Start a new thread.")] = False,
+    functions: Functions = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Chat with an assistant in the terminal (/file PATH attaches, /new, /exit)."""
+    from vtai.assistants.functions import import_functions
+    from vtai.chat.app import run_chat
+
+    import_functions(functions or [])
+    state = _settings(data_dir).data_dir / "chat.json"
+    raise typer.Exit(asyncio.run(run_chat(base_url, api_key, assistant, model, state,
+                                          resume=not new)))
+
+
 if __name__ == "__main__":
     app()

@@ -179,9 +179,9 @@ def test_plot_becomes_an_image_file(ci_client: OpenAI, fake_model: FakeModelServ
     assert ci_client.files.content(file_id).read().startswith(b"\x89PNG\r\n\x1a\n")
     assert ci_client.files.retrieve(file_id).purpose == "assistants_output"
     message = next(iter(ci_client.beta.threads.messages.list(run.thread_id)))
-    assert [p.type for p in message.content] == ["image_file", "text"]
-    assert message.content[0].image_file.file_id == file_id
-    assert message.content[1].text.value == "Here is the chart."
+    assert [p.type for p in message.content] == ["text", "image_file"]
+    assert message.content[1].image_file.file_id == file_id
+    assert message.content[0].text.value == "Here is the chart."
     assert tool_results(fake_model, model) == [f"[image {file_id} displayed to the user]"]
 
 

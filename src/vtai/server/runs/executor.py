@@ -378,13 +378,15 @@ class Executor:
         assert turn.tool_step is not None
         step_id = turn.tool_step["id"]
 
-        def emit(fields: dict[str, Any]) -> None:
-            piece = {"index": index, "id": call.id, "type": tool.type, **fields}
+        def emit(fields: dict[str, Any], first: bool = False) -> None:
+            # The SDK concatenates string fields of deltas merged by index: the id goes once.
+            piece = {"index": index, **({"id": call.id} if first else {}), "type": tool.type,
+                     **fields}
             self.records.delta(run["id"], "thread.run.step.delta", step_id,
                                {"step_details": {"type": "tool_calls", "tool_calls": [piece]}})
 
         initial = tool.initial_call(call.id, call.arguments)
-        emit({k: v for k, v in initial.items() if k not in ("id", "type")})
+        emit({k: v for k, v in initial.items() if k not in ("id", "type")}, first=True)
         ctx = await self._tool_context(run, project, emit)
         started = time.monotonic()
         result = await tool.call(ctx, call.id, call.arguments)
@@ -428,8 +430,9 @@ class Executor:
                 parts += added.parts
         turn.builtin_calls = {}
         turn.message.update(
-            content=[*parts, {"type": "text", "text": {"value": turn.text,
-                                                       "annotations": annotations}}],
+            # the text first: it streamed as content index 0
+            content=[{"type": "text", "text": {"value": turn.text, "annotations": annotations}},
+                     *parts],
             status=status, incomplete_details=incomplete,
             completed_at=now if status == "completed" else None,
             incomplete_at=now if status == "incomplete" else None,

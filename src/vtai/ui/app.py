@@ -1,0 +1,165 @@
+"""The Chainlit app: VT.ai's Assistant mode on an Assistants v2 server (run by ``vtai ui``).
+
+One chat is one thread; the assistant is the one picked in the settings, or else the one this
+UI used last, or else a new one. New Chat starts a new thread and the old one is deleted with
+its uploaded files (Chainlit keeps no history to go back to it)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import chainlit as cl
+from chainlit.input_widget import Select, TextInput
+from openai import AsyncOpenAI
+
+from vtai.assistants import (
+    AssistantConfig,
+    AssistantsError,
+    AssistantSession,
+    create_assistant,
+    poll_run,
+)
+from vtai.assistants.functions import current_registry, import_functions
+from vtai.assistants.state import save_ids
+from vtai.ui.render import ChainlitListener
+from vtai.ui.settings import UISettings
+
+log = logging.getLogger("vtai.ui")
+NEW_ASSISTANT = "new"
+TOOLS = ({"type": "code_interpreter"}, {"type": "retrieval"})
+
+
+def _settings() -> UISettings:
+    return UISettings()
+
+
+def _session() -> AssistantSession | None:
+    session: AssistantSession | None = cl.user_session.get("assistant_session")
+    return session
+
+
+@cl.on_app_startup
+def load_functions() -> None:
+    import_functions(_settings().function_modules())
+
+
+@cl.on_chat_start
+async def start_chat() -> None:
+    settings = _settings()
+    client = AsyncOpenAI(base_url=settings.base_url, api_key=settings.api_key, max_retries=1)
+    try:
+        session = await AssistantSession.open(
+            client, assistant_id=settings.assistant_id, state_path=settings.state_path,
+            config=AssistantConfig(name="VT.ai Assistant", instructions=settings.instructions,
+                                   model=settings.model, tools=TOOLS))
+        await _send_settings(client, session.assistant_id, settings)
+    except AssistantsError as err:
+        await cl.ErrorMessage(content=f"Cannot start the chat: {err}").send()
+        return
+    cl.user_session.set("assistant_session", session)
+    cl.user_session.set("sources", {})
+
+
+async def _send_settings(client: AsyncOpenAI, assistant_id: str, settings: UISettings) -> None:
+    assistants = [a async for a in client.beta.assistants.list(limit=100)]
+    items = {f"{a.name or 'unnamed'} ({a.id})": a.id for a in assistants}
+    items["New assistant (from the fields below)"] = NEW_ASSISTANT
+    await cl.ChatSettings([
+        Select(id="assistant_id", label="Assistant", items=items, initial_value=assistant_id),
+        TextInput(id="name", label="New assistant's name", initial="VT.ai Assistant"),
+        TextInput(id="model", label="New assistant's model", initial=settings.model),
+        TextInput(id="instructions", label="New assistant's instructions",
+                  initial=settings.instructions, multiline=True),
+    ]).send()
+
+
+@cl.on_settings_update
+async def update_settings(values: dict[str, Any]) -> None:
+    session = _session()
+    if session is None:
+        return
+    chosen = values.get("assistant_id") or session.assistant_id
+    try:
+        if chosen == NEW_ASSISTANT:
+            assistant = await create_assistant(
+                session.client, values.get("name") or "VT.ai Assistant",
+                values.get("instructions") or "", tools=[*TOOLS, *current_registry().tools()],
+                model=values.get("model") or _settings().model)
+            chosen = assistant.id
+            await _send_settings(session.client, chosen, _settings())
+        else:
+            assistant = await session.client.beta.assistants.retrieve(chosen)
+    except Exception as err:  # the UI shows any failure as a message, never a traceback
+        await cl.ErrorMessage(content=f"Cannot use that assistant: {_readable(err)}").send()
+        return
+    session.assistant_id = chosen
+    if session.state_path:
+        save_ids(session.state_path, str(session.client.base_url), assistant_id=chosen)
+    await cl.Message(content=f"Now chatting with **{assistant.name or chosen}** "
+                             f"({assistant.model}).").send()
+
+
+@cl.on_message
+async def answer(message: cl.Message) -> None:
+    session = _session()
+    if session is None:
+        await cl.ErrorMessage(content="The chat could not start; reload the page.").send()
+        return
+    listener = ChainlitListener(session.client, cl.user_session.get("sources"))
+    try:
+        for element in message.elements or []:
+            if element.path:
+                await session.attach(element.path, element.name)
+        run = await session.send(message.content, listener)
+    except asyncio.CancelledError:  # the stop button; on_stop reports the cancelled run
+        await listener.close()
+        raise
+    except Exception as err:  # the UI shows any failure as a message, never a traceback
+        log.warning("chat failed: %r", err)
+        await cl.ErrorMessage(content=_readable(err)).send()
+        return
+    await _report_end(run.status, run.last_error.message if run.last_error else None,
+                      run.incomplete_details.reason if run.incomplete_details else None)
+
+
+async def _report_end(status: str, error: str | None, reason: str | None) -> None:
+    if status == "failed":
+        await cl.ErrorMessage(content=f"The run failed: {error or 'no reason given'}").send()
+    elif status == "incomplete":
+        await cl.Message(content=f"(The answer is incomplete: {reason}.)").send()
+    elif status == "expired":
+        await cl.ErrorMessage(content="The run expired before it finished.").send()
+
+
+@cl.on_stop
+async def stop() -> None:
+    """Chainlit has cancelled the answering task, which asked the server to cancel the run;
+    say so once the server confirms."""
+    session = _session()
+    if session is None or session.run is None:
+        return
+    try:
+        await session.cancel()
+        run = await poll_run(session.client, session.thread_id, session.run.id)
+    except AssistantsError as err:
+        await cl.ErrorMessage(content=f"Could not stop the run: {err}").send()
+        return
+    await cl.Message(content=f"Stopped: the run is {run.status}.").send()
+
+
+@cl.on_chat_end
+async def end_chat() -> None:
+    session = _session()
+    if session is not None:
+        try:
+            await session.cleanup()
+        except AssistantsError as err:
+            log.warning("could not clean up thread %s: %s", session.thread_id, err)
+
+
+def _readable(err: Exception) -> str:
+    if isinstance(err, AssistantsError):
+        return str(err)
+    return f"Something went wrong ({type(err).__name__}): {err}"

@@ -1,0 +1,147 @@
+"""Stand-in built-in tools for UI tests, until the real ones are in the server.
+
+The code interpreter runs the code with this Python, returns what it printed, and makes one
+PNG. File search "finds" every file attached to the thread for file_search, and turns each
+【...】 mark in the answer into a citation of the next file it found. Their steps and messages
+have OpenAI's shapes, made by the real executor."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import struct
+import sys
+import types
+import zlib
+from typing import Any
+
+from vtai.server.api.files import get_file, store_file
+from vtai.server.tools.base import MessageAdditions, ToolContext, ToolResult
+from vtai.server.tools.registry import PluginEnv, ToolPlugin
+
+
+def chart_png(width: int = 160, height: int = 90) -> bytes:
+    """A small bar chart, so a screenshot shows that the image arrived."""
+    heights = [30, 55, 80, 45, 70]
+    rows = []
+    for y in range(height):
+        row = bytearray()
+        for x in range(width):
+            bar = x // 32
+            inside = x % 32 > 6 and height - y <= heights[bar]
+            row += bytes((40, 120, 220) if inside else (250, 250, 250))
+        rows.append(b"\x00" + bytes(row))
+    body = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", body)
+            + chunk(b"IDAT", zlib.compress(b"".join(rows))) + chunk(b"IEND", b""))
+
+
+def _code(arguments: str) -> str:
+    try:
+        return str(json.loads(arguments or "{}").get("code", ""))
+    except ValueError:
+        return arguments
+
+
+class StandInCodeInterpreter:
+    type = "code_interpreter"
+
+    def definition(self, tool: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "function", "function": {
+            "name": "python", "description": "Run Python code and see what it prints.",
+            "parameters": {"type": "object", "properties": {"code": {"type": "string"}},
+                           "required": ["code"]}}}
+
+    def initial_call(self, call_id: str, arguments: str) -> dict[str, Any]:
+        return {"id": call_id, "type": "code_interpreter",
+                "code_interpreter": {"input": _code(arguments), "outputs": []}}
+
+    async def call(self, ctx: ToolContext, call_id: str, arguments: str) -> ToolResult:
+        code = _code(arguments)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT)
+        printed, _ = await asyncio.wait_for(proc.communicate(), 30)
+        logs = printed.decode(errors="replace")
+        image = await store_file(ctx.db, ctx.blobs, ctx.project, "chart.png", "assistants",
+                                 chart_png())
+        outputs = [{"type": "logs", "logs": logs},
+                   {"type": "image", "image": {"file_id": image["id"]}}]
+        ctx.emit({"code_interpreter": {"outputs": outputs}})
+        return ToolResult(call={"id": call_id, "type": "code_interpreter",
+                                "code_interpreter": {"input": code, "outputs": outputs}},
+                          output=logs)
+
+    def replay(self, call: dict[str, Any]) -> tuple[str, str]:
+        code = call["code_interpreter"]
+        logs = "".join(o.get("logs", "") for o in code["outputs"] if o["type"] == "logs")
+        return json.dumps({"code": code["input"]}), logs
+
+    def message_additions(self, text: str, calls: list[dict[str, Any]]) -> MessageAdditions:
+        return MessageAdditions(parts=[
+            {"type": "image_file", "image_file": {"file_id": o["image"]["file_id"]}}
+            for call in calls for o in call["code_interpreter"]["outputs"]
+            if o["type"] == "image"])
+
+
+class StandInFileSearch:
+    type = "file_search"
+
+    def definition(self, tool: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "function", "function": {
+            "name": "file_search", "description": "Search the user's documents.",
+            "parameters": {"type": "object", "properties": {"query": {"type": "string"}},
+                           "required": ["query"]}}}
+
+    def initial_call(self, call_id: str, arguments: str) -> dict[str, Any]:
+        return {"id": call_id, "type": "file_search", "file_search": {"results": []}}
+
+    async def call(self, ctx: ToolContext, call_id: str, arguments: str) -> ToolResult:
+        results = []
+        for file_id in ctx.attachment_file_ids("file_search"):
+            async with ctx.db.read() as conn:
+                name = (await get_file(conn, file_id, ctx.project))["filename"]
+            text = (await ctx.blobs.read(file_id)).decode(errors="replace")
+            results.append({"file_id": file_id, "file_name": name, "score": 0.9,
+                            "content": [{"type": "text", "text": text}]})
+        call = {"id": call_id, "type": "file_search", "file_search": {
+            "ranking_options": {"ranker": "default_2024_08_21", "score_threshold": 0.0},
+            "results": results}}
+        return ToolResult(call=call, output=json.dumps(results))
+
+    def replay(self, call: dict[str, Any]) -> tuple[str, str]:
+        return "{}", json.dumps(call["file_search"]["results"])
+
+    def message_additions(self, text: str, calls: list[dict[str, Any]]) -> MessageAdditions:
+        found = [r["file_id"] for call in calls for r in call["file_search"]["results"]]
+        annotations = []
+        for number, mark in enumerate(re.finditer(r"【[^】]*】", text)):
+            if found:
+                annotations.append({
+                    "type": "file_citation", "text": mark.group(), "start_index": mark.start(),
+                    "end_index": mark.end(),
+                    "file_citation": {"file_id": found[number % len(found)]}})
+        return MessageAdditions(annotations=annotations)
+
+
+def plugin(env: PluginEnv) -> ToolPlugin:
+    return ToolPlugin(tool=StandInCodeInterpreter())
+
+
+def file_search_plugin(env: PluginEnv) -> ToolPlugin:
+    return ToolPlugin(tool=StandInFileSearch())
+
+
+if __name__ == "__main__":  # `vtai serve` with these tools as its built-in tools
+    sys.modules["vtai.server.tools.code_interpreter"] = sys.modules[__name__]
+    sys.modules["vtai.server.tools.file_search"] = types.SimpleNamespace(  # type: ignore
+        plugin=file_search_plugin)
+    from vtai.cli import app
+
+    app()

@@ -1,0 +1,221 @@
+"""The chat UI in a real browser: streamed text, a code interpreter step with its logs and
+image, an upload attached to the message, and the stop button cancelling the run."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from openai import OpenAI
+
+from tests.support import free_port
+from tests.ui.conftest import UI_MODEL, ChainlitApp
+from vtai.testing import Call, Echo, Error, Reply, ToolCalls
+
+ANSWER = '[data-step-type="assistant_message"] [role="article"]'
+
+
+def send(page: Any, text: str) -> None:
+    page.locator("#chat-input").fill(text)
+    page.locator("#chat-submit").click()
+
+
+def last_answer(page: Any) -> str:
+    answers = page.locator(ANSWER)
+    return str(answers.last.inner_text()) if answers.count() else ""
+
+
+def test_answer_streams_into_one_message(page: Any, fake_model: Any, shots: Path) -> None:
+    text = "Streaming works: every word arrives on its own, one after another."
+    fake_model.script(UI_MODEL, Reply(text, chunk_delay=0.12))
+    send(page, "Tell me about streaming")
+    seen: list[str] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (not seen or seen[-1] != text):
+        current = last_answer(page)
+        if current and (not seen or current != seen[-1]):
+            seen.append(current)
+        time.sleep(0.05)
+    page.screenshot(path=shots / "streamed-text.png")
+    assert seen[-1] == text
+    assert len(seen) >= 4 and all(text.startswith(s) for s in seen)  # grew in place
+    assert page.locator(ANSWER).count() == 1
+
+
+def test_code_step_shows_code_logs_and_image(page: Any, fake_model: Any, shots: Path) -> None:
+    code = "for n in range(3):\n    print('square', n * n)"
+    fake_model.script(UI_MODEL, ToolCalls([Call("python", {"code": code})]),
+                      Reply("The squares are 0, 1 and 4; the chart is above."))
+    send(page, "Compute some squares and chart them")
+    page.get_by_text("the chart is above").wait_for(timeout=30_000)
+    step = page.get_by_text("Used code_interpreter").first
+    step.click()
+    page.get_by_text("square 4").wait_for(timeout=10_000)
+    assert page.get_by_text("print('square', n * n)").count() >= 1
+    images = page.locator("img[src*='/project/file/']")
+    images.first.wait_for(timeout=10_000)
+    page.screenshot(path=shots / "code-step.png")
+    images.first.scroll_into_view_if_needed()
+    images.first.screenshot(path=shots / "code-step-image.png")
+    assert images.count() >= 2  # in the step, and in the message
+    assert all(images.nth(i).evaluate("i => i.naturalWidth") == 160
+               for i in range(images.count()))
+
+
+def test_upload_is_attached_to_the_message(page: Any, fake_model: Any, ui_server: Any,
+                                           chainlit_app: Any, shots: Path,
+                                           tmp_path: Path) -> None:
+    fake_model.script(UI_MODEL, Echo())
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Notes\nThe launch is on Tuesday.")
+    table = tmp_path / "sales.csv"
+    table.write_text("month,total\njan,10\n")
+    page.locator("#upload-button-input").set_input_files([str(notes), str(table)])
+    page.get_by_text("sales.csv").first.wait_for(timeout=10_000)
+    page.wait_for_function("!document.querySelector('#chat-submit').disabled")
+    send(page, "What is in my files?")
+    page.get_by_text("user: What is in my files?").wait_for(timeout=30_000)
+    page.screenshot(path=shots / "upload.png")
+
+    client = OpenAI(base_url=ui_server.base_url, api_key="unused")
+    names = {f.id: f.filename for f in client.files.list().data}
+    messages = client.beta.threads.messages.list(ui_thread(chainlit_app), order="asc").data
+    assert {(names[a.file_id], a.tools[0].type) for a in messages[0].attachments or []} == {
+        ("notes.md", "file_search"), ("sales.csv", "code_interpreter")}
+
+
+def test_stop_cancels_the_run(page: Any, fake_model: Any, ui_server: Any, chainlit_app: Any,
+                              shots: Path) -> None:
+    fake_model.script(UI_MODEL, Reply("This answer is long and slow " + "and slower " * 30,
+                                      chunk_delay=0.4))
+    send(page, "Take your time")
+    page.get_by_text("This answer is").wait_for(timeout=30_000)
+    page.locator("#stop-button").click()
+    page.get_by_text("Stopped: the run is cancelled.").wait_for(timeout=30_000)
+    page.screenshot(path=shots / "stopped.png")
+    assert page.locator(ANSWER).first.inner_text().startswith("This answer is")
+    assert "slower slower slower" not in page.locator(ANSWER).first.inner_text()
+    client = OpenAI(base_url=ui_server.base_url, api_key="unused")
+    [run] = client.beta.threads.runs.list(ui_thread(chainlit_app)).data
+    assert run.status == "cancelled"
+
+
+def test_new_chat_starts_a_new_thread(page: Any, fake_model: Any, ui_server: Any,
+                                      chainlit_app: Any) -> None:
+    send(page, "first chat")
+    page.get_by_text("You said: first chat").wait_for(timeout=30_000)
+    first = ui_thread(chainlit_app)
+    page.locator("#new-chat-button").click()
+    page.locator("#welcome-screen").wait_for(timeout=30_000)
+    page.locator("#chat-settings-open-modal").wait_for(timeout=30_000)
+    send(page, "second chat")
+    page.get_by_text("You said: second chat").wait_for(timeout=30_000)
+    second = ui_thread(chainlit_app)
+    assert second not in (first, None)
+    assert page.get_by_text("first chat").count() == 0
+    client = OpenAI(base_url=ui_server.base_url, api_key="unused")
+    [user, _] = client.beta.threads.messages.list(second, order="asc").data
+    assert user.content[0].text.value == "second chat"  # type: ignore[union-attr]
+
+
+def ui_thread(chainlit_app: Any) -> str | None:
+    """The thread of the chat open in the page (the UI saves the ids it uses last)."""
+    return saved_ids(chainlit_app).get("thread_id")
+
+
+def ui_assistant(chainlit_app: Any) -> str | None:
+    return saved_ids(chainlit_app).get("assistant_id")
+
+
+def saved_ids(chainlit_app: Any) -> dict[str, str]:
+    [ids] = json.loads((chainlit_app.root / "ui" / "ui.json").read_text()).values()
+    return ids  # type: ignore[no-any-return]
+
+
+def test_file_search_sources_and_clickable_citations(page: Any, fake_model: Any,
+                                                     shots: Path, tmp_path: Path) -> None:
+    notes = tmp_path / "launch-notes.md"
+    notes.write_text("The launch is on Tuesday at noon.")
+    fake_model.script(UI_MODEL, ToolCalls([Call("file_search", {"query": "launch day"})]),
+                      Reply("The launch is on Tuesday【4:0†launch-notes.md】."))
+    page.locator("#upload-button-input").set_input_files([str(notes)])
+    page.get_by_text("launch-notes.md").first.wait_for(timeout=10_000)
+    page.wait_for_function("!document.querySelector('#chat-submit').disabled")
+    send(page, "When is the launch?")
+    page.get_by_text("The launch is on Tuesday[1].").wait_for(timeout=30_000)
+    page.screenshot(path=shots / "file-search.png")
+    answer = page.locator('[data-step-type="assistant_message"]').last
+    assert "Sources: [1]" in answer.inner_text()
+
+    page.get_by_text("Used file_search").first.click()
+    page.get_by_text("launch-notes.md (score 0.90)").wait_for(timeout=10_000)
+    page.screenshot(path=shots / "file-search.png")
+
+    answer.get_by_text("launch-notes.md").click()  # the source, as a link
+    page.get_by_text("The launch is on Tuesday at noon.").last.wait_for(timeout=10_000)
+    page.screenshot(path=shots / "citation.png")
+
+
+def test_function_call_step_shows_arguments_and_output(page: Any, fake_model: Any,
+                                                       shots: Path) -> None:
+    fake_model.script(UI_MODEL, ToolCalls([Call("get_weather", {"city": "Paris"})]),
+                      Reply("It is sunny in Paris."))
+    send(page, "Weather in Paris?")
+    page.get_by_text("It is sunny in Paris.").wait_for(timeout=30_000)
+    page.get_by_text("Used get_weather").first.click()
+    page.locator("code.language-json").get_by_text('"city": "Paris"').wait_for(timeout=10_000)
+    output = page.get_by_text('"sky": "sunny"').first.inner_text()
+    assert json.loads(output) == {"city": "Paris", "temperature": 21, "sky": "sunny"}
+    page.wait_for_timeout(500)  # the step finishes opening
+    page.screenshot(path=shots / "function-call.png")
+
+
+def test_settings_create_an_assistant_or_pick_one(page: Any, fake_model: Any,
+                                                  chainlit_app: Any, shots: Path) -> None:
+    original = ui_assistant(chainlit_app)
+    fake_model.script("poet-model", Reply("Roses are red."))
+    page.locator("#chat-settings-open-modal").click()
+    page.locator("#assistant_id").click()
+    page.get_by_role("option", name="New assistant (from the fields below)").click()
+    page.locator("#name").fill("Poet")
+    page.locator("#model").fill("poet-model")
+    page.screenshot(path=shots / "settings.png")
+    page.get_by_role("button", name="Confirm").click()
+    page.get_by_text("Now chatting with Poet (poet-model).").wait_for(timeout=30_000)
+    assert ui_assistant(chainlit_app) != original
+    send(page, "a poem, please")
+    page.get_by_text("Roses are red.").wait_for(timeout=30_000)
+
+    page.locator("#chat-settings-open-modal").click()  # back to the tests' assistant
+    page.locator("#assistant_id").click()
+    page.get_by_role("option", name=f"VT.ai Assistant ({original})").click()
+    page.get_by_role("button", name="Confirm").click()
+    page.get_by_text(f"Now chatting with VT.ai Assistant ({UI_MODEL}).").wait_for(timeout=30_000)
+    assert ui_assistant(chainlit_app) == original
+
+
+def test_a_failed_run_reads_as_a_message(page: Any, fake_model: Any, shots: Path) -> None:
+    fake_model.script(UI_MODEL, Error(400, "This model does not exist upstream.",
+                                      type="invalid_request_error"))
+    send(page, "hello?")
+    page.get_by_text("The run failed:").wait_for(timeout=30_000)
+    assert "This model does not exist upstream." in page.locator("body").inner_text()
+    assert "Traceback" not in page.content()
+    page.screenshot(path=shots / "failed-run.png")
+
+
+def test_an_unreachable_server_reads_as_a_message(browser: Any, tmp_path: Path,
+                                                  shots: Path) -> None:
+    app = ChainlitApp(tmp_path, f"http://127.0.0.1:{free_port()}/v1", UI_MODEL)
+    try:
+        page = browser.new_page()
+        page.goto(app.url)
+        page.get_by_text("Cannot start the chat: Could not create the assistant: cannot "
+                         "reach the server").wait_for(timeout=30_000)
+        assert "Traceback" not in page.content()
+        page.screenshot(path=shots / "unreachable.png")
+        page.close()
+    finally:
+        app.stop()
