@@ -200,7 +200,9 @@ def _stream(request: Request, sub: Subscription, first: list[Event], live: bool 
         async for chunk in sse_body(first, sub, live):
             yield chunk
 
-    return EventSourceResponse(events(), ping=15, sep="\n")
+    # No keep-alive comments: after an event with an id, the SDK's decoder turns the blank
+    # line ending a comment into an empty event and fails to parse it.
+    return EventSourceResponse(events(), ping=0, sep="\n")
 
 
 def _creation_events(run_data: str, thread_data: str | None = None) -> list[Event]:

@@ -28,7 +28,7 @@ log = logging.getLogger("vtai.runs")
 
 POLL_SECONDS = 1.0
 WATCH_SECONDS = 0.5  # how soon a cancel made in another process reaches the running task
-CLAIM_BATCH = 50
+CLAIM_BATCH = 200
 MAX_ATTEMPTS = 3  # a run whose worker died this often fails instead of being retried
 EVENTS_KEPT_SECONDS = 3600  # how long a stream can be resumed (Last-Event-ID)
 
@@ -89,6 +89,8 @@ class Worker:
     async def _loop(self) -> None:
         while True:
             try:
+                # cleared before the claim: a wake-up during it is not lost
+                self._wake.clear()
                 claimed = await self._claim()
                 for run_id in claimed:
                     log.info("%s claimed run %s", self.id, run_id)
@@ -101,7 +103,6 @@ class Worker:
                     await self.executor.records.bus.forget_before(
                         ids.now() - EVENTS_KEPT_SECONDS)
                 if len(claimed) < CLAIM_BATCH:
-                    self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
             except asyncio.CancelledError:
@@ -127,11 +128,14 @@ class Worker:
                 r.c.id).limit(min(room, CLAIM_BATCH)).with_for_update(skip_locked=True)
             rows = [row for row in (await conn.execute(query)).all()
                     if row.id not in self.tasks]
+            lease = {"worker_id": self.id, "lease_expires_at": now + self.lease_seconds}
+            fresh = [row.id for row in rows if row.status != states.IN_PROGRESS]
+            if fresh:
+                await conn.execute(update(r).where(r.c.id.in_(fresh)).values(**lease))
             for row in rows:
-                lost = row.status == states.IN_PROGRESS
-                await conn.execute(update(r).where(r.c.id == row.id).values(
-                    worker_id=self.id, lease_expires_at=now + self.lease_seconds,
-                    attempt=row.attempt + 1 if lost else row.attempt))
+                if row.status == states.IN_PROGRESS:  # its worker was lost: count attempts
+                    await conn.execute(update(r).where(r.c.id == row.id).values(
+                        **lease, attempt=row.attempt + 1))
         claimed = []
         for row in rows:
             if row.status == states.IN_PROGRESS and row.attempt + 1 > MAX_ATTEMPTS:
