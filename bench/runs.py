@@ -1,0 +1,526 @@
+"""Streaming runs: what our server adds on top of the model, and how many streams it holds.
+
+Overhead. The same fake model (one process, `bench-paced`: first token after 50 ms, then 20
+words 10 ms apart) is called two ways, one after the other at each concurrency level:
+
+- direct: `chat.completions.create(stream=True)` on the fake model; time to the first content
+  delta, and to the end of the stream;
+- ours: `beta.threads.runs.stream(thread_id, assistant_id)` on our server, which calls the
+  fake model; time to the first `thread.message.delta`, and to the end of the stream.
+
+Both use the official `openai` SDK (AsyncOpenAI, connection pool sized to the concurrency).
+Every run has a thread of its own, made before the clock starts; the assistant is made once.
+Overhead = ours - direct, at p50 and p99.
+
+Hold. `--hold` runs (1000 by default) are started at once on a slower model (`bench-hold`,
+about 9 s of model time) and held to their end; the streams are read with raw `httpx` (no SDK
+parsing) since the load generator shares the cores with the server. It reports errors, how
+many streams were open at once and how many were receiving tokens at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from openai import AsyncOpenAI
+
+from bench.harness import (
+    CpuMeter,
+    FakeModel,
+    Pacing,
+    Server,
+    cpu_cell,
+    fake_model,
+    others_note,
+    percentiles,
+    settle,
+    table,
+    vtai_server,
+)
+from bench.profile import profile_summary, sampled
+
+PACED = "bench-paced"
+HOLD = "bench-hold"
+PROMPT = "Say twenty words, please."
+
+
+@dataclass
+class Timing:
+    ttft: list[float] = field(default_factory=list)
+    total: list[float] = field(default_factory=list)
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+
+    def error(self, what: str) -> None:
+        self.errors += 1
+        if len(self.error_samples) < 5:
+            self.error_samples.append(what[:500])
+
+
+@dataclass
+class Phase:
+    """One path (direct or ours) at one concurrency level."""
+
+    path: str
+    concurrency: int
+    runs: int
+    seconds: float
+    ttft: dict[str, float]
+    total: dict[str, float]
+    errors: int
+    cpu: dict[str, float]  # cores used on average, by role (see CpuMeter)
+    other_processes: dict[str, float]
+    error_samples: list[str]
+
+
+# Each worker of the load generator gets clients of its own: httpcore's connection pool does
+# O(connections) work for every request and response, so one pool of 200 busy connections
+# spends the load generator's CPU on pool bookkeeping instead of on reading streams.
+_LIMITS = httpx.Limits(max_connections=2, max_keepalive_connections=2)
+_TIMEOUT = httpx.Timeout(120, connect=30)
+
+
+class _SdkPaths:
+    """Both paths through the official SDK, as an application calls them."""
+
+    def __init__(self, model_url: str, server_url: str) -> None:
+        self.model = self._sdk(model_url)
+        self.server = self._sdk(server_url)
+
+    @staticmethod
+    def _sdk(base_url: str) -> AsyncOpenAI:
+        http = httpx.AsyncClient(limits=_LIMITS, timeout=_TIMEOUT)
+        return AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0, http_client=http)
+
+    async def direct(self) -> tuple[float | None, str]:
+        """Time of the first content delta (None if none came), and how the stream ended."""
+        first = None
+        stream = await self.model.chat.completions.create(
+            model=PACED, messages=[{"role": "user", "content": PROMPT}], stream=True)
+        finish = "no finish_reason"
+        async for chunk in stream:
+            if chunk.choices:
+                if first is None and chunk.choices[0].delta.content:
+                    first = time.perf_counter()
+                finish = chunk.choices[0].finish_reason or finish
+        return first, finish
+
+    async def ours(self, thread_id: str, assistant_id: str) -> tuple[float | None, str]:
+        """Time of the first `thread.message.delta`, and the run's last status."""
+        first = None
+        status = "no status"
+        async with self.server.beta.threads.runs.stream(
+                thread_id=thread_id, assistant_id=assistant_id) as stream:
+            async for event in stream:
+                if event.event == "thread.message.delta":
+                    if first is None:
+                        first = time.perf_counter()
+                elif event.event.startswith("thread.run."):
+                    status = event.event.removeprefix("thread.run.")
+                elif event.event == "error":
+                    return first, f"error event: {event.data}"
+        return first, status
+
+    async def close(self) -> None:
+        await self.model.close()
+        await self.server.close()
+
+
+class _HttpxPaths:
+    """Both paths as raw SSE over httpx: the least client CPU, for a view of the server alone."""
+
+    def __init__(self, model_url: str, server_url: str) -> None:
+        self.model = httpx.AsyncClient(base_url=model_url, limits=_LIMITS, timeout=_TIMEOUT)
+        self.server = httpx.AsyncClient(base_url=server_url, limits=_LIMITS, timeout=_TIMEOUT)
+
+    async def direct(self) -> tuple[float | None, str]:
+        first = None
+        finish = "no finish_reason"
+        body = {"model": PACED, "messages": [{"role": "user", "content": PROMPT}],
+                "stream": True}
+        async with self.model.stream("POST", "/chat/completions", json=body) as response:
+            if response.status_code != 200:
+                return None, f"HTTP {response.status_code}"
+            async for line in response.aiter_lines():
+                if not line.startswith("data: {"):
+                    continue
+                choices = orjson.loads(line[6:])["choices"]
+                if choices:
+                    if first is None and choices[0]["delta"].get("content"):
+                        first = time.perf_counter()
+                    finish = choices[0]["finish_reason"] or finish
+        return first, finish
+
+    async def ours(self, thread_id: str, assistant_id: str) -> tuple[float | None, str]:
+        first = None
+        status = "no status"
+        body = {"assistant_id": assistant_id, "stream": True}
+        async with self.server.stream("POST", f"/threads/{thread_id}/runs",
+                                      json=body) as response:
+            if response.status_code != 200:
+                return None, f"HTTP {response.status_code}: {(await response.aread())[:300]!r}"
+            async for line in response.aiter_lines():
+                if not line.startswith("event: "):
+                    continue
+                if line == "event: thread.message.delta":
+                    if first is None:
+                        first = time.perf_counter()
+                elif line.startswith("event: thread.run."):
+                    status = line.removeprefix("event: thread.run.")
+                elif line == "event: error":
+                    status = "error event"
+        return first, status
+
+    async def close(self) -> None:
+        await self.model.aclose()
+        await self.server.aclose()
+
+
+_Paths = _SdkPaths | _HttpxPaths
+_ROLES = ("server", "model", "client", "postgres", "irq", "rest")
+_ENDS = {"direct": "stop", "ours": "completed"}
+
+
+async def _phase(path: str, concurrency: int, per_worker: int, threads: list[str],
+                 workers: list[_Paths], assistant_id: str, server: Server, model: FakeModel
+                 ) -> Phase:
+    timing = Timing()
+    pending = iter(threads)
+
+    async def worker(paths: _Paths) -> None:
+        for _ in range(per_worker):
+            thread_id = next(pending)
+            start = time.perf_counter()
+            try:
+                if path == "direct":
+                    first, end = await paths.direct()
+                else:
+                    first, end = await paths.ours(thread_id, assistant_id)
+            except Exception as err:
+                timing.error(f"{path}: {type(err).__name__}: {err}")
+                continue
+            if first is None or end != _ENDS[path]:
+                timing.error(f"{path} ({thread_id}): ended with {end}, "
+                             f"first delta {'seen' if first else 'never seen'}")
+                continue
+            timing.ttft.append(first - start)
+            timing.total.append(time.perf_counter() - start)
+
+    settle()
+    meter = CpuMeter(server=server.process.pid, model=model.process.pid).start()
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(paths) for paths in workers))
+    elapsed = time.perf_counter() - start
+    return Phase(path=path, concurrency=concurrency, runs=concurrency * per_worker,
+                 seconds=elapsed, ttft=percentiles(timing.ttft), total=percentiles(timing.total),
+                 errors=timing.errors, cpu=meter.stop(), other_processes=meter.top_other,
+                 error_samples=timing.error_samples)
+
+
+# ------------------------------------------------------------------------- setup helpers
+
+
+async def _create_assistant(base_url: str, model: str) -> str:
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
+        response = await http.post("/assistants", json={"model": model, "name": "bench"})
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+
+async def _create_threads(base_url: str, count: int, concurrency: int = 16) -> list[str]:
+    """`count` threads holding one user message each."""
+    ids: list[str] = []
+    body = {"messages": [{"role": "user", "content": PROMPT}]}
+    async with httpx.AsyncClient(base_url=base_url, timeout=60,
+                                 limits=httpx.Limits(max_connections=concurrency)) as http:
+
+        async def make(n: int) -> None:
+            for _ in range(n):
+                response = await http.post("/threads", json=body)
+                response.raise_for_status()
+                ids.append(response.json()["id"])
+
+        share, extra = divmod(count, concurrency)
+        await asyncio.gather(*(make(share + (i < extra)) for i in range(concurrency)))
+    return ids
+
+
+# ------------------------------------------------------------------------------ overhead
+
+
+async def overhead(server: Server, model: FakeModel, levels: dict[int, int], client: str
+                   ) -> list[Phase]:
+    """At each concurrency level (-> runs per worker): the direct phase, then ours."""
+    assistant_id = await _create_assistant(server.base_url, PACED)
+    # Warm up both paths (connections, the server's upstream client, statement caches).
+    await _phases(server, model, assistant_id, 4, 2, client)
+    phases = []
+    for concurrency, per_worker in levels.items():
+        for phase in await _phases(server, model, assistant_id, concurrency, per_worker,
+                                   client):
+            print(f"    {phase.path:6} x{concurrency:<4} ttft p50 {phase.ttft['p50']:7.1f} ms"
+                  f"  total p50 {phase.total['p50']:7.1f} ms  errors={phase.errors}",
+                  flush=True)
+            for sample in phase.error_samples[:2]:
+                print(f"      error: {sample}", flush=True)
+            phases.append(phase)
+    return phases
+
+
+async def _phases(server: Server, model: FakeModel, assistant_id: str, concurrency: int,
+                  per_worker: int, client: str) -> list[Phase]:
+    threads = await _create_threads(server.base_url, concurrency * per_worker)
+    make = _SdkPaths if client == "sdk" else _HttpxPaths
+    workers = [make(model.base_url, server.base_url) for _ in range(concurrency)]
+    try:
+        return [await _phase(path, concurrency, per_worker, threads, workers, assistant_id,
+                             server, model) for path in ("direct", "ours")]
+    finally:
+        await asyncio.gather(*(paths.close() for paths in workers))
+
+
+# ---------------------------------------------------------------------------------- hold
+
+
+@dataclass
+class HoldResult:
+    runs: int
+    model_seconds: float
+    completed: int
+    errors: int
+    max_open: int  # SSE responses open at once
+    max_streaming: int  # runs between their first message delta and their end, at once
+    all_open_after: float  # seconds from the start until every stream had its response
+    seconds: float  # from the start until the last stream ended
+    ttft: dict[str, float]
+    total: dict[str, float]
+    status_counts: dict[str, int]
+    cpu: dict[str, float]
+    other_processes: dict[str, float]
+    error_samples: list[str]
+
+
+class _Gauge:
+    def __init__(self) -> None:
+        self.now = 0
+        self.max = 0
+
+    def up(self) -> None:
+        self.now += 1
+        self.max = max(self.max, self.now)
+
+    def down(self) -> None:
+        self.now -= 1
+
+
+async def hold(server: Server, model: FakeModel, runs: int, pacing: Pacing,
+               clients_per_pool: int = 10) -> HoldResult:
+    """Start `runs` streaming runs at once and read them all to the end with raw httpx."""
+    assistant_id = await _create_assistant(server.base_url, HOLD)
+    threads = await _create_threads(server.base_url, runs)
+    timing = Timing()
+    open_, streaming = _Gauge(), _Gauge()
+    opened: list[float] = []
+    statuses: dict[str, int] = {}
+    timeout = httpx.Timeout(connect=60, read=300, write=60, pool=60)
+    pools = [httpx.AsyncClient(base_url=server.base_url, timeout=timeout,
+                               limits=httpx.Limits(max_connections=clients_per_pool + 1))
+             for _ in range(-(-runs // clients_per_pool))]
+    start = 0.0
+
+    async def one(index: int) -> None:
+        http = pools[index // clients_per_pool]
+        body = {"assistant_id": assistant_id, "stream": True}
+        first = None
+        status = "no status"
+        is_open = False
+        try:
+            async with http.stream("POST", f"/threads/{threads[index]}/runs",
+                                   json=body) as response:
+                if response.status_code != 200:
+                    timing.error(f"HTTP {response.status_code}: "
+                                 f"{(await response.aread())[:300]!r}")
+                    status = f"http {response.status_code}"
+                    return
+                open_.up()
+                is_open = True
+                opened.append(time.perf_counter())
+                event = ""
+                async for line in response.aiter_lines():
+                    if line.startswith("event: "):
+                        event = line[7:]
+                        if event == "thread.message.delta" and first is None:
+                            first = time.perf_counter()
+                            streaming.up()
+                        elif event.startswith("thread.run."):
+                            status = event[11:]
+                    elif line.startswith("data: ") and event in ("error", "thread.run.failed"):
+                        data = orjson.loads(line[6:])
+                        timing.error(f"{event}: {data.get('last_error') or data}")
+        except Exception as err:
+            timing.error(f"{type(err).__name__}: {err!r}")
+            status = "client exception"
+        finally:
+            if first is not None:
+                streaming.down()
+            if is_open:
+                open_.down()
+            statuses[status] = statuses.get(status, 0) + 1
+        end = time.perf_counter()
+        if status == "completed" and first is not None:
+            timing.ttft.append(first - start)
+            timing.total.append(end - start)
+        elif status not in ("failed", "client exception"):  # those were counted already
+            timing.error(f"run on {threads[index]} ended with status {status}")
+
+    settle()
+    meter = CpuMeter(server=server.process.pid, model=model.process.pid).start()
+    start = time.perf_counter()
+    try:
+        await asyncio.gather(*(one(i) for i in range(runs)))
+    finally:
+        await asyncio.gather(*(p.aclose() for p in pools))
+    elapsed = time.perf_counter() - start
+    return HoldResult(
+        runs=runs, model_seconds=pacing.model_seconds, completed=statuses.get("completed", 0),
+        errors=timing.errors, max_open=open_.max, max_streaming=streaming.max,
+        all_open_after=(max(opened) - start) if opened else float("nan"), seconds=elapsed,
+        ttft=percentiles(timing.ttft), total=percentiles(timing.total), status_counts=statuses,
+        cpu=meter.stop(), other_processes=meter.top_other, error_samples=timing.error_samples)
+
+
+# ------------------------------------------------------------------------------- driver
+
+
+PACED_PACING = Pacing(first_token_delay=0.05, chunks=20, chunk_delay=0.01)
+
+
+async def bench_backend(out: Path, backend: str, levels: dict[int, int], client: str,
+                        hold_runs: int, hold_pacing: Pacing, profile: bool = False
+                        ) -> dict[str, Any]:
+    pacing = {PACED: PACED_PACING, HOLD: hold_pacing}
+    profiles: dict[str, Any] = {}
+
+    def profiling(name: str) -> AbstractContextManager[Path | None]:
+        raw = out / f"profile-runs-{name}-{backend}.txt"
+        return sampled(server.process.pid, raw) if profile else nullcontext()
+
+    with fake_model(out, pacing) as model, vtai_server(out, backend, model) as server:
+        phases = []
+        if levels:
+            print(f"  runs {backend}: overhead ({client} client)", flush=True)
+            with profiling("overhead") as raw:
+                phases = await overhead(server, model, levels, client)
+            profiles["overhead"] = profile_summary(raw) if raw else None
+        held = None
+        if hold_runs:
+            print(f"  runs {backend}: holding {hold_runs} streams", flush=True)
+            with profiling("hold") as raw:
+                held = await hold(server, model, hold_runs, hold_pacing)
+            profiles["hold"] = profile_summary(raw) if raw else None
+            print(f"    completed {held.completed}/{held.runs}, errors {held.errors}, "
+                  f"max open {held.max_open}, max streaming {held.max_streaming}", flush=True)
+        return {"backend": backend, "phases": [asdict(p) for p in phases],
+                "hold": asdict(held) if held else None, "server_problems": server.problems(),
+                "server_alive": server.process.alive(), "profiles": profiles,
+                "server_log": str(server.process.log_path)}
+
+
+async def run(out: Path, backends: list[str], levels: dict[int, int], client: str,
+              hold_runs: int, hold_pacing: Pacing, profile: bool = False) -> dict[str, Any]:
+    found = [await bench_backend(out, b, levels, client, hold_runs, hold_pacing, profile)
+             for b in backends]
+    return {"backends": found, "client": client, "paced": asdict(PACED_PACING),
+            "hold_pacing": asdict(hold_pacing),
+            "paced_model_ms": PACED_PACING.model_seconds * 1000}
+
+
+def report(data: dict[str, Any]) -> str:
+    """The results as markdown tables."""
+    ttft_rows, total_rows = [], []
+    for b in data["backends"]:
+        by_key = {(p["path"], p["concurrency"]): p for p in b["phases"]}
+        for concurrency in sorted({p["concurrency"] for p in b["phases"]}):
+            direct, ours = by_key[("direct", concurrency)], by_key[("ours", concurrency)]
+            head = [b["backend"], concurrency, ours["runs"]]
+            ttft_rows.append(head + _side_by_side(direct["ttft"], ours["ttft"]) + [
+                f"{direct['errors']}/{ours['errors']}"])
+            total_rows.append(head + _side_by_side(direct["total"], ours["total"]) + [
+                cpu_cell(direct["cpu"], *_ROLES), cpu_cell(ours["cpu"], *_ROLES),
+                f"{ours['cpu']['server'] * ours['seconds'] / max(ours['runs'], 1) * 1000:.1f}"])
+    text = ""
+    if ttft_rows:
+        paced = data["paced"]
+        columns = ["direct p50", "ours p50", "overhead p50", "direct p99", "ours p99",
+                   "overhead p99"]
+        client = ("the official `openai` SDK (`chat.completions.create(stream=True)` and "
+                  "`beta.threads.runs.stream`)" if data["client"] == "sdk"
+                  else "raw SSE over `httpx` (no SDK)")
+        text += ("Time to first token, ms (direct: first content delta; ours: first "
+                 "`thread.message.delta`):\n\n")
+        text += table(["backend", "concurrent", "runs", *columns, "errors direct/ours"],
+                      ttft_rows)
+        text += "\n\nTotal time to the end of the stream, ms:\n\n"
+        text += table(["backend", "concurrent", "runs", *columns, "cores direct",
+                       "cores ours", "server CPU ms/run"], total_rows)
+        text += (f"\n\nClient: {client}. Model time per answer: first token after "
+                 f"{paced['first_token_delay'] * 1000:g} ms, {paced['chunks']} words "
+                 f"{paced['chunk_delay'] * 1000:g} ms apart (~{data['paced_model_ms']:g} ms). "
+                 "Overhead = ours - direct at the same percentile. Cores: CPU used on average "
+                 "during the phase by our server / the fake model / the load generator / "
+                 "PostgreSQL / interrupts (mostly loopback networking) / the rest (other "
+                 "processes), 1.00 being one core busy all the time; then the share of both "
+                 "cores that was busy.")
+    holds = [b for b in data["backends"] if b["hold"]]
+    if holds:
+        hold_rows = []
+        for b in holds:
+            h = b["hold"]
+            hold_rows.append([
+                b["backend"], h["runs"], h["completed"], h["errors"], h["max_open"],
+                h["max_streaming"], h["all_open_after"], h["ttft"]["p50"] / 1000,
+                h["ttft"]["p99"] / 1000, h["total"]["p50"] / 1000, h["total"]["max"] / 1000,
+                cpu_cell(h["cpu"], *_ROLES)])
+        hp = data["hold_pacing"]
+        text += "\n\n" if text else ""
+        text += table(
+            ["backend", "runs", "completed", "errors", "max open at once",
+             "max receiving tokens at once", "all open after s", "first token p50 s",
+             "first token p99 s", "end p50 s", "end max s", "cores"], hold_rows)
+        text += (f"\n\nHeld streams (raw SSE over `httpx`): every run started at once; model "
+                 f"time {hp['first_token_delay']:g} s to the first word, then {hp['chunks']} "
+                 f"words {hp['chunk_delay']:.2g} s apart "
+                 f"(~{holds[0]['hold']['model_seconds']:.1f} s). First token and end are "
+                 "measured from the moment all runs were started.")
+    noted = []
+    for b in data["backends"]:
+        noted += [(f"{b['backend']} {p['path']} x{p['concurrency']}", p["cpu"],
+                   p["other_processes"]) for p in b["phases"]]
+        if b["hold"]:
+            noted.append((f"{b['backend']} hold", b["hold"]["cpu"],
+                          b["hold"]["other_processes"]))
+    text += others_note(noted)
+    for b in data["backends"]:
+        for name, profiled in b.get("profiles", {}).items():
+            if profiled:
+                text += (f"\n\nServer self time by package ({b['backend']}, {name}, py-spy): "
+                         f"{profiled['line']}.")
+    for b in data["backends"]:
+        samples = [s for p in b["phases"] for s in p["error_samples"]]
+        samples += (b["hold"] or {}).get("error_samples", [])
+        for sample in samples:
+            text += f"\n\n- error ({b['backend']}): `{sample}`"
+    return text
+
+
+def _side_by_side(direct: dict[str, float], ours: dict[str, float]) -> list[float]:
+    return [direct["p50"], ours["p50"], ours["p50"] - direct["p50"],
+            direct["p99"], ours["p99"], ours["p99"] - direct["p99"]]
+
