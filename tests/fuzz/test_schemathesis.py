@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from tests.support import ServerProcess
 
 CONTRACT = Path(__file__).resolve().parents[3] / "shared" / "spec" / "openai-assistants-v2.yaml"
-IMPLEMENTED = r"^/(v1/)?(assistants|threads|files)"
+IMPLEMENTED = r"^/(v1/)?(assistants|threads|files|vector_stores)"
 EXAMPLES = 20
 
 

@@ -31,6 +31,7 @@ from vtai.server.api.pagination import ListParams, list_params
 from vtai.server.api.references import require_files, resource_file_ids
 from vtai.server.api.responses import deleted, json_response
 from vtai.server.store import objects, tables
+from vtai.server.store.db import Connection
 
 router = APIRouter(tags=["assistants"])
 
@@ -47,15 +48,16 @@ class AssistantFields(Strict):
     response_format: ResponseFormat | None = None
     reasoning_effort: ReasoningEffort = None
 
-    def changes(self) -> dict[str, Any]:
-        """The fields the request set, in the object's wire form."""
+    async def changes(self, conn: Connection, project: str) -> dict[str, Any]:
+        """The fields the request set, in the object's wire form (inline vector stores are
+        created in ``conn``'s transaction)."""
         out: dict[str, Any] = {}
         for name in self.model_fields_set:
             value = getattr(self, name)
             if name == "tools":
                 value = dump_tools(value)
             elif name == "tool_resources":
-                value = dump_tool_resources(value)
+                value = await dump_tool_resources(value, conn, project)
             elif name == "response_format":
                 value = dump_response_format(value)
             elif name == "metadata":
@@ -85,11 +87,11 @@ async def create_assistant(
         "reasoning_effort": None, "response_format": "auto",
     }
     check_tools_size(body.tools, request.app.state.settings)
-    obj.update(body.changes())
-    obj = shaped(Assistant, obj)
     async with request.app.state.db.write() as conn:
         await require_files(conn, project, resource_file_ids(body.tool_resources))
-        data = await objects.insert_object(conn, tables.assistants, obj, project)
+        obj.update(await body.changes(conn, project))
+        data = await objects.insert_object(conn, tables.assistants, shaped(Assistant, obj),
+                                           project)
     return json_response(data)
 
 
@@ -128,7 +130,7 @@ async def modify_assistant(
         if obj is None:
             raise not_found("assistant", assistant_id)
         await require_files(conn, project, resource_file_ids(body.tool_resources))
-        changes = body.changes()
+        changes = await body.changes(conn, project)
         if changes.get("model") is None:
             changes.pop("model", None)
         obj = shaped(Assistant, {**obj, **changes})

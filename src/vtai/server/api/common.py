@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from vtai.server.api.errors import bad_request
+from vtai.server.store.db import Connection
 
 METADATA_PAIRS = 16
 METADATA_KEY_CHARS = 64
@@ -139,22 +140,30 @@ TopP = Annotated[float | None, Field(ge=0, le=1)]
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None
 
 
-def dump_tool_resources(resources: ToolResources | None) -> dict[str, Any]:
+async def dump_tool_resources(resources: ToolResources | None, conn: Connection,
+                              project: str) -> dict[str, Any]:
+    """tool_resources in wire form. Vector stores given inline (``file_search.vector_stores``)
+    are created with their files in ``conn``'s transaction and listed by id."""
     if resources is None:
         return {}
     out: dict[str, Any] = {}
     if resources.code_interpreter is not None:
         out["code_interpreter"] = {"file_ids": resources.code_interpreter.file_ids}
     if resources.file_search is not None:
+        store_ids = list(resources.file_search.vector_store_ids)
         if resources.file_search.vector_stores:
-            # Creating vector stores inline needs the vector store API.
-            raise bad_request(
-                "Creating vector stores inline through tool_resources.file_search.vector_stores "
-                "is not supported by this server yet; create the vector store first and pass "
-                "its id in vector_store_ids.",
-                "tool_resources.file_search.vector_stores",
-            )
-        out["file_search"] = {"vector_store_ids": resources.file_search.vector_store_ids}
+            if store_ids:
+                raise bad_request(
+                    "Only one vector store can be attached: give either "
+                    "tool_resources.file_search.vector_store_ids or "
+                    "tool_resources.file_search.vector_stores.",
+                    "tool_resources.file_search.vector_stores")
+            # Imported here: the tool package builds on this module.
+            from vtai.server.tools.file_search.inline import create_inline_stores
+
+            store_ids = await create_inline_stores(conn, project,
+                                                   resources.file_search.vector_stores)
+        out["file_search"] = {"vector_store_ids": store_ids}
     return out
 
 

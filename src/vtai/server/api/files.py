@@ -18,6 +18,7 @@ from vtai.server.api.responses import deleted, json_response
 from vtai.server.store import objects, tables
 from vtai.server.store.blobs import BlobStore, TooLarge
 from vtai.server.store.db import Connection, Database
+from vtai.server.tools.file_search.stores import remove_file_everywhere
 
 router = APIRouter(tags=["files"])
 
@@ -139,8 +140,9 @@ async def delete_file(file_id: str, request: Request,
     async with request.app.state.db.write() as conn:
         count = await objects.delete_objects(conn, f, f.c.id == file_id,
                                              f.c.project_id == project)
-    if not count:
-        raise not_found("file", file_id)
+        if not count:
+            raise not_found("file", file_id)
+        await remove_file_everywhere(conn, project, file_id)
     await request.app.state.blobs.delete(file_id)
     return deleted(file_id, "file")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -23,7 +24,6 @@ from vtai.server.api.common import (
     Tools,
     TopP,
     dump_response_format,
-    dump_tool_resources,
     dump_tools,
     shaped,
 )
@@ -40,6 +40,7 @@ from vtai.server.runs.events import WORK_CHANNEL, Event, Subscription, sse_body
 from vtai.server.runs.records import Conflict, RunRecords
 from vtai.server.store import objects, queries, tables
 from vtai.server.store.db import Connection
+from vtai.server.tools.file_search.tool import without_result_content
 
 router = APIRouter(tags=["runs"])
 
@@ -261,9 +262,10 @@ async def create_thread_and_run(
     thread = body.thread or ThreadCreate()
     check_thread_request(thread, request.app.state.settings)
     if body.tool_resources is not None:  # the run's resources, kept on its new thread
-        merged = {**dump_tool_resources(thread.tool_resources),
-                  **dump_tool_resources(body.tool_resources)}
-        thread = thread.model_copy(update={"tool_resources": ToolResources.model_validate(merged)})
+        given = {name: value for name in ("code_interpreter", "file_search")
+                 if (value := getattr(body.tool_resources, name)) is not None}
+        merged = (thread.tool_resources or ToolResources()).model_copy(update=given)
+        thread = thread.model_copy(update={"tool_resources": merged})
     assistant = await _assistant_for_run(request, project, body)
     async with request.app.state.db.write() as conn:
         thread_data = await insert_thread(conn, thread, project)
@@ -441,6 +443,9 @@ async def list_run_steps(
         result = await objects.list_page(
             conn, s, [s.c.run_id == run_id, s.c.project_id == project], limit=page.limit,
             order=page.order, after=page.after, before=page.before)
+    if FILE_SEARCH_CONTENT not in (include or []):
+        result = dataclasses.replace(result, rows=[without_result_content(r)
+                                                   for r in result.rows])
     return json_response(result.to_json())
 
 
@@ -457,4 +462,6 @@ async def retrieve_run_step(
                                       s.c.thread_id == thread_id)
     if data is None:
         raise not_found("run step", step_id)
+    if FILE_SEARCH_CONTENT not in (include or []):
+        data = without_result_content(data)
     return json_response(data)

@@ -48,7 +48,8 @@ async def insert_thread(conn: Connection, body: ThreadCreate, project: str) -> s
         file_id for message in body.messages for file_id in message_file_ids(message)])
     thread = shaped(Thread, {
         "id": ids.new_id("thread_"), "object": "thread", "created_at": ids.now(),
-        "metadata": body.metadata or {}, "tool_resources": dump_tool_resources(body.tool_resources),
+        "metadata": body.metadata or {},
+        "tool_resources": await dump_tool_resources(body.tool_resources, conn, project),
     })
     messages = [new_message(thread["id"], m) for m in body.messages]
     data = await objects.insert_object(conn, tables.threads, thread, project)
@@ -92,7 +93,8 @@ async def modify_thread(
             changes["metadata"] = body.metadata or {}
         if "tool_resources" in body.model_fields_set:
             await require_files(conn, project, resource_file_ids(body.tool_resources))
-            changes["tool_resources"] = dump_tool_resources(body.tool_resources)
+            changes["tool_resources"] = await dump_tool_resources(body.tool_resources, conn,
+                                                                  project)
         data = await objects.save_object(conn, tables.threads, shaped(Thread, {**obj, **changes}))
     return json_response(data)
 

@@ -8,6 +8,7 @@ from sqlalchemy import (
     Column,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -93,4 +94,60 @@ files = _object_table(
     Column("purpose", String(32), nullable=False),
     Column("expires_at", BigInteger, nullable=True),
     indexes=(("project_id", "id"),),
+)
+
+# Vector stores (file_search). Their file_counts, usage_bytes and status live in ``data`` and
+# change in the transaction that changes a file's status; ``index_version`` changes with the
+# store's chunks, so a process holding the store's vectors in memory knows to reload them.
+vector_stores = _object_table(
+    "vector_stores",
+    Column("expires_at", BigInteger, nullable=True),
+    Column("index_version", Integer, nullable=False, server_default="0"),
+    indexes=(("project_id", "id"),),
+)
+
+vector_store_file_batches = _object_table(
+    "vector_store_file_batches",
+    Column("vector_store_id", IdType, nullable=False),
+    indexes=(("vector_store_id", "id"),),
+)
+
+# A file in a vector store; ``id`` is the file's id. Ingestion claims files in progress with a
+# lease (``worker_id``, ``lease_expires_at``), as the run worker claims runs.
+vector_store_files = Table(
+    "vector_store_files",
+    metadata,
+    Column("vector_store_id", IdType, primary_key=True),
+    Column("id", IdType, primary_key=True),
+    Column("project_id", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("batch_id", IdType, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("worker_id", String(64), nullable=True),
+    Column("lease_expires_at", BigInteger, nullable=True),
+    Column("attempt", Integer, nullable=False, server_default="0"),
+    Column("data", Text, nullable=False),
+    Index("ix_vector_store_files_status", "status"),
+    Index("ix_vector_store_files_id", "id"),
+    Index("ix_vector_store_files_batch_id", "batch_id"),
+)
+
+# The search index: one row per chunk of a vector store file, with its embedding (float32
+# bytes of ``model``). Migration 0004 adds the lexical index by hand: an FTS5 table kept in
+# step by triggers on SQLite (so this table must not be rebuilt by a batch migration without
+# them), a generated tsvector column with a GIN index on PostgreSQL.
+vector_store_chunks = Table(
+    "vector_store_chunks",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("vector_store_id", IdType, nullable=False),
+    Column("file_id", IdType, nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("start_char", Integer, nullable=False),  # where the text starts in the file's text
+    Column("text", Text, nullable=False),
+    Column("tokens", Integer, nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("embedding", LargeBinary, nullable=False),
+    Index("ix_vector_store_chunks_store_file", "vector_store_id", "file_id", "position"),
 )

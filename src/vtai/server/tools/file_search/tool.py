@@ -1,0 +1,177 @@
+"""The file_search tool in runs: the model calls ``file_search(queries)``; the vector stores
+of the assistant and the thread are searched, the step records the results, and the model
+reads them with citation markers that become ``file_citation`` annotations.
+
+Files attached to the thread's messages for file_search go into the thread's vector store,
+made on first use (expiring after 7 idle days, as OpenAI's), and are indexed before the
+search.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+from openai.types.beta import Thread
+from sqlalchemy import func, select
+
+from vtai.server.api.common import shaped
+from vtai.server.store import objects, tables
+from vtai.server.tools.base import MessageAdditions, ToolContext, ToolResult
+from vtai.server.tools.file_search import citations, stores
+from vtai.server.tools.file_search.chunking import AUTO
+from vtai.server.tools.file_search.service import FileSearch
+
+NAME = "file_search"
+DEFAULT_MAX_RESULTS = 20  # OpenAI's for current models
+RANKER = "default_2024_08_21"
+THREAD_STORE_EXPIRY = {"anchor": "last_active_at", "days": 7}
+WAIT_POLL_SECONDS = 0.2
+
+DESCRIPTION = (
+    "Search the files the user has provided. Give one or more search queries; each result "
+    "is a passage from a file, headed by a citation marker like 【12:0†report.pdf】. When "
+    "your answer uses a passage, cite it by copying its marker right after the statement."
+)
+
+
+def without_result_content(step: str) -> str:
+    """A run step's JSON (or a step delta's) without the text of its file_search results, as
+    OpenAI returns steps unless ``include[]`` asks for
+    ``step_details.tool_calls[*].file_search.results[*].content``. Steps keep the text:
+    the model reads it again on later turns."""
+    if '"file_search"' not in step:
+        return step
+    obj = orjson.loads(step)
+    details = obj.get("step_details") or (obj.get("delta") or {}).get("step_details") or {}
+    for call in details.get("tool_calls") or []:
+        for result in (call.get("file_search") or {}).get("results") or []:
+            result.pop("content", None)
+    return orjson.dumps(obj).decode()
+
+
+def _queries(arguments: str) -> list[str]:
+    try:
+        parsed = orjson.loads(arguments or "{}")
+    except orjson.JSONDecodeError:
+        return []
+    if not isinstance(parsed, dict):
+        return []
+    value = parsed.get("queries", parsed.get("query"))
+    items = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    return [q for q in items if isinstance(q, str) and q.strip()]
+
+
+def _options(run: dict[str, Any]) -> dict[str, Any]:
+    for tool in run.get("tools") or []:
+        if tool.get("type") == "file_search":
+            return tool.get("file_search") or {}
+    return {}
+
+
+class FileSearchTool:
+    type = "file_search"
+
+    def __init__(self, fs: FileSearch) -> None:
+        self.fs = fs
+
+    def definition(self, tool: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "function", "function": {
+            "name": NAME, "description": DESCRIPTION,
+            "parameters": {"type": "object", "properties": {"queries": {
+                "type": "array", "items": {"type": "string"},
+                "description": "Search queries, each a self-contained question or keywords."}},
+                "required": ["queries"]},
+        }}
+
+    def initial_call(self, call_id: str, arguments: str) -> dict[str, Any]:
+        return {"id": call_id, "type": "file_search", "file_search": {}}
+
+    async def call(self, ctx: ToolContext, call_id: str, arguments: str) -> ToolResult:
+        options = _options(ctx.run)
+        ranking = options.get("ranking_options") or {}
+        threshold = float(ranking.get("score_threshold") or 0.0)
+        limit = int(options.get("max_num_results") or DEFAULT_MAX_RESULTS)
+        call: dict[str, Any] = {"id": call_id, "type": "file_search", "file_search": {
+            "ranking_options": {"ranker": RANKER, "score_threshold": threshold},
+            "results": []}}
+        queries = _queries(arguments)
+        store_ids = await self._store_ids(ctx)
+        if queries and store_ids:
+            hits = await self.fs.index.search(store_ids, queries, limit, None, threshold)
+            call["file_search"]["results"] = [
+                {"file_id": h.file_id, "file_name": h.filename, "score": round(h.score, 6),
+                 "content": [{"type": "text", "text": h.text}]} for h in hits]
+        return ToolResult(call=call, output=self.replay(call)[1])
+
+    def replay(self, call: dict[str, Any]) -> tuple[str, str]:
+        results = (call.get("file_search") or {}).get("results") or []
+        if not results:
+            return "{}", "No results: the files hold nothing that matches these queries."
+        parts = ["Passages found in the files, best first:"]
+        for index, result in enumerate(results):
+            text = "".join(c.get("text") or "" for c in result.get("content") or [])
+            parts.append(f"{citations.marker(call['id'], index, result['file_name'])}\n{text}")
+        return "{}", "\n\n".join(parts)
+
+    def message_additions(self, text: str, calls: list[dict[str, Any]]) -> MessageAdditions:
+        return MessageAdditions(annotations=citations.find_annotations(text, calls))
+
+    async def _store_ids(self, ctx: ToolContext) -> list[str]:
+        """Usable stores of the assistant and the thread, the thread's made or completed from
+        attachments first; expired ones are left out."""
+        found = list(ctx.resource_ids("file_search", "vector_store_ids"))
+        attached = ctx.attachment_file_ids("file_search")
+        if attached:
+            thread_store = await self._thread_store(ctx, attached)
+            if thread_store not in found:
+                found.append(thread_store)
+        usable = []
+        async with self.fs.db.read() as conn:
+            for store_id in found:
+                store = await objects.get_object(conn, tables.vector_stores, store_id,
+                                                 ctx.project)
+                if store is not None and not stores.is_expired(store):
+                    usable.append((store_id, store))
+        for store_id, store in usable:
+            await self.fs.mark_active(store_id, store)
+        return [store_id for store_id, _ in usable]
+
+    async def _thread_store(self, ctx: ToolContext, file_ids: list[str]) -> str:
+        t = tables.threads
+        async with self.fs.db.write() as conn:
+            data = (await conn.execute(select(t.c.data).where(
+                t.c.id == ctx.thread["id"]).with_for_update())).scalar()
+            thread = orjson.loads(data) if data else dict(ctx.thread)
+            resources = thread.get("tool_resources") or {}
+            existing = (resources.get("file_search") or {}).get("vector_store_ids") or []
+            store = await stores.lock_store(conn, existing[0], ctx.project) \
+                if existing else None
+            if store is None or stores.is_expired(store):
+                store = stores.new_store("", {}, THREAD_STORE_EXPIRY)
+                await stores.insert_store(conn, ctx.project, store)
+                resources["file_search"] = {"vector_store_ids": [store["id"]]}
+                thread["tool_resources"] = resources
+                await objects.save_object(conn, t, shaped(Thread, thread))
+            live = (await conn.execute(select(tables.files.c.id).where(
+                tables.files.c.id.in_(file_ids),
+                tables.files.c.project_id == ctx.project))).scalars().all()
+            await self.fs.add_files(conn, ctx.project, store, [f for f in file_ids if f in live],
+                                    None, AUTO)
+        self.fs.wake()
+        await self._wait_indexed(store["id"], file_ids)
+        return str(store["id"])
+
+    async def _wait_indexed(self, store_id: str, file_ids: list[str]) -> None:
+        f = tables.vector_store_files
+        deadline = time.monotonic() + self.fs.settings.search_wait_seconds
+        while time.monotonic() < deadline:
+            async with self.fs.db.read() as conn:
+                pending = (await conn.execute(select(func.count()).where(
+                    f.c.vector_store_id == store_id, f.c.id.in_(file_ids),
+                    f.c.status == stores.IN_PROGRESS))).scalar()
+            if not pending:
+                return
+            await asyncio.sleep(WAIT_POLL_SECONDS)

@@ -1,0 +1,144 @@
+"""Exact vector search over the vectors of a vector store, held in this process's memory.
+
+A store's vectors are loaded from the database on first use, one block per file, and kept
+with the store's ``index_version``: when it changes, only the blocks of files added or
+re-ingested since are read again. A query is one matrix product (float32, BLAS), which at 100k
+chunks of 384 dimensions takes a few milliseconds; the least recently used stores are dropped
+past the memory budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy import func, select
+
+from vtai.server.store import tables
+from vtai.server.store.db import Connection
+
+chunks = tables.vector_store_chunks
+_LOAD_FILES = 500  # file ids per query when loading blocks
+
+
+@dataclass
+class _Block:
+    ids: np.ndarray  # chunk ids, int64
+    matrix: np.ndarray  # float32 (n, d)
+
+
+@dataclass
+class StoreVectors:
+    version: int
+    model: str
+    blocks: dict[tuple[str, int], _Block] = field(default_factory=dict)  # (file, first chunk)
+    ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    files: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
+    matrix: np.ndarray = field(default_factory=lambda: np.empty((0, 0), dtype=np.float32))
+    rows: dict[int, int] = field(default_factory=dict)  # chunk id -> row of ``matrix``
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.matrix.nbytes + self.ids.nbytes * 2)
+
+    def rebuild(self) -> None:
+        blocks = list(self.blocks.items())
+        if not blocks:
+            self.ids = np.empty(0, dtype=np.int64)
+            self.files = np.empty(0, dtype=object)
+            self.matrix = np.empty((0, 0), dtype=np.float32)
+            self.rows = {}
+            return
+        self.ids = np.concatenate([b.ids for _, b in blocks])
+        self.files = np.concatenate([np.full(len(b.ids), key[0], dtype=object)
+                                     for key, b in blocks])
+        self.matrix = np.ascontiguousarray(np.concatenate([b.matrix for _, b in blocks]))
+        self.rows = {int(chunk_id): row for row, chunk_id in enumerate(self.ids)}
+
+    def top(self, queries: np.ndarray, k: int, allowed_files: set[str] | None
+            ) -> list[list[tuple[int, str, float]]]:
+        """For each query vector, the (chunk id, file id, cosine) of its ``k`` nearest
+        chunks."""
+        if not len(self.ids) or self.matrix.shape[1] != queries.shape[1]:
+            return [[] for _ in queries]
+        scores = queries @ self.matrix.T  # (q, n) cosine similarities: vectors are unit
+        if allowed_files is not None:
+            allowed = np.fromiter((f in allowed_files for f in self.files), dtype=bool,
+                                  count=len(self.files))
+            scores[:, ~allowed] = -np.inf
+        k = min(k, scores.shape[1])
+        out = []
+        for row in scores:
+            best = np.argpartition(-row, k - 1)[:k]
+            best = best[np.argsort(-row[best])]
+            out.append([(int(self.ids[i]), str(self.files[i]), float(row[i])) for i in best
+                        if row[i] != -np.inf])
+        return out
+
+    def similarity(self, query: np.ndarray, chunk_ids: list[int]) -> dict[int, float]:
+        """Cosines of one query with the chunks among ``chunk_ids`` held here."""
+        found = [(c, self.rows[c]) for c in chunk_ids if c in self.rows]
+        if not found or self.matrix.shape[1] != query.shape[0]:
+            return {}
+        values = self.matrix[[row for _, row in found]] @ query
+        return {c: float(v) for (c, _), v in zip(found, values, strict=True)}
+
+
+class VectorCache:
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._stores: OrderedDict[str, StoreVectors] = OrderedDict()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def forget(self, store_id: str) -> None:
+        self._stores.pop(store_id, None)
+
+    async def get(self, conn: Connection, store_id: str, version: int, model: str
+                  ) -> StoreVectors:
+        lock = self._locks.setdefault(store_id, asyncio.Lock())
+        async with lock:
+            cached = self._stores.get(store_id)
+            if cached is None or cached.model != model:
+                cached = StoreVectors(version=-1, model=model)
+            if cached.version != version:
+                await self._refresh(conn, store_id, cached)
+                cached.version = version
+            self._stores[store_id] = cached
+            self._stores.move_to_end(store_id)
+            self._evict()
+            return cached
+
+    async def _refresh(self, conn: Connection, store_id: str, cached: StoreVectors) -> None:
+        current = {(row.file_id, int(row.first)) for row in (await conn.execute(
+            select(chunks.c.file_id, func.min(chunks.c.id).label("first")).where(
+                chunks.c.vector_store_id == store_id, chunks.c.model == cached.model)
+            .group_by(chunks.c.file_id))).all()}
+        for key in set(cached.blocks) - current:
+            del cached.blocks[key]
+        missing = sorted(current - set(cached.blocks))
+        for begin in range(0, len(missing), _LOAD_FILES):
+            keys = dict(missing[begin:begin + _LOAD_FILES])
+            rows = (await conn.execute(select(chunks.c.id, chunks.c.file_id,
+                                              chunks.c.embedding).where(
+                chunks.c.vector_store_id == store_id, chunks.c.model == cached.model,
+                chunks.c.file_id.in_(list(keys)), chunks.c.id >= min(keys.values()))
+                .order_by(chunks.c.id))).all()
+            by_file: dict[str, list[tuple[int, bytes]]] = {}
+            for row in rows:
+                by_file.setdefault(row.file_id, []).append((row.id, row.embedding))
+            for file_id, items in by_file.items():
+                first = keys[file_id]
+                items = [item for item in items if item[0] >= first]
+                matrix = np.frombuffer(b"".join(e for _, e in items), dtype=np.float32)
+                cached.blocks[(file_id, first)] = _Block(
+                    ids=np.array([i for i, _ in items], dtype=np.int64),
+                    matrix=matrix.reshape(len(items), -1))
+        cached.rebuild()
+
+    def _evict(self) -> None:
+        total = sum(s.nbytes for s in self._stores.values())
+        while total > self.max_bytes and len(self._stores) > 1:
+            _, dropped = self._stores.popitem(last=False)
+            total -= dropped.nbytes

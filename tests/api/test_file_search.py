@@ -1,0 +1,127 @@
+"""The file_search tool in runs: retrieval from the assistant's and the thread's vector stores,
+the recorded tool call, and citations in the answer."""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Any
+
+from openai import OpenAI
+
+from tests.api.runs_support import scripted_assistant
+from tests.api.test_vector_stores import CORPUS, PARAPHRASES, corpus_store
+from vtai.testing import Call, FakeModelServer, Reply, ToolCalls
+
+MARKER = re.compile(r"【\d+:\d+†([^】]*)】")
+CONTENT = "step_details.tool_calls[*].file_search.results[*].content"
+
+
+def cite(name: str) -> Any:
+    """A model step that answers with the marker the tool gave for file ``name``."""
+
+    def step(body: dict[str, Any]) -> Reply:
+        results = next(m["content"] for m in reversed(body["messages"]) if m["role"] == "tool")
+        marker = next(m[0] for m in MARKER.finditer(results) if m[1] == name)
+        return Reply(f"Here is the answer {marker}.")
+
+    return step
+
+
+def test_run_searches_the_assistants_store_and_cites_the_right_file(
+        client: OpenAI, fake_model: FakeModelServer) -> None:
+    store_id, ids = corpus_store(client)
+    assistant, model = scripted_assistant(
+        client, fake_model,
+        ToolCalls([Call("file_search", {"queries": [PARAPHRASES["whales.txt"]]})]),
+        cite("whales.txt"),
+        tools=[{"type": "file_search", "file_search": {"max_num_results": 4}}],
+        tool_resources={"file_search": {"vector_store_ids": [store_id]}})
+    run = client.beta.threads.create_and_run_poll(
+        assistant_id=assistant.id,
+        thread={"messages": [{"role": "user", "content": "Tell me about big sea animals"}]})
+    assert run.status == "completed", run.last_error
+
+    message = client.beta.threads.messages.list(run.thread_id).data[0]
+    text = message.content[0].text  # type: ignore[union-attr]
+    assert text.value.startswith("Here is the answer 【")
+    (annotation,) = text.annotations
+    assert annotation.type == "file_citation"
+    assert annotation.file_citation.file_id == ids["whales.txt"]  # type: ignore[union-attr]
+    assert text.value[annotation.start_index:annotation.end_index] == annotation.text
+
+    steps = client.beta.threads.runs.steps.list(run.id, thread_id=run.thread_id, order="asc")
+    call = steps.data[0].step_details.tool_calls[0]  # type: ignore[union-attr]
+    assert call.type == "file_search"
+    assert call.file_search.ranking_options.score_threshold == 0.0
+    results = call.file_search.results
+    assert 1 <= len(results) <= 4 and results[0].file_id == ids["whales.txt"]
+    assert results[0].file_name == "whales.txt" and 0 < results[0].score <= 1
+
+    # The model's prompt had the passages, headed by their markers.
+    request = fake_model.requests(model)[-1]
+    tool_message = next(m for m in request["messages"] if m["role"] == "tool")
+    assert CORPUS["whales.txt"] in tool_message["content"]
+
+
+def test_attachments_go_into_a_thread_store(client: OpenAI,
+                                            fake_model: FakeModelServer) -> None:
+    file_id = client.files.create(
+        file=("menu.txt", io.BytesIO(b"The canteen serves lentil soup on Tuesdays.")),
+        purpose="assistants").id
+    other = client.files.create(
+        file=("parking.txt", io.BytesIO(b"Visitors park in the north car park.")),
+        purpose="assistants").id
+    assistant, _ = scripted_assistant(
+        client, fake_model,
+        ToolCalls([Call("file_search", {"query": "what food is on offer midweek"})]),
+        cite("menu.txt"), tools=[{"type": "file_search"}])
+    thread = client.beta.threads.create(messages=[{
+        "role": "user", "content": "What is for lunch on Tuesday?",
+        "attachments": [{"file_id": file_id, "tools": [{"type": "file_search"}]},
+                        {"file_id": other, "tools": [{"type": "file_search"}]}]}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id,
+                                                   assistant_id=assistant.id)
+    assert run.status == "completed", run.last_error
+
+    resources = client.beta.threads.retrieve(thread.id).tool_resources
+    assert resources is not None and resources.file_search is not None
+    (store_id,) = resources.file_search.vector_store_ids or []
+    store = client.vector_stores.retrieve(store_id)
+    assert store.file_counts.completed == 2
+    assert store.expires_after is not None and store.expires_after.days == 7
+    message = client.beta.threads.messages.list(thread.id).data[0]
+    (annotation,) = message.content[0].text.annotations  # type: ignore[union-attr]
+    assert annotation.file_citation.file_id == file_id  # type: ignore[union-attr]
+
+
+def test_no_store_means_no_results(client: OpenAI, fake_model: FakeModelServer) -> None:
+    assistant, _ = scripted_assistant(
+        client, fake_model, ToolCalls([Call("file_search", {"queries": ["anything"]})]),
+        Reply("Nothing found."), tools=[{"type": "file_search"}])
+    run = client.beta.threads.create_and_run_poll(
+        assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "hi"}]})
+    assert run.status == "completed"
+    steps = client.beta.threads.runs.steps.list(run.id, thread_id=run.thread_id, order="asc")
+    call = steps.data[0].step_details.tool_calls[0]  # type: ignore[union-attr]
+    assert call.type == "file_search" and call.file_search.results == []
+
+
+def test_result_content_only_when_included(client: OpenAI, fake_model: FakeModelServer) -> None:
+    store_id, _ = corpus_store(client)
+    assistant, _ = scripted_assistant(
+        client, fake_model,
+        ToolCalls([Call("file_search", {"queries": [PARAPHRASES["chess.md"]]})]),
+        Reply("Done."), tools=[{"type": "file_search"}],
+        tool_resources={"file_search": {"vector_store_ids": [store_id]}})
+    run = client.beta.threads.create_and_run_poll(
+        assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "chess?"}]})
+    assert run.status == "completed", run.last_error
+    step = client.beta.threads.runs.steps.list(run.id, thread_id=run.thread_id,
+                                               order="asc").data[0]
+    results = step.step_details.tool_calls[0].file_search.results  # type: ignore[union-attr]
+    assert results and all(r.content is None for r in results)
+    included = client.beta.threads.runs.steps.retrieve(
+        step.id, run_id=run.id, thread_id=run.thread_id, include=[CONTENT])
+    results = included.step_details.tool_calls[0].file_search.results  # type: ignore[union-attr]
+    assert results[0].content[0].text == CORPUS["chess.md"]  # type: ignore[index]
