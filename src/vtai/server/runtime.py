@@ -25,7 +25,7 @@ log = logging.getLogger("vtai.server")
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.db = Database(settings.sqlalchemy_url)
+        self.db = Database(settings.sqlalchemy_url, settings.db_pool_size)
         self.providers = Providers(settings)
         self.bus = EventBus(self.db)
         self.metrics = Metrics()

@@ -94,7 +94,7 @@ class Listener:
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool_size: int = 10) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._write_lock = asyncio.Lock()
@@ -105,7 +105,10 @@ class Database:
             self._sqlite_writer = _sqlite_engine(url, immediate=True, pool_size=1)
             self._sqlite_reader = _sqlite_engine(url, immediate=False, pool_size=8)
         else:
-            self._engine = create_async_engine(url, pool_size=20, max_overflow=30,
+            # Small per process: several servers and workers share PostgreSQL's
+            # max_connections (100 by default), and each statement holds a connection briefly.
+            self._engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size,
+                                               pool_timeout=60,
                                                pool_pre_ping=True)
 
     @asynccontextmanager
