@@ -22,11 +22,12 @@ FUNCTION_TOOL = {
 
 def test_create_retrieve_update_delete(client: OpenAI) -> None:
     file_id = upload(client)
+    store_id = client.vector_stores.create().id
     created = client.beta.assistants.create(
         model="gpt-4o", name="Math Tutor", description="helps", instructions="Be brief.",
         tools=[{"type": "code_interpreter"}, {"type": "file_search"}, FUNCTION_TOOL],
         tool_resources={"code_interpreter": {"file_ids": [file_id]},
-                        "file_search": {"vector_store_ids": ["vs_abc"]}},
+                        "file_search": {"vector_store_ids": [store_id]}},
         metadata={"team": "core"}, temperature=0.2, top_p=0.9,
         response_format={"type": "json_object"}, reasoning_effort="low",
     )
@@ -39,7 +40,7 @@ def test_create_retrieve_update_delete(client: OpenAI) -> None:
     assert created.tools[2].function.name == "get_weather"
     assert created.tools[2].function.strict is True
     assert created.tool_resources.code_interpreter.file_ids == [file_id]
-    assert created.tool_resources.file_search.vector_store_ids == ["vs_abc"]
+    assert created.tool_resources.file_search.vector_store_ids == [store_id]
     assert created.metadata == {"team": "core"}
     assert created.temperature == 0.2 and created.top_p == 0.9
     assert created.response_format.type == "json_object"
@@ -98,3 +99,10 @@ def test_unknown_or_foreign_files_are_404(client: OpenAI) -> None:
         client.beta.assistants.create(
             model="m", tool_resources={"code_interpreter": {"file_ids": ["file-missing"]}})
     assert err.value.body["message"] == "No file found with id 'file-missing'."
+
+
+def test_unknown_vector_stores_are_404(client: OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as err:
+        client.beta.assistants.create(
+            model="m", tool_resources={"file_search": {"vector_store_ids": ["vs_missing"]}})
+    assert err.value.body["message"] == "No vector store found with id 'vs_missing'."

@@ -39,11 +39,12 @@ def test_empty_thread(client: OpenAI) -> None:
 
 def test_modify_thread(client: OpenAI) -> None:
     thread = client.beta.threads.create(metadata={"a": "1"})
+    store_id = client.vector_stores.create().id
     updated = client.beta.threads.update(
         thread.id, metadata={"a": "2"},
-        tool_resources={"file_search": {"vector_store_ids": ["vs_1"]}})
+        tool_resources={"file_search": {"vector_store_ids": [store_id]}})
     assert updated.metadata == {"a": "2"}
-    assert updated.tool_resources.file_search.vector_store_ids == ["vs_1"]
+    assert updated.tool_resources.file_search.vector_store_ids == [store_id]
     assert client.beta.threads.retrieve(thread.id).metadata == {"a": "2"}
 
 

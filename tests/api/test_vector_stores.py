@@ -298,32 +298,3 @@ def test_inline_vector_stores_of_assistants_and_threads(client: OpenAI) -> None:
         client.beta.threads.create(tool_resources={"file_search": {
             "vector_stores": [{"file_ids": [file_id], "chunking_strategy": {"type": "x"}}]}})
     assert err.value.param == "tool_resources.file_search.vector_stores[0].chunking_strategy"
-
-
-def test_other_projects_see_nothing(tmp_path_factory: pytest.TempPathFactory) -> None:
-    from contextlib import ExitStack
-
-    from tests.conftest import start_server
-
-    with ExitStack() as stack:
-        server = start_server(stack, tmp_path_factory.mktemp("projects"), "sqlite", None,
-                              {"VTAI_API_KEYS": "alpha:key-alpha,beta:key-beta"})
-        alpha = OpenAI(base_url=server.base_url, api_key="key-alpha", max_retries=0)
-        beta = OpenAI(base_url=server.base_url, api_key="key-beta", max_retries=0)
-        store = alpha.vector_stores.create(name="private")
-        file_id = upload(alpha, "secret.txt", "The launch date is the ninth of March.")
-        alpha.vector_stores.files.create_and_poll(file_id, vector_store_id=store.id)
-
-        assert store.id not in [s.id for s in beta.vector_stores.list()]
-        for call in (lambda: beta.vector_stores.retrieve(store.id),
-                     lambda: beta.vector_stores.search(store.id, query="launch date"),
-                     lambda: beta.vector_stores.files.list(store.id),
-                     lambda: beta.vector_stores.files.create(vector_store_id=store.id,
-                                                             file_id=file_id),
-                     lambda: beta.vector_stores.delete(store.id)):
-            with pytest.raises(openai.NotFoundError):
-                call()
-        own = beta.vector_stores.create(name="mine")
-        with pytest.raises(openai.NotFoundError):  # another project's file
-            beta.vector_stores.files.create(vector_store_id=own.id, file_id=file_id)
-        assert alpha.vector_stores.search(store.id, query="launch date").data

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from vtai.server.api.errors import bad_request
+from vtai.server.api.references import require_vector_stores
 from vtai.server.store.db import Connection
 
 METADATA_PAIRS = 16
@@ -142,8 +143,9 @@ ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"] |
 
 async def dump_tool_resources(resources: ToolResources | None, conn: Connection,
                               project: str) -> dict[str, Any]:
-    """tool_resources in wire form. Vector stores given inline (``file_search.vector_stores``)
-    are created with their files in ``conn``'s transaction and listed by id."""
+    """tool_resources in wire form. Vector stores named by id must be the project's; those
+    given inline (``file_search.vector_stores``) are created with their files in ``conn``'s
+    transaction and listed by id."""
     if resources is None:
         return {}
     out: dict[str, Any] = {}
@@ -151,6 +153,7 @@ async def dump_tool_resources(resources: ToolResources | None, conn: Connection,
         out["code_interpreter"] = {"file_ids": resources.code_interpreter.file_ids}
     if resources.file_search is not None:
         store_ids = list(resources.file_search.vector_store_ids)
+        await require_vector_stores(conn, project, store_ids)
         if resources.file_search.vector_stores:
             if store_ids:
                 raise bad_request(

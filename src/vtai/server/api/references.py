@@ -1,5 +1,5 @@
 """Objects a request refers to by id must exist in the caller's project (else 404), so no
-project can point at, or probe for, another project's files."""
+project can point at, or probe for, another project's files or vector stores."""
 
 from __future__ import annotations
 
@@ -40,3 +40,16 @@ async def require_files(conn: Connection, project: str, file_ids: Iterable[str])
     for file_id in wanted:
         if file_id not in found:
             raise not_found("file", file_id)
+
+
+async def require_vector_stores(conn: Connection, project: str, store_ids: Iterable[str]
+                                ) -> None:
+    wanted = list(dict.fromkeys(store_ids))
+    if not wanted:
+        return
+    vs = tables.vector_stores
+    found = set((await conn.execute(select(vs.c.id).where(
+        vs.c.id.in_(wanted), vs.c.project_id == project))).scalars())
+    for store_id in wanted:
+        if store_id not in found:
+            raise not_found("vector store", store_id)
