@@ -23,6 +23,7 @@ SMALL_LIMITS = {
     "VTAI_MAX_CONTENT_PARTS": "2", "VTAI_MAX_ATTACHMENTS": "1",
     "VTAI_MAX_FUNCTION_PARAMETERS_BYTES": "200", "VTAI_MAX_ACTIVE_RUNS_PER_PROJECT": "1",
     "VTAI_MAX_FILE_BYTES": "50000", "VTAI_CORS_ORIGINS": "http://app.example",
+    "VTAI_MAX_BATCH_FILES": "2",
 }
 
 
@@ -80,6 +81,29 @@ def test_function_schema_limit(limited: ServerProcess) -> None:
             model="m", tools=[{"type": "function", "function": {"name": "f",
                                                                   "parameters": big}}])
     assert err.value.body["param"] == "tools[0].function.parameters"
+
+
+def test_files_per_batch_limit(limited: ServerProcess) -> None:
+    client = sdk(limited)
+    files = [upload(client, f"f{i}.txt") for i in range(3)]
+    stores_before = [s.id for s in client.vector_stores.list()]
+    store = client.vector_stores.create(name="limited")
+    for param, call in (
+        ("file_ids", lambda: client.vector_stores.file_batches.create(store.id, file_ids=files)),
+        ("files", lambda: client.vector_stores.file_batches.create(
+            store.id, files=[{"file_id": f} for f in files])),
+        ("file_ids", lambda: client.vector_stores.create(file_ids=files)),
+    ):
+        with pytest.raises(openai.BadRequestError) as err:
+            call()
+        assert err.value.body["param"] == param
+        assert err.value.body["message"] == (
+            f"Invalid '{param}': array too long. Expected an array with maximum length 2, "
+            "but got an array with length 3 instead.")
+    assert [s.id for s in client.vector_stores.list()] == [store.id, *stores_before]
+    assert list(client.vector_stores.files.list(store.id)) == []
+    batch = client.vector_stores.file_batches.create(store.id, file_ids=files[:2])
+    assert batch.file_counts.total == 2
 
 
 def test_active_runs_per_project(limited: ServerProcess, fake_model: FakeModelServer) -> None:

@@ -106,8 +106,9 @@ class VectorStoreFileUpdate(Strict):
 
 
 class FileBatchCreate(Strict):
-    file_ids: list[str] | None = Field(None, min_length=1, max_length=2000)
-    files: list[VectorStoreFileCreate] | None = Field(None, min_length=1, max_length=2000)
+    # How many: the max_batch_files setting, checked by the route.
+    file_ids: list[str] | None = Field(None, min_length=1)
+    files: list[VectorStoreFileCreate] | None = Field(None, min_length=1)
     chunking_strategy: ChunkingStrategy | None = None
     attributes: Attributes = None
 

@@ -55,12 +55,21 @@ async def _file(conn: Connection, project: str, store_id: str, file_id: str) -> 
     return obj
 
 
+def _check_batch_size(fs: FileSearch, count: int, param: str) -> None:
+    limit = fs.settings.max_batch_files
+    if count > limit:
+        raise bad_request(f"Invalid '{param}': array too long. Expected an array with maximum "
+                          f"length {limit}, but got an array with length {count} instead.",
+                          param, "invalid_value")
+
+
 def router(fs: FileSearch) -> APIRouter:
     api = APIRouter(tags=["vector_stores"])
 
     @api.post("/vector_stores")
     async def create_vector_store(body: VectorStoreCreate,
                                   project: str = Depends(project_id)) -> Response:
+        _check_batch_size(fs, len(body.file_ids), "file_ids")
         store = stores.new_store(
             body.name, body.metadata,
             body.expires_after.model_dump() if body.expires_after else None, body.description)
@@ -203,6 +212,10 @@ def router(fs: FileSearch) -> APIRouter:
     @api.post("/vector_stores/{vector_store_id}/file_batches")
     async def create_file_batch(vector_store_id: str, body: FileBatchCreate,
                                 project: str = Depends(project_id)) -> Response:
+        if body.files is not None:
+            _check_batch_size(fs, len(body.files), "files")
+        else:
+            _check_batch_size(fs, len(body.file_ids or []), "file_ids")
         strategy = strategy_of(body.chunking_strategy)
         per_file: dict[str, tuple[dict[str, Any] | None, Strategy]] = {}
         if body.files is not None:

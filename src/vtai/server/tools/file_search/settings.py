@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,3 +24,6 @@ class FileSearchSettings(BaseSettings):
     search_cache_mb: int = 1024
     # A file whose ingestion stops renewing this lease (its process died) is taken up again.
     search_lease_seconds: int = 30
+    # Files one request may add to a vector store: a file batch's file_ids or files (OpenAI's
+    # limit is 2000), and a new store's file_ids (at most 500 in any case, as OpenAI's).
+    max_batch_files: int = Field(default=2000, ge=1)
