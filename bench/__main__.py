@@ -1,4 +1,5 @@
-"""Run the benchmarks: `python -m bench [all|messages|runs] [--quick] [--backend ...]`.
+"""Run the benchmarks: `python -m bench [all|messages|runs] [--quick] [--backend ...]`
+(`messages --rate-limit`: the rate limiter's overhead).
 
 Every run writes its logs (server, fake model), `results.json` and `results.md` to a fresh
 directory under /tmp/vtai-bench; `--write-docs` also puts the tables into docs/benchmarks.md.
@@ -24,6 +25,7 @@ from bench import messages, runs
 from bench.harness import PG_ADMIN_DSN, QUIET, ROOT, Pacing, raise_nofile, run_dir
 
 DOCS = ROOT / "docs" / "benchmarks.md"
+RATE_LIMIT_TURNS = 4  # per limiter setting: off, on, on, off, off, on, on, off
 
 
 def _ints(text: str) -> list[int]:
@@ -49,10 +51,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="where logs and results go (default: /tmp/vtai-bench/<time>)")
     group = parser.add_argument_group("messages")
     group.add_argument("--seconds", type=float, help="seconds per row (default 10, quick 3)")
-    group.add_argument("--clients", type=_ints, default=[1, 16, 64],
-                       help="concurrent clients, comma-separated (default 1,16,64)")
+    group.add_argument("--clients", type=_ints, default=None,
+                       help="concurrent clients, comma-separated (default 1,16,64; "
+                            "16 with --rate-limit)")
     group.add_argument("--client", choices=["raw", "httpx", "sdk"], default="raw",
                        help="bench.rawhttp (default, least client CPU), httpx or the openai SDK")
+    group.add_argument("--rate-limit", action="store_true",
+                       help="instead of the usual rows: each row on two servers, the per-key "
+                            "rate limiter off and on (at a limit never reached), measured "
+                            f"in {RATE_LIMIT_TURNS} alternating turns each")
     group = parser.add_argument_group("runs")
     group.add_argument("--concurrency", type=_ints, default=[1, 50, 200],
                        help="concurrent runs, comma-separated (default 1,50,200)")
@@ -158,11 +165,17 @@ async def main(args: argparse.Namespace, argv: list[str]) -> int:
     print(f"results and logs: {out}  (open files limit {nofile})", flush=True)
     results: dict[str, Any] = {"environment": env}
     sections: dict[str, str] = {}
-    if args.which in ("all", "messages"):
-        seconds = args.seconds or (3.0 if args.quick else 10.0)
+    seconds = args.seconds or (3.0 if args.quick else 10.0)
+    if args.which in ("all", "messages") and args.rate_limit:
+        print("messages: rate limiter off and on", flush=True)
+        data = await messages.rate_limit_overhead(out, backends, args.clients or [16],
+                                                  seconds, args.client, RATE_LIMIT_TURNS)
+        results["messages-rate-limit"] = data
+        sections["messages-rate-limit"] = messages.rate_limit_report(data)
+    elif args.which in ("all", "messages"):
         print("messages: create + list throughput", flush=True)
-        data = await messages.run(out, backends, args.clients, seconds, args.client,
-                                  args.profile)
+        data = await messages.run(out, backends, args.clients or [1, 16, 64], seconds,
+                                  args.client, args.profile)
         results["messages"] = data
         sections["messages"] = messages.report(data)
     if args.which in ("all", "runs"):
@@ -191,8 +204,9 @@ async def main(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _server_problems(results: dict[str, Any]) -> list[str]:
     lines = []
-    for backend, found in results.get("messages", {}).get("server_problems", {}).items():
-        lines += [f"[messages {backend}] {line}" for line in found]
+    for section in ("messages", "messages-rate-limit"):
+        for backend, found in results.get(section, {}).get("server_problems", {}).items():
+            lines += [f"[{section} {backend}] {line}" for line in found]
     for b in results.get("runs", {}).get("backends", []):
         lines += [f"[runs {b['backend']}] {line}" for line in b["server_problems"]]
         if not b["server_alive"]:

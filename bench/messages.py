@@ -6,13 +6,20 @@ requests. Each client has one keep-alive connection. By default the clients are
 `bench.rawhttp` connections (no response parsing) so the load generator, which shares the
 machine's two cores with the server, takes as little CPU from it as it can; `--client httpx`
 uses `httpx.AsyncClient` and `--client sdk` the official `openai` SDK, to compare.
+
+`--rate-limit` measures instead what the per-key rate limiter adds: the same row on two
+servers, one with the limiter off and one with it on at a limit no client reaches.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import statistics
 import time
-from contextlib import nullcontext
+import timeit
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +40,7 @@ from bench.harness import (
 )
 from bench.profile import profile_summary, sampled
 from bench.rawhttp import RawConnection
+from vtai.server.api.limits import RateLimiter
 
 CREATE_BODY = {"role": "user", "content": "How many messages can one server take?"}
 
@@ -256,4 +264,102 @@ def report(data: dict[str, Any]) -> str:
     for r in data["results"]:
         for sample in r["error_samples"]:
             text += f"\n\n- error ({r['backend']}, {r['clients']} clients): `{sample}`"
+    return text
+
+
+NEVER_REFUSED = 100_000_000  # requests per key per minute: far above what a row sends
+
+
+@contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """Variables for the processes started inside (they copy this process's environment)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def check_cost_us(calls: int = 200_000) -> dict[str, float]:
+    """Microseconds of one `RateLimiter.check` in this process, the limiter off and on."""
+    cost = {}
+    for name, per_minute in (("off", 0), ("on", NEVER_REFUSED)):
+        limiter = RateLimiter(per_minute)
+        cost[name] = min(timeit.repeat(lambda limiter=limiter: limiter.check("key"),
+                                       number=calls, repeat=3)) / calls * 1e6
+    return cost
+
+
+async def rate_limit_overhead(out: Path, backends: list[str], levels: list[int],
+                              seconds: float, client: str, rounds: int) -> dict[str, Any]:
+    """Each row on two servers, the rate limiter off and on (never refusing), measured in
+    turns (off, on, on, off, ...) so that changes in the machine's load fall on both."""
+    results: list[dict[str, Any]] = []
+    problems: dict[str, list[str]] = {}
+    for backend in backends:
+        with ExitStack() as stack:
+            upstream = stack.enter_context(fake_model(out, {}))
+            servers = {"off": stack.enter_context(vtai_server(out, backend, upstream))}
+            with _environ({"VTAI_RATE_LIMIT_PER_MINUTE": str(NEVER_REFUSED)}):
+                servers["on"] = stack.enter_context(vtai_server(out, backend, upstream))
+            meters = {name: CpuMeter(server=s.process.pid) for name, s in servers.items()}
+            for name, server in servers.items():
+                await measure(server.base_url, max(levels), min(1.0, seconds), client,
+                              meters[name], backend)
+            for clients in levels:
+                for turn in range(rounds):
+                    for name in ("off", "on") if turn % 2 == 0 else ("on", "off"):
+                        r = await measure(servers[name].base_url, clients, seconds, client,
+                                          meters[name], backend)
+                        print(f"  rate limiter {name:3} {backend:8} clients={clients:<4} "
+                              f"{r.rps:8,.0f} req/s  errors={r.errors}", flush=True)
+                        results.append(asdict(r) | {
+                            "limiter": name, "turn": turn, "rps": r.rps,
+                            "server_cpu_ms_per_request": r.server_cpu_ms_per_request})
+            problems[backend] = [f"[limiter {name}] {line}" for name, server in servers.items()
+                                 for line in server.problems()]
+    return {"results": results, "server_problems": problems, "seconds": seconds,
+            "client": client, "rounds": rounds, "limit": NEVER_REFUSED,
+            "check_us": check_cost_us()}
+
+
+def _median(results: list[dict[str, Any]], field: str, limiter: str) -> float:
+    return statistics.median(r[field] for r in results if r["limiter"] == limiter)
+
+
+def rate_limit_report(data: dict[str, Any]) -> str:
+    """Each turn's rows, then the medians side by side."""
+    results = data["results"]
+    rows = [[r["backend"], r["clients"], r["turn"] + 1, r["limiter"], r["rps"],
+             r["create"]["p50"], r["list"]["p50"], r["errors"],
+             f"{r['server_cpu_ms_per_request']:.3f}",
+             cpu_cell(r["cpu"], "server", "client", "postgres", "irq", "rest")]
+            for r in results]
+    text = table(["backend", "clients", "turn", "limiter", "req/s", "create p50 ms",
+                  "list p50 ms", "errors", "server CPU ms/req",
+                  "cores: server/client/pg/irq/rest (machine busy)"], rows)
+    summary = []
+    for key in dict.fromkeys((r["backend"], r["clients"]) for r in results):
+        row = [r for r in results if (r["backend"], r["clients"]) == key]
+        rps_off, rps_on = _median(row, "rps", "off"), _median(row, "rps", "on")
+        cpu_off = _median(row, "server_cpu_ms_per_request", "off")
+        cpu_on = _median(row, "server_cpu_ms_per_request", "on")
+        summary.append([*key, rps_off, rps_on, f"{(rps_on / rps_off - 1) * 100:+.1f}%",
+                        f"{cpu_off:.3f}", f"{cpu_on:.3f}",
+                        f"{(cpu_on - cpu_off) * 1000:+.0f}"])
+    text += "\n\nMedians of the turns:\n\n" + table(
+        ["backend", "clients", "req/s off", "req/s on", "change", "server CPU ms/req off",
+         "on", "change µs/req"], summary)
+    cost = data["check_us"]
+    text += (f"\n\n{data['seconds']:g} s per row, {data['rounds']} turns, client "
+             f"`{data['client']}`; the limiter on at {data['limit']:,} requests per key per "
+             f"minute, which no row reaches. `RateLimiter.check` alone: {cost['on']:.2f} µs a "
+             f"call on, {cost['off']:.2f} µs off (timeit, in the load generator's process).")
+    text += others_note([(f"{r['backend']} x{r['clients']} {r['limiter']} #{r['turn'] + 1}",
+                          r["cpu"], r["other_processes"]) for r in results])
     return text
