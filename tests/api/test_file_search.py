@@ -125,3 +125,50 @@ def test_result_content_only_when_included(client: OpenAI, fake_model: FakeModel
         step.id, run_id=run.id, thread_id=run.thread_id, include=[CONTENT])
     results = included.step_details.tool_calls[0].file_search.results  # type: ignore[union-attr]
     assert results[0].content[0].text == CORPUS["chess.md"]  # type: ignore[index]
+
+
+def _streamed_results(client: OpenAI, thread_id: str, assistant_id: str,
+                      include: list[str] | None) -> list[Any]:
+    """The file_search results of every step event of a streamed run."""
+    extra = {"include": include} if include else {}
+    results: list[Any] = []
+    with client.beta.threads.runs.stream(thread_id=thread_id, assistant_id=assistant_id,
+                                         **extra) as stream:  # type: ignore[arg-type]
+        for event in stream:
+            if event.event.startswith("thread.run.step.") and event.event != \
+                    "thread.run.step.delta":
+                details = event.data.step_details  # type: ignore[union-attr]
+                for call in getattr(details, "tool_calls", None) or []:
+                    if call.type == "file_search" and call.file_search.results:
+                        results += call.file_search.results
+            elif event.event == "thread.run.step.delta":
+                details = event.data.delta.step_details  # type: ignore[union-attr]
+                for call in getattr(details, "tool_calls", None) or []:
+                    found = getattr(call, "file_search", None)
+                    if isinstance(found, dict):
+                        results += found.get("results") or []
+    return results
+
+
+def test_streamed_steps_carry_result_content_only_when_included(
+        client: OpenAI, fake_model: FakeModelServer) -> None:
+    store_id, _ = corpus_store(client)
+    assistant, _ = scripted_assistant(
+        client, fake_model,
+        ToolCalls([Call("file_search", {"queries": [PARAPHRASES["chess.md"]]})]),
+        Reply("Done."),
+        ToolCalls([Call("file_search", {"queries": [PARAPHRASES["chess.md"]]})]),
+        Reply("Done again."),
+        tools=[{"type": "file_search"}],
+        tool_resources={"file_search": {"vector_store_ids": [store_id]}})
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "chess?"}])
+
+    plain = _streamed_results(client, thread.id, assistant.id, None)
+    assert plain, "the stream reported no file_search results"
+    for result in plain:
+        content = result.get("content") if isinstance(result, dict) else result.content
+        assert content is None
+
+    included = _streamed_results(client, thread.id, assistant.id, [CONTENT])
+    texts = [(r.get("content") if isinstance(r, dict) else r.content) for r in included]
+    assert any(t and CORPUS["chess.md"] in str(t) for t in texts)

@@ -9,8 +9,7 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from openai.types.beta.threads import Run
 from pydantic import Field
-from sse_starlette import EventSourceResponse
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from vtai.server import ids
 from vtai.server.api.auth import project_id
@@ -184,26 +183,44 @@ def _new_run(request: Request, assistant: dict[str, Any], thread_id: str, body: 
     })
 
 
+@dataclasses.dataclass
+class _NewRun:
+    run: dict[str, Any]
+    data: str  # its JSON as stored
+    project: str
+    adopted: bool  # claimed by this process's worker as it was created
+
+
 async def _insert_run(request: Request, conn: Connection, run: dict[str, Any],
-                      project: str) -> str:
+                      project: str) -> _NewRun:
     active = await queries.active_run_id(conn, run["thread_id"])
     if active is not None:
         raise bad_request(f"Thread {run['thread_id']} already has an active run {active}.")
+    lease = request.app.state.worker.lease_for_new_run()
     data = await objects.insert_object(conn, tables.runs, run, project,
-                                       thread_id=run["thread_id"], status=run["status"])
-    await request.app.state.db.notify(conn, WORK_CHANNEL)
-    return data
+                                       thread_id=run["thread_id"], status=run["status"],
+                                       **(lease or {}))
+    if lease is None:
+        await request.app.state.db.notify(conn, WORK_CHANNEL)
+    return _NewRun(run, data, project, adopted=lease is not None)
 
 
-def _stream(request: Request, sub: Subscription, first: list[Event], live: bool = True
-            ) -> EventSourceResponse:
-    async def events() -> Any:
-        async for chunk in sse_body(first, sub, live):
-            yield chunk
+def _without_result_content(event: Event) -> Event:
+    if not event.event.startswith("thread.run.step."):
+        return event
+    return dataclasses.replace(event, data=without_result_content(event.data))
 
+
+def _stream(request: Request, sub: Subscription, first: list[Event], live: bool = True,
+            include: list[str] | None = None) -> StreamingResponse:
+    """An SSE response; step events lose their file_search results' content unless
+    ``include[]`` asks for it, as when steps are retrieved."""
+    rewrite = None if FILE_SEARCH_CONTENT in (include or []) else _without_result_content
     # No keep-alive comments: after an event with an id, the SDK's decoder turns the blank
     # line ending a comment into an empty event and fails to parse it.
-    return EventSourceResponse(events(), ping=0, sep="\n")
+    return StreamingResponse(sse_body(first, sub, live, rewrite),
+                             media_type="text/event-stream",
+                             headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
 
 def _creation_events(run_data: str, thread_data: str | None = None) -> list[Event]:
@@ -213,17 +230,23 @@ def _creation_events(run_data: str, thread_data: str | None = None) -> list[Even
             Event.stamped("thread.run.queued", run_data)]
 
 
-def _started(request: Request, run_data: str, sub: Subscription | None,
-             events: list[Event]) -> Response:
+def _started(request: Request, new: _NewRun, sub: Subscription | None,
+             events: list[Event], include: list[str] | None = None) -> Response:
     """Announce a new run (its events are stored for resuming streams) and start it."""
     bus = _records(request).bus
-    run_id = orjson.loads(run_data)["id"]
     for event in events:
-        bus.publish(run_id, event)
-    request.app.state.worker.wake()
+        bus.publish(new.run["id"], event)
+    _execute(request, new.run, new.project, new.adopted)
     if sub is None:
-        return _poll_headers(json_response(run_data))
-    return _stream(request, sub, [])
+        return _poll_headers(json_response(new.data))
+    return _stream(request, sub, [], include=include)
+
+
+def _execute(request: Request, run: dict[str, Any], project: str, adopted: bool) -> None:
+    if adopted:
+        request.app.state.worker.adopt(run, project)
+    else:
+        request.app.state.worker.wake()
 
 
 @router.post("/threads/{thread_id}/runs")
@@ -246,13 +269,13 @@ async def create_run(
             await insert_message(conn, new_message(thread_id, extra), project)
         sub = _records(request).bus.subscribe(run["id"]) if body.stream else None
         try:
-            data = await _insert_run(request, conn, run, project)
+            new = await _insert_run(request, conn, run, project)
         except Exception:
             if sub:
                 sub.close()
             raise
-        events = _creation_events(data)
-    return _started(request, data, sub, events)
+        events = _creation_events(new.data)
+    return _started(request, new, sub, events, include)
 
 
 @router.post("/threads/runs")
@@ -272,9 +295,9 @@ async def create_thread_and_run(
         thread_id = orjson.loads(thread_data)["id"]
         run = _new_run(request, assistant, thread_id, body)
         sub = _records(request).bus.subscribe(run["id"]) if body.stream else None
-        data = await _insert_run(request, conn, run, project)
-        events = _creation_events(data, thread_data)
-    return _started(request, data, sub, events)
+        new = await _insert_run(request, conn, run, project)
+        events = _creation_events(new.data, thread_data)
+    return _started(request, new, sub, events)
 
 
 @router.get("/threads/{thread_id}/runs")
@@ -374,17 +397,21 @@ async def submit_tool_outputs(
 
     outputs = {o.tool_call_id: o.output for o in body.tool_outputs}
     sub = records.bus.subscribe(run_id) if body.stream else None
+    worker = request.app.state.worker
     try:
-        for step in await records.run_steps(run_id):
-            calls = step["step_details"].get("tool_calls") or []
-            if step["status"] != "in_progress" or not any(c["id"] in outputs for c in calls):
-                continue
-            for call in calls:
-                if call["id"] in outputs:
-                    call["function"]["output"] = outputs[call["id"]]
-            step.update(status="completed", completed_at=ids.now())
-            await records.save_step(step, "completed")
-        run = await records.move(run, states.QUEUED, required_action=None)
+        async with records.changes() as tx:
+            for step in await tx.run_steps(run_id):
+                calls = step["step_details"].get("tool_calls") or []
+                if step["status"] != "in_progress" or \
+                        not any(c["id"] in outputs for c in calls):
+                    continue
+                for call in calls:
+                    if call["id"] in outputs:
+                        call["function"]["output"] = outputs[call["id"]]
+                step.update(status="completed", completed_at=ids.now())
+                await tx.save_step(step, "completed")
+            lease = worker.lease_for_new_run()
+            run = await tx.move(run, states.QUEUED, lease=lease, required_action=None)
     except Conflict as err:
         if sub:
             sub.close()
@@ -393,7 +420,7 @@ async def submit_tool_outputs(
         if sub:
             sub.close()
         raise
-    request.app.state.worker.wake()
+    _execute(request, run, project, lease is not None)
     if sub is None:
         return _poll_headers(json_response(run))
     return _stream(request, sub, [])
@@ -411,10 +438,12 @@ async def run_events(
     thread_id: str, run_id: str, request: Request, project: str = Depends(project_id),
     last_event_id: Annotated[str | None, Header(max_length=64)] = None,
     after: Annotated[str | None, Query(max_length=64)] = None,
+    include: Annotated[list[str] | None, Query(alias="include[]")] = None,
 ) -> Response:
     """An extension of the API: the run's stream of events, from after ``Last-Event-ID``
     (or ``after``), so a client that lost its stream resumes with exactly what it missed.
     It ends where a live stream would: when the run finishes or waits for tool outputs."""
+    _check_include(include)
     bus = _records(request).bus
     start = last_event_id or after or ""
     sub = bus.subscribe(run_id, start)  # before reading history: nothing falls in between
@@ -427,7 +456,7 @@ async def run_events(
     sub.seen.update(event.id for event in missed)
     # A paused or finished run whose pausing event the client already has: nothing to wait for.
     live = run["status"] not in states.PAUSING or any(e.ends_stream for e in missed)
-    return _stream(request, sub, missed, live=live)
+    return _stream(request, sub, missed, live=live, include=include)
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/steps")

@@ -15,11 +15,12 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, AsyncStream
 
 from vtai.server.providers.litellm_adapter import LiteLLMClient, litellm_installed
 from vtai.server.settings import Settings
@@ -45,6 +46,28 @@ class Route:
     provider: str
     client: Any  # AsyncOpenAI, or an object with the same chat.completions.create
     model: str
+
+    async def stream_chat(self, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """The chunks of a streamed chat completion, as plain dicts.
+
+        Through AsyncOpenAI, the request is the SDK's own (retries, timeouts, errors, the
+        SSE decoding and its ``error`` events) but chunks are not built into typed objects,
+        which would cost more CPU than the rest of a run's streaming."""
+        if isinstance(self.client, AsyncOpenAI):
+            stream = await self.client.post(
+                "/chat/completions", body=params, cast_to=object, stream=True,
+                stream_cls=AsyncStream[object])
+            try:
+                async for chunk in stream:
+                    if not isinstance(chunk, dict):
+                        raise ValueError(f"the model sent a chunk that is not an object: "
+                                         f"{chunk!r}")
+                    yield chunk
+            finally:
+                await stream.close()
+            return
+        async for chunk in await self.client.chat.completions.create(**params):
+            yield chunk if isinstance(chunk, dict) else chunk.model_dump()
 
 
 class Providers:

@@ -88,13 +88,17 @@ class Subscription:
             self.seen.add(event.id)
             self.queue.put_nowait(event)
 
-    async def events(self) -> AsyncIterator[Event]:
-        """Events until the run finishes or waits for tool outputs."""
+    async def events(self) -> AsyncIterator[list[Event]]:
+        """Events until the run finishes or waits for tool outputs, in batches: each batch
+        holds every event that had arrived by then, so a busy stream is written in fewer
+        sends."""
         try:
             while True:
-                event = await self.queue.get()
-                yield event
-                if event.ends_stream:
+                batch = [await self.queue.get()]
+                while not batch[-1].ends_stream and not self.queue.empty():
+                    batch.append(self.queue.get_nowait())
+                yield batch
+                if batch[-1].ends_stream:
                     return
         finally:
             self.close()
@@ -213,17 +217,28 @@ class EventBus:
                 sub.deliver(event)
 
 
-async def sse_body(first: list[Event], sub: Subscription, live: bool = True
-                   ) -> AsyncIterator[bytes]:
+async def sse_body(first: list[Event], sub: Subscription, live: bool = True,
+                   rewrite: Callable[[Event], Event] | None = None) -> AsyncIterator[bytes]:
     """An SSE response body: the given events, then (when ``live``) the run's next ones until
-    it finishes or pauses, then ``done``."""
-    for event in first:
-        yield event.encode()
+    it finishes or pauses, then ``done``. ``rewrite`` changes events on their way out."""
+
+    def encode(events: list[Event]) -> bytes:
+        if rewrite is not None:
+            events = [rewrite(event) for event in events]
+        return b"".join(event.encode() for event in events)
+
+    for index, event in enumerate(first):
         if event.ends_stream:
+            first = first[:index + 1]
             live = False
             break
+    if first:
+        yield encode(first)
+    ended = False
     if live:
-        async for event in sub.events():
-            yield event.encode()
+        async for batch in sub.events():
+            ended = batch[-1].ends_stream
+            yield encode(batch) + (DONE if ended else b"")
     sub.close()
-    yield DONE
+    if not ended:
+        yield DONE

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from vtai.server import ids, logs
 from vtai.server.providers.routing import ProviderMissing, Providers
 from vtai.server.runs import prompt, states
-from vtai.server.runs.records import Conflict, RunRecords
+from vtai.server.runs.records import Changes, Conflict, RunRecords
 from vtai.server.store import objects, tables
 from vtai.server.store.blobs import BlobStore
 from vtai.server.tools.base import BuiltinTool, ToolContext
@@ -128,18 +128,22 @@ class Executor:
         self.blobs = blobs
         self.builtins = builtins or {}
 
-    async def execute(self, run_id: str) -> None:
+    async def execute(self, run_id: str, run: dict[str, Any] | None = None,
+                      project: str | None = None) -> str | None:
         """Take a queued (or cancelling) run through one turn; an in_progress run is one
-        whose worker died, and its turn starts again from what is stored."""
-        run = await self.records.load(run_id)
+        whose worker died, and its turn starts again from what is stored. ``run`` and
+        ``project``, when the caller has them, save reading them again. Returns the status
+        the run was left in by this turn (None if it was not executed)."""
         if run is None:
-            return
+            run = await self.records.load(run_id)
+        if run is None:
+            return None
         if run["status"] == states.CANCELLING:
-            await self._finish_cancel(run, _Turn())
-            return
+            return await self._finish_cancel(run, _Turn())
         if run["status"] not in (states.QUEUED, states.IN_PROGRESS):
-            return
-        project = await self._project(run_id)
+            return None
+        if project is None:
+            project = await self._project(run_id)
         logs.run_id_var.set(run_id)
         logs.thread_id_var.set(run["thread_id"])
         log.info("executing run %s (%s)", run_id, run["status"])
@@ -149,16 +153,17 @@ class Executor:
                 run = await self.records.move(run, states.IN_PROGRESS)
             else:
                 await self._discard_lost_attempt(run)
-            await self._turn(run, project, turn)
+            return await self._turn(run, project, turn)
         except asyncio.CancelledError:
-            await self._after_interrupt(run_id, turn)
+            return await self._after_interrupt(run_id, turn)
         except Conflict:
-            await self._after_interrupt(run_id, turn)
+            return await self._after_interrupt(run_id, turn)
         except RunFailure as failure:
-            await self._fail(run_id, turn, failure)
+            return await self._fail(run_id, turn, failure)
         except Exception as err:  # the run must end cleanly whatever went wrong
             log.exception("run %s failed", run_id)
-            await self._fail(run_id, turn, RunFailure("server_error", f"Internal error: {err}"))
+            return await self._fail(run_id, turn,
+                                    RunFailure("server_error", f"Internal error: {err}"))
 
     async def _discard_lost_attempt(self, run: dict[str, Any]) -> None:
         """Remove what a dead worker left half made (unfinished messages and steps), so the
@@ -218,26 +223,28 @@ class Executor:
         arguments, output = tool.replay(call)
         return tool.definition({"type": tool.type})["function"]["name"], arguments, output
 
-    async def _turn(self, run: dict[str, Any], project: str, turn: _Turn) -> None:
+    async def _turn(self, run: dict[str, Any], project: str, turn: _Turn) -> str:
         builtins = self._enabled_builtins(run)
         for _ in range(MAX_TOOL_ROUNDS):
-            done = await self._model_call(run, project, turn, builtins)
-            if done:
-                return
+            status = await self._model_call(run, project, turn, builtins)
+            if status is not None:
+                return status
             turn.next_model_call()
         raise RunFailure("server_error", f"The model called built-in tools more than "
                                          f"{MAX_TOOL_ROUNDS} times in a row.")
 
     async def _model_call(self, run: dict[str, Any], project: str, turn: _Turn,
-                          builtins: dict[str, tuple[BuiltinTool, dict[str, Any]]]) -> bool:
-        """One model call and what follows it; False when built-in tools ran and the model
-        must be called again."""
+                          builtins: dict[str, tuple[BuiltinTool, dict[str, Any]]]
+                          ) -> str | None:
+        """One model call and what follows it: the status the run was left in, or None
+        when built-in tools ran and the model must be called again."""
         messages, tool_steps = await self._load_thread(run)
         chat, prompt_tokens = prompt.build_messages(run, messages, tool_steps, self._replay)
         if run.get("max_prompt_tokens") is not None and prompt_tokens > run["max_prompt_tokens"]:
-            await self._end(run, states.INCOMPLETE, turn,
-                            incomplete_details={"reason": "max_prompt_tokens"})
-            return True
+            async with self.records.changes() as tx:
+                await self._end(tx, run, states.INCOMPLETE, turn,
+                                incomplete_details={"reason": "max_prompt_tokens"})
+            return states.INCOMPLETE
         try:
             route = await self.providers.route(run["model"])
         except ProviderMissing as err:
@@ -266,25 +273,25 @@ class Executor:
         started = time.monotonic()
         first_token = True
         try:
-            stream = await route.client.chat.completions.create(**params)
-            async for chunk in stream:
-                if first_token and chunk.choices:
+            async for chunk in route.stream_chat(params):
+                choices = chunk.get("choices") or ()
+                if first_token and choices:
                     first_token = False
                     metrics.upstream_seconds.labels("first_token").observe(
                         time.monotonic() - started)
-                usage = getattr(chunk, "usage", None)  # absent on LiteLLM's chunks
-                if usage is not None:
-                    turn.usage = {key: int(getattr(usage, key, 0) or 0) for key in
+                usage = chunk.get("usage")
+                if isinstance(usage, dict):
+                    turn.usage = {key: int(usage.get(key) or 0) for key in
                                   ("prompt_tokens", "completion_tokens", "total_tokens")}
-                for choice in chunk.choices:
-                    delta = choice.delta
-                    if delta.content:
-                        await self._on_text(run, project, turn, delta.content)
-                    for call in delta.tool_calls or ():
+                for choice in choices:
+                    delta = choice.get("delta") or {}
+                    if content := delta.get("content"):
+                        await self._on_text(run, project, turn, str(content))
+                    for call in delta.get("tool_calls") or ():
                         await self._on_tool_call(run, project, turn, call, builtins)
-                    if choice.finish_reason:
-                        turn.finish_reason = choice.finish_reason
-        except (openai.APIError, ValueError) as err:
+                    if reason := choice.get("finish_reason"):
+                        turn.finish_reason = reason
+        except (openai.APIError, ValueError, AttributeError, TypeError) as err:
             raise _error_from_upstream(err) from err
         metrics.upstream_seconds.labels("total").observe(time.monotonic() - started)
         if turn.usage is None:
@@ -296,29 +303,31 @@ class Executor:
 
     async def _on_text(self, run: dict[str, Any], project: str, turn: _Turn, text: str) -> None:
         if turn.message is None:
-            turn.message_step = await self.records.create_step(run, project, {
-                "type": "message_creation", "message_creation": {"message_id": ""}})
-            turn.message = await self.records.create_message(run, project)
-            turn.message_step["step_details"]["message_creation"]["message_id"] = \
-                turn.message["id"]
-            turn.message_step = await self.records.save_step(turn.message_step)
+            message_id = ids.new_id("msg_")
+            async with self.records.changes() as tx:
+                turn.message_step = await tx.create_step(run, project, {
+                    "type": "message_creation",
+                    "message_creation": {"message_id": message_id}})
+                turn.message = await tx.create_message(run, project, message_id)
         turn.text += text
         self.records.delta(run["id"], "thread.message.delta", turn.message["id"], {"content": [
             {"index": 0, "type": "text", "text": {"value": text, "annotations": []}}]})
 
     async def _on_tool_call(self, run: dict[str, Any], project: str, turn: _Turn,
-                            call: Any, builtins: dict[str, Any]) -> None:
+                            call: dict[str, Any], builtins: dict[str, Any]) -> None:
         if turn.tool_step is None:
             turn.tool_step = await self.records.create_step(
                 run, project, {"type": "tool_calls", "tool_calls": []})
-        index = call.index if call.index is not None else len(turn.calls)
+        index = call.get("index")
+        if not isinstance(index, int):
+            index = len(turn.calls)
         state = turn.calls.get(index)
         first = state is None
         if state is None:
             state = turn.calls[index] = _ToolCall(id=ids.new_id("call_"))
-        fn = call.function
-        name = (fn.name or "") if fn else ""
-        arguments = (fn.arguments or "") if fn else ""
+        fn = call.get("function") or {}
+        name = str(fn.get("name") or "")
+        arguments = str(fn.get("arguments") or "")
         state.name += name
         state.arguments += arguments
         if state.name in builtins:
@@ -332,21 +341,27 @@ class Executor:
                            {"step_details": {"type": "tool_calls", "tool_calls": [piece]}})
 
     async def _conclude(self, run: dict[str, Any], project: str, turn: _Turn,
-                        builtins: dict[str, tuple[BuiltinTool, dict[str, Any]]]) -> bool:
-        """Store what the model call produced; True when the turn is over."""
+                        builtins: dict[str, tuple[BuiltinTool, dict[str, Any]]]
+                        ) -> str | None:
+        """Store what the model call produced: the run's status when the turn is over, None
+        when built-in tools ran and the model is called again."""
         truncated = turn.finish_reason == "length"
-        if turn.message is not None:
-            await self._close_message(turn, "incomplete" if truncated else "completed",
-                                      {"reason": "max_tokens"} if truncated else None)
-        if turn.message_step is not None:
-            turn.message_step.update(status="completed", completed_at=ids.now(),
-                                     usage=None if turn.calls else turn.usage)
-            await self.records.save_step(turn.message_step, "completed")
-        if truncated or not turn.calls or turn.tool_step is None:
-            await self._end(run, states.INCOMPLETE if truncated else states.COMPLETED, turn,
-                            **({"incomplete_details": {"reason": "max_completion_tokens"}}
-                               if truncated else {}))
-            return True
+        ends = truncated or not turn.calls or turn.tool_step is None
+        async with self.records.changes() as tx:
+            if turn.message is not None:
+                await self._close_message(tx, turn, "incomplete" if truncated else "completed",
+                                          {"reason": "max_tokens"} if truncated else None)
+            if turn.message_step is not None:
+                turn.message_step.update(status="completed", completed_at=ids.now(),
+                                         usage=None if turn.calls else turn.usage)
+                await tx.save_step(turn.message_step, "completed")
+            if ends:
+                status = states.INCOMPLETE if truncated else states.COMPLETED
+                await self._end(tx, run, status, turn,
+                                **({"incomplete_details": {"reason": "max_completion_tokens"}}
+                                   if truncated else {}))
+                return status
+        assert turn.tool_step is not None
 
         ordered = sorted(turn.calls.items())
         step_calls: list[dict[str, Any]] = []
@@ -360,18 +375,20 @@ class Executor:
         turn.tool_step["step_details"]["tool_calls"] = step_calls
         turn.tool_step["usage"] = turn.usage
         pending = [c for c in step_calls if c["type"] == "function"]
-        if not pending:
-            turn.tool_step.update(status="completed", completed_at=ids.now())
-            turn.tool_step = await self.records.save_step(turn.tool_step, "completed")
-            return False
-        turn.tool_step = await self.records.save_step(turn.tool_step)
-        required = [{"id": c["id"], "type": "function",
-                     "function": {"name": c["function"]["name"],
-                                  "arguments": c["function"]["arguments"]}} for c in pending]
-        await self.records.move(run, states.REQUIRES_ACTION, required_action={
-            "type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": required},
-        }, expires_at=ids.now() + self._expires_after())
-        return True
+        async with self.records.changes() as tx:
+            if not pending:
+                turn.tool_step.update(status="completed", completed_at=ids.now())
+                turn.tool_step = await tx.save_step(turn.tool_step, "completed")
+                return None
+            turn.tool_step = await tx.save_step(turn.tool_step)
+            required = [{"id": c["id"], "type": "function",
+                         "function": {"name": c["function"]["name"],
+                                      "arguments": c["function"]["arguments"]}}
+                        for c in pending]
+            await tx.move(run, states.REQUIRES_ACTION, required_action={
+                "type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": required},
+            }, expires_at=ids.now() + self._expires_after())
+        return states.REQUIRES_ACTION
 
     async def _run_builtin(self, run: dict[str, Any], project: str, turn: _Turn, index: int,
                            call: _ToolCall, tool: BuiltinTool) -> dict[str, Any]:
@@ -409,15 +426,16 @@ class Executor:
     def _expires_after(self) -> int:
         return int(self.providers.settings.run_expires_after)
 
-    async def _end(self, run: dict[str, Any], status: str, turn: _Turn, **changes: Any) -> None:
-        steps = await self.records.run_steps(run["id"])
+    async def _end(self, tx: Changes, run: dict[str, Any], status: str, turn: _Turn,
+                   **changes: Any) -> None:
+        steps = await tx.run_steps(run["id"])
         usages = [s.get("usage") for s in steps]
         if turn.message_step is None and turn.tool_step is None:
             usages.append(turn.usage)
-        await self.records.move(run, status, usage=_sum_usage(usages), required_action=None,
-                                expires_at=None, **changes)
+        await tx.move(run, status, usage=_sum_usage(usages), required_action=None,
+                      expires_at=None, **changes)
 
-    async def _close_message(self, turn: _Turn, status: str,
+    async def _close_message(self, tx: Changes, turn: _Turn, status: str,
                              incomplete: dict[str, str] | None) -> None:
         assert turn.message is not None
         now = ids.now()
@@ -437,15 +455,17 @@ class Executor:
             completed_at=now if status == "completed" else None,
             incomplete_at=now if status == "incomplete" else None,
         )
-        turn.message = await self.records.save_message(turn.message, status)
+        turn.message = await tx.save_message(turn.message, status)
 
-    async def _close_open_objects(self, run_id: str, turn: _Turn, step_status: str,
-                                  reason: str, error: dict[str, str] | None = None) -> None:
+    async def _close_open_objects(self, tx: Changes, run_id: str, turn: _Turn,
+                                  step_status: str, reason: str,
+                                  error: dict[str, str] | None = None) -> None:
         """End the turn's message and every step of the run still in progress."""
-        if turn.message is not None and turn.message["status"] == "in_progress":
-            await self._close_message(turn, "incomplete", {"reason": reason})
+        # What is stored decides (a transaction that failed may have changed the turn's copy).
+        if turn.message is not None and turn.message["id"] in await tx.open_messages(run_id):
+            await self._close_message(tx, turn, "incomplete", {"reason": reason})
         stamp = {"cancelled": "cancelled_at", "failed": "failed_at", "expired": "expired_at"}
-        open_steps = {s["id"]: s for s in await self.records.run_steps(run_id)
+        open_steps = {s["id"]: s for s in await tx.run_steps(run_id)
                       if s["status"] == "in_progress"}
         for step in (turn.message_step, turn.tool_step):
             if step is not None and step["id"] in open_steps:
@@ -453,30 +473,37 @@ class Executor:
         for step in open_steps.values():
             step.update(status=step_status, last_error=error)
             step[stamp[step_status]] = ids.now()
-            await self.records.save_step(step, step_status)
+            await tx.save_step(step, step_status)
 
-    async def _after_interrupt(self, run_id: str, turn: _Turn) -> None:
+    async def _after_interrupt(self, run_id: str, turn: _Turn) -> str | None:
         """The run changed under the turn (a cancel): end it as its stored status says."""
         run = await self.records.load(run_id)
         if run is not None and run["status"] == states.CANCELLING:
-            await self._finish_cancel(run, turn)
+            return await self._finish_cancel(run, turn)
+        return None if run is None else str(run["status"])
 
-    async def _finish_cancel(self, run: dict[str, Any], turn: _Turn) -> None:
-        await self._close_open_objects(run["id"], turn, "cancelled", "run_cancelled")
-        await self.records.move(run, states.CANCELLED, required_action=None)
+    async def _finish_cancel(self, run: dict[str, Any], turn: _Turn) -> str:
+        async with self.records.changes() as tx:
+            await self._close_open_objects(tx, run["id"], turn, "cancelled", "run_cancelled")
+            await tx.move(run, states.CANCELLED, required_action=None)
+        return states.CANCELLED
 
     async def expire(self, run: dict[str, Any]) -> None:
         """A run left waiting for tool outputs past ``expires_at``."""
-        await self._close_open_objects(run["id"], _Turn(), "expired", "run_expired")
-        await self.records.move(run, states.EXPIRED, required_action=None)
+        async with self.records.changes() as tx:
+            await self._close_open_objects(tx, run["id"], _Turn(), "expired", "run_expired")
+            await tx.move(run, states.EXPIRED, required_action=None)
 
-    async def _fail(self, run_id: str, turn: _Turn, failure: RunFailure) -> None:
+    async def _fail(self, run_id: str, turn: _Turn, failure: RunFailure) -> str | None:
         error = {"code": failure.code, "message": failure.message}
-        await self._close_open_objects(run_id, turn, "failed", "run_failed", error)
         run = await self.records.load(run_id)
         if run is None:
-            return
+            return None
         if run["status"] == states.CANCELLING:
-            await self._finish_cancel(run, turn)
-        elif states.can_move(run["status"], states.FAILED):
-            await self.records.move(run, states.FAILED, last_error=error, required_action=None)
+            return await self._finish_cancel(run, turn)
+        if not states.can_move(run["status"], states.FAILED):
+            return str(run["status"])
+        async with self.records.changes() as tx:
+            await self._close_open_objects(tx, run_id, turn, "failed", "run_failed", error)
+            await tx.move(run, states.FAILED, last_error=error, required_action=None)
+        return states.FAILED

@@ -1,11 +1,17 @@
 """Runs, run steps and run-made messages in the database, with the events their changes emit.
 
-A run's status changes only through ``RunRecords.move``: it checks the state machine and writes
+A run's status changes only through ``Changes.move``: it checks the state machine and writes
 with compare-and-set on the status it read, so a cancel racing with the executor is noticed.
+
+Changes are grouped in transactions (``RunRecords.changes()``): what one moment of a run
+produces (its message and step, or the end of a turn) is written at once, and the events
+those writes emit are published when the transaction has committed, never before.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -19,65 +25,72 @@ from vtai.server.metrics import Metrics
 from vtai.server.runs import states
 from vtai.server.runs.events import WORK_CHANNEL, Event, EventBus
 from vtai.server.store import objects, tables
-from vtai.server.store.db import Database
+from vtai.server.store.db import Connection, Database
 
 
 class Conflict(Exception):
     """The run's stored status is no longer the one the caller read."""
 
 
-class RunRecords:
-    def __init__(self, db: Database, bus: EventBus, metrics: Metrics | None = None) -> None:
-        self.db = db
-        self.bus = bus
-        self.metrics = metrics or Metrics()
+class Changes:
+    """Writes inside one transaction; their events are published after it commits. Each
+    event's id is taken when its change is made, so the events of one transaction keep
+    their order in the stored stream too (other processes read it by id)."""
+
+    def __init__(self, records: RunRecords, conn: Connection) -> None:
+        self.records = records
+        self.conn = conn
+        self.events: list[tuple[str, Event]] = []
+        self.after_commit: list[Callable[[], None]] = []
 
     # runs ----------------------------------------------------------------------------------
 
-    async def load(self, run_id: str) -> dict[str, Any] | None:
-        async with self.db.read() as conn:
-            data = (await conn.execute(
-                select(tables.runs.c.data).where(tables.runs.c.id == run_id))).scalar()
-        return None if data is None else orjson.loads(data)
-
-    async def move(self, run: dict[str, Any], target: str, **changes: Any) -> dict[str, Any]:
-        """Change a run's status (and other fields), store it, and publish the event."""
+    async def move(self, run: dict[str, Any], target: str, *,
+                   lease: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any]:
+        """Change a run's status (and other fields), store it, and publish the event.
+        ``lease``: a worker's claim columns, for a run queued for this process's worker."""
         states.check(run["status"], target)
         new = shaped(Run, {**run, **changes, "status": target})
         stamp = states.STAMPS.get(target)
         if stamp and new.get(stamp) is None:
             new[stamp] = ids.now()
         event = Event.stamped(f"thread.run.{target}", "")
-        data = await self._write_run(run["status"], new)
-        self.bus.publish(new["id"], Event(event.event, data, event.id))
+        data = await self._write_run(run["status"], new, lease)
+        self.events.append((new["id"], Event(event.event, data, event.id)))
         if target in states.TERMINAL:
-            self.metrics.runs_finished.labels(target).inc()
-            self.metrics.run_seconds.observe(max(0, ids.now() - new["created_at"]))
+            metrics = self.records.metrics
+
+            def count() -> None:
+                metrics.runs_finished.labels(target).inc()
+                metrics.run_seconds.observe(max(0, ids.now() - new["created_at"]))
+            self.after_commit.append(count)
         if target == states.FAILED:
             error = new.get("last_error") or {}
-            self.bus.publish(new["id"], Event.of("error", {"error": {
+            self.events.append((new["id"], Event.stamped("error", orjson.dumps({"error": {
                 "message": error.get("message", "The run failed."),
                 "type": "server_error", "param": None, "code": error.get("code"),
-            }}))
+            }}).decode())))
         return new
 
-    async def save(self, run: dict[str, Any]) -> dict[str, Any]:
+    async def save_run(self, run: dict[str, Any]) -> dict[str, Any]:
         """Store fields of a run whose status does not change (usage, for instance)."""
         new = shaped(Run, run)
         await self._write_run(run["status"], new)
         return new
 
-    async def _write_run(self, expected_status: str, new: dict[str, Any]) -> str:
+    async def _write_run(self, expected_status: str, new: dict[str, Any],
+                         lease: dict[str, Any] | None = None) -> str:
         data = objects.dumps(new)
         r = tables.runs
-        async with self.db.write() as conn:
-            result = await conn.execute(
-                update(r).where(r.c.id == new["id"], r.c.status == expected_status)
-                .values(data=data, status=new["status"]))
-            if not result.rowcount:
-                raise Conflict(new["id"])
-            if new["status"] in (states.QUEUED, states.CANCELLING):
-                await self.db.notify(conn, WORK_CHANNEL)
+        values: dict[str, Any] = {"data": data, "status": new["status"], **(lease or {})}
+        if new["status"] in states.PAUSING:  # nothing left to execute: no lease either
+            values.update(worker_id=None, lease_expires_at=None)
+        result = await self.conn.execute(
+            update(r).where(r.c.id == new["id"], r.c.status == expected_status).values(values))
+        if not result.rowcount:
+            raise Conflict(new["id"])
+        if new["status"] in (states.QUEUED, states.CANCELLING) and lease is None:
+            await self.records.db.notify(self.conn, WORK_CHANNEL)  # workers should look
         return data
 
     # steps ---------------------------------------------------------------------------------
@@ -91,55 +104,115 @@ class RunRecords:
             "cancelled_at": None, "completed_at": None, "expired_at": None, "failed_at": None,
             "last_error": None, "step_details": details, "usage": None, "metadata": {},
         })
-        async with self.db.write() as conn:
-            data = await objects.insert_object(conn, tables.run_steps, step, project,
-                                               thread_id=run["thread_id"], run_id=run["id"])
-        self.bus.publish(run["id"], Event("thread.run.step.created", data))
-        self.bus.publish(run["id"], Event("thread.run.step.in_progress", data))
+        data = await objects.insert_object(self.conn, tables.run_steps, step, project,
+                                           thread_id=run["thread_id"], run_id=run["id"])
+        self.events.append((run["id"], Event.stamped("thread.run.step.created", data)))
+        self.events.append((run["id"], Event.stamped("thread.run.step.in_progress", data)))
         return step
 
     async def save_step(self, step: dict[str, Any], event: str | None = None) -> dict[str, Any]:
         """Store a step; ``event`` (completed, cancelled, ...) is published when given."""
         step = shaped(RunStep, step)
-        async with self.db.write() as conn:
-            data = await objects.save_object(conn, tables.run_steps, step)
+        data = await objects.save_object(self.conn, tables.run_steps, step)
         if event:
-            self.bus.publish(step["run_id"], Event(f"thread.run.step.{event}", data))
+            self.events.append((step["run_id"], Event.stamped(f"thread.run.step.{event}", data)))
         return step
 
     async def run_steps(self, run_id: str) -> list[dict[str, Any]]:
-        s = tables.run_steps
-        async with self.db.read() as conn:
-            rows = (await conn.execute(
-                select(s.c.data).where(s.c.run_id == run_id).order_by(s.c.id))).scalars()
-            return [orjson.loads(row) for row in rows]
+        return await _run_steps(self.conn, run_id)
 
     # messages ------------------------------------------------------------------------------
 
-    async def create_message(self, run: dict[str, Any], project: str) -> dict[str, Any]:
+    async def open_messages(self, run_id: str) -> set[str]:
+        """Ids of the run's messages still in progress."""
+        m = tables.messages
+        rows = (await self.conn.execute(select(m.c.id, m.c.data).where(
+            m.c.run_id == run_id))).all()
+        return {row.id for row in rows if orjson.loads(row.data)["status"] == "in_progress"}
+
+    async def create_message(self, run: dict[str, Any], project: str,
+                             message_id: str | None = None) -> dict[str, Any]:
         message = shaped(Message, {
-            "id": ids.new_id("msg_"), "object": "thread.message", "created_at": ids.now(),
-            "assistant_id": run["assistant_id"], "thread_id": run["thread_id"],
-            "run_id": run["id"], "role": "assistant", "content": [], "attachments": [],
-            "metadata": {}, "status": "in_progress", "incomplete_details": None,
-            "completed_at": None, "incomplete_at": None,
+            "id": message_id or ids.new_id("msg_"), "object": "thread.message",
+            "created_at": ids.now(), "assistant_id": run["assistant_id"],
+            "thread_id": run["thread_id"], "run_id": run["id"], "role": "assistant",
+            "content": [], "attachments": [], "metadata": {}, "status": "in_progress",
+            "incomplete_details": None, "completed_at": None, "incomplete_at": None,
         })
-        async with self.db.write() as conn:
-            data = await objects.insert_object(
-                conn, tables.messages, message, project, thread_id=run["thread_id"],
-                run_id=run["id"])
-        self.bus.publish(run["id"], Event("thread.message.created", data))
-        self.bus.publish(run["id"], Event("thread.message.in_progress", data))
+        data = await objects.insert_object(
+            self.conn, tables.messages, message, project, thread_id=run["thread_id"],
+            run_id=run["id"])
+        self.events.append((run["id"], Event.stamped("thread.message.created", data)))
+        self.events.append((run["id"], Event.stamped("thread.message.in_progress", data)))
         return message
 
     async def save_message(self, message: dict[str, Any], event: str | None = None
                            ) -> dict[str, Any]:
         message = shaped(Message, message)
-        async with self.db.write() as conn:
-            data = await objects.save_object(conn, tables.messages, message)
+        data = await objects.save_object(self.conn, tables.messages, message)
         if event:
-            self.bus.publish(message["run_id"], Event(f"thread.message.{event}", data))
+            self.events.append((message["run_id"],
+                                Event.stamped(f"thread.message.{event}", data)))
         return message
+
+
+async def _run_steps(conn: Connection, run_id: str) -> list[dict[str, Any]]:
+    s = tables.run_steps
+    rows = (await conn.execute(
+        select(s.c.data).where(s.c.run_id == run_id).order_by(s.c.id))).scalars()
+    return [orjson.loads(row) for row in rows]
+
+
+class RunRecords:
+    def __init__(self, db: Database, bus: EventBus, metrics: Metrics | None = None) -> None:
+        self.db = db
+        self.bus = bus
+        self.metrics = metrics or Metrics()
+
+    @asynccontextmanager
+    async def changes(self) -> AsyncIterator[Changes]:
+        """One transaction of run changes; its events go out once it has committed."""
+        async with self.db.write() as conn:
+            changes = Changes(self, conn)
+            yield changes
+        for run_id, event in changes.events:
+            self.bus.publish(run_id, event)
+        for callback in changes.after_commit:
+            callback()
+
+    async def load(self, run_id: str) -> dict[str, Any] | None:
+        async with self.db.read() as conn:
+            data = (await conn.execute(
+                select(tables.runs.c.data).where(tables.runs.c.id == run_id))).scalar()
+        return None if data is None else orjson.loads(data)
+
+    async def run_steps(self, run_id: str) -> list[dict[str, Any]]:
+        async with self.db.read() as conn:
+            return await _run_steps(conn, run_id)
+
+    # one change, one transaction -------------------------------------------------------------
+
+    async def move(self, run: dict[str, Any], target: str, **changes: Any) -> dict[str, Any]:
+        async with self.changes() as tx:
+            return await tx.move(run, target, **changes)
+
+    async def save(self, run: dict[str, Any]) -> dict[str, Any]:
+        async with self.changes() as tx:
+            return await tx.save_run(run)
+
+    async def create_step(self, run: dict[str, Any], project: str,
+                          details: dict[str, Any]) -> dict[str, Any]:
+        async with self.changes() as tx:
+            return await tx.create_step(run, project, details)
+
+    async def save_step(self, step: dict[str, Any], event: str | None = None) -> dict[str, Any]:
+        async with self.changes() as tx:
+            return await tx.save_step(step, event)
+
+    async def save_message(self, message: dict[str, Any], event: str | None = None
+                           ) -> dict[str, Any]:
+        async with self.changes() as tx:
+            return await tx.save_message(message, event)
 
     def delta(self, run_id: str, event: str, object_id: str, delta: dict[str, Any]) -> None:
         kind = "thread.message.delta" if event == "thread.message.delta" else \

@@ -41,6 +41,7 @@ class Worker:
         self.id = f"worker_{secrets.token_hex(6)}"
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._interrupted: set[str] = set()
+        self._adopted: dict[str, tuple[dict[str, Any], str]] = {}
         self.max_concurrent_runs = max_concurrent_runs
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -50,6 +51,26 @@ class Worker:
         self._last_cleanup = 0.0
         self.shutdown_grace = shutdown_grace
         self.lease_seconds = lease_seconds
+
+    @property
+    def running(self) -> bool:
+        return self._loop_task is not None and not self._loop_task.done()
+
+    def lease_for_new_run(self) -> dict[str, Any] | None:
+        """Columns that claim a run for this worker as it is created (then ``adopt`` it), so
+        a run made in this process starts without waiting for a claim; None when this
+        process does not execute runs or has no room."""
+        if not self.running or len(self.tasks) >= self.max_concurrent_runs:
+            return None
+        return {"worker_id": self.id, "lease_expires_at": ids.now() + self.lease_seconds}
+
+    def adopt(self, run: dict[str, Any], project: str) -> None:
+        """Execute a run created with ``lease_for_new_run``'s columns."""
+        run_id = run["id"]
+        if run_id in self.tasks:  # its last turn is still ending: this one starts after it
+            self._adopted[run_id] = (run, project)
+        else:
+            self.tasks[run_id] = asyncio.create_task(self._execute(run_id, run, project))
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._loop(), name="vtai-worker")
@@ -154,9 +175,11 @@ class Worker:
                                "stopped) and was not retried again."})
         await self._release(run_id)
 
-    async def _execute(self, run_id: str) -> None:
+    async def _execute(self, run_id: str, run: dict[str, Any] | None = None,
+                       project: str | None = None) -> None:
+        status = None
         try:
-            await self.executor.execute(run_id)
+            status = await self.executor.execute(run_id, run, project)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -164,9 +187,13 @@ class Worker:
         finally:
             self.tasks.pop(run_id, None)
             self._interrupted.discard(run_id)
-            await self._release(run_id)
-            # The run may be queued again already (tool outputs came quickly).
-            self.wake()
+            if status not in states.PAUSING:  # a pausing move released the lease already
+                await self._release(run_id)
+            if run_id in self._adopted:  # tool outputs came while the turn was ending
+                self.adopt(*self._adopted.pop(run_id))
+            elif status is None or status == states.REQUIRES_ACTION:
+                # The run may be queued again already, by another process.
+                self.wake()
 
     async def _release(self, run_id: str) -> None:
         r = tables.runs
