@@ -6,7 +6,7 @@ after the object they name is deleted (the SDK's auto-pagination deletes-while-i
 
 from __future__ import annotations
 
-import secrets
+import os
 import threading
 import time
 
@@ -17,12 +17,16 @@ _lock = threading.Lock()
 _last_tick = 0
 
 
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # two digits at a time
+
+
 def _base62(value: int, width: int) -> str:
-    chars = []
-    for _ in range(width):
-        value, rem = divmod(value, 62)
-        chars.append(_ALPHABET[rem])
-    return "".join(reversed(chars))
+    """``value`` in ``width`` base62 digits (``width`` even)."""
+    pairs = []
+    for _ in range(width // 2):
+        value, rem = divmod(value, 3844)
+        pairs.append(_PAIRS[rem])
+    return "".join(reversed(pairs))
 
 
 def _next_tick() -> int:
@@ -39,7 +43,9 @@ _RANDOM_RANGE = 62**_RANDOM_CHARS
 def new_id(prefix: str) -> str:
     """A new id such as ``asst_0Ab...``; later ids compare greater."""
     body = _base62(_next_tick(), _CLOCK_CHARS)
-    tail = _base62(secrets.randbelow(_RANDOM_RANGE), _RANDOM_CHARS)
+    # 88 random bits folded into 14 digits (83 bits): a negligible bias, and cheaper than
+    # secrets.randbelow, which draws until a value falls in range.
+    tail = _base62(int.from_bytes(os.urandom(11)) % _RANDOM_RANGE, _RANDOM_CHARS)
     return f"{prefix}{body}{tail}"
 
 

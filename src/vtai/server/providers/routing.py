@@ -35,6 +35,7 @@ WELL_KNOWN = {
 }
 OLLAMA_URL = WELL_KNOWN["ollama"]
 _PROBE_TTL = 30.0
+CLIENTS_PER_PROVIDER = 8
 
 
 class ProviderMissing(Exception):
@@ -73,7 +74,8 @@ class Route:
 class Providers:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._clients: dict[str, AsyncOpenAI] = {}
+        self._clients: dict[str, list[AsyncOpenAI]] = {}
+        self._turn = 0
         self._litellm = LiteLLMClient()
         self._ollama_seen: tuple[float, bool] = (0.0, False)
         named = {name: dict(cfg) for name, cfg in settings.providers.items()}
@@ -88,15 +90,20 @@ class Providers:
                             "api_key": api_key or "none"}
 
     def _client(self, name: str, cfg: dict[str, str]) -> AsyncOpenAI:
-        client = self._clients.get(name)
-        if client is None:
-            client = AsyncOpenAI(
+        """One of the provider's clients, in turn. Each has its own connection pool: the
+        HTTP pool looks over all of its connections on every request and response, so
+        hundreds of concurrent streams in one pool cost more CPU than the streams do."""
+        clients = self._clients.setdefault(name, [])
+        self._turn += 1
+        slot = self._turn % CLIENTS_PER_PROVIDER
+        if slot >= len(clients):  # made when first needed: each costs a TLS context
+            clients.append(AsyncOpenAI(
                 base_url=cfg["base_url"], api_key=cfg.get("api_key") or "none",
                 max_retries=self.settings.upstream_max_retries,
                 timeout=self.settings.upstream_timeout,
-            )
-            self._clients[name] = client
-        return client
+            ))
+            slot = len(clients) - 1
+        return clients[slot]
 
     async def route(self, model: str) -> Route:
         prefix, sep, rest = model.partition("/")
@@ -133,5 +140,6 @@ class Providers:
         return seen
 
     async def close(self) -> None:
-        for client in self._clients.values():
-            await client.close()
+        for clients in self._clients.values():
+            for client in clients:
+                await client.close()

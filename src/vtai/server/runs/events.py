@@ -27,7 +27,11 @@ from vtai.server.store.db import Database
 
 log = logging.getLogger("vtai.events")
 
+# How long events gather before they are stored. On PostgreSQL other processes stream them
+# from the table, so they are stored at once; on SQLite they are read back only by clients
+# that resume a stream (which stores what is pending first), so larger batches cost less.
 FLUSH_SECONDS = 0.01
+FLUSH_SECONDS_SQLITE = 0.25
 CHANNEL = "vtai_run_events"
 WORK_CHANNEL = "vtai_work"  # a run was queued or cancelled: workers should look
 
@@ -123,6 +127,7 @@ class EventBus:
         self._fetches: set[asyncio.Task[None]] = set()
         self._listener: Any = None
         self.on_work: Callable[[], None] = lambda: None  # the worker's wake-up, if any
+        self._flush_seconds = FLUSH_SECONDS_SQLITE if db.is_sqlite else FLUSH_SECONDS
 
     async def start(self) -> None:
         self._flusher = asyncio.create_task(self._flush_loop(), name="vtai-events-flush")
@@ -178,7 +183,7 @@ class EventBus:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            await asyncio.sleep(FLUSH_SECONDS)  # gather a batch
+            await asyncio.sleep(self._flush_seconds)  # gather a batch
             try:
                 await self._flush()
             except Exception:
