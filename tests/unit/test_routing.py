@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-import pytest
+import contextlib
+from typing import Any
 
-from vtai.server.providers.routing import ProviderMissing, Providers
+import pytest
+from openai import AsyncOpenAI
+
+from vtai.server.providers.routing import (
+    MAX_CLIENTS,
+    STREAMS_PER_CLIENT,
+    ClientPool,
+    ProviderMissing,
+    Providers,
+)
 from vtai.server.settings import Settings
 
 
@@ -45,3 +55,28 @@ async def test_nothing_configured_says_what_to_do() -> None:
     with pytest.raises(ProviderMissing) as err:
         await Providers(Settings(ollama_probe=False)).route("gpt-4o")
     assert "gpt-4o" in str(err.value) and "VTAI_UPSTREAM_BASE_URL" in str(err.value)
+
+
+def test_client_pool_adds_a_client_only_when_every_one_is_busy() -> None:
+    made: list[object] = []
+
+    def make() -> Any:
+        client = AsyncOpenAI(base_url="http://127.0.0.1:9/v1", api_key="x")
+        made.append(client)
+        return client
+
+    pool = ClientPool(make)
+    first = pool.pick()
+    assert pool.pick() is first and len(made) == 1  # idle: the same client again
+    with contextlib.ExitStack() as stack:
+        for _ in range(STREAMS_PER_CLIENT):
+            stack.enter_context(pool.streaming(pool.pick()))
+        assert len(made) == 1
+        second = pool.pick()  # every client has its share of open streams
+        assert second is not first and len(made) == 2
+        stack.enter_context(pool.streaming(second))
+        assert pool.pick() is second  # the least busy one
+        for _ in range(STREAMS_PER_CLIENT * MAX_CLIENTS):
+            stack.enter_context(pool.streaming(pool.pick()))
+        assert len(made) == MAX_CLIENTS  # and no more
+    assert pool.pick() is first  # all idle again: the first least busy

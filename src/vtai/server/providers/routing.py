@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,17 +36,50 @@ WELL_KNOWN = {
 }
 OLLAMA_URL = WELL_KNOWN["ollama"]
 _PROBE_TTL = 30.0
-CLIENTS_PER_PROVIDER = 8
+STREAMS_PER_CLIENT = 32
+MAX_CLIENTS = 16
 
 
 class ProviderMissing(Exception):
     """No configured upstream can serve the model; the message says what to configure."""
 
 
+class ClientPool:
+    """A provider's AsyncOpenAI clients, each with its own connection pool. The HTTP pool
+    looks over all of its connections on every request and response, so hundreds of
+    concurrent streams through one client cost more CPU than the streams themselves; another
+    client is made when every one has ``STREAMS_PER_CLIENT`` streams open."""
+
+    def __init__(self, make: Callable[[], AsyncOpenAI]) -> None:
+        self._make = make
+        self._open: dict[AsyncOpenAI, int] = {}  # client: its streams open now
+
+    def pick(self) -> AsyncOpenAI:
+        least = min(self._open, key=self._open.__getitem__, default=None)
+        if least is None or (self._open[least] >= STREAMS_PER_CLIENT
+                             and len(self._open) < MAX_CLIENTS):
+            least = self._make()
+            self._open[least] = 0
+        return least
+
+    @contextmanager
+    def streaming(self, client: AsyncOpenAI) -> Iterator[None]:
+        self._open[client] += 1
+        try:
+            yield
+        finally:
+            self._open[client] -= 1
+
+    async def close(self) -> None:
+        for client in self._open:
+            await client.close()
+
+
 @dataclass(frozen=True)
 class Route:
     provider: str
     client: Any  # AsyncOpenAI, or an object with the same chat.completions.create
+    pool: ClientPool | None
     model: str
 
     async def stream_chat(self, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
@@ -54,18 +88,19 @@ class Route:
         Through AsyncOpenAI, the request is the SDK's own (retries, timeouts, errors, the
         SSE decoding and its ``error`` events) but chunks are not built into typed objects,
         which would cost more CPU than the rest of a run's streaming."""
-        if isinstance(self.client, AsyncOpenAI):
-            stream = await self.client.post(
-                "/chat/completions", body=params, cast_to=object, stream=True,
-                stream_cls=AsyncStream[object])
-            try:
-                async for chunk in stream:
-                    if not isinstance(chunk, dict):
-                        raise ValueError(f"the model sent a chunk that is not an object: "
-                                         f"{chunk!r}")
-                    yield chunk
-            finally:
-                await stream.close()
+        if isinstance(self.client, AsyncOpenAI) and self.pool is not None:
+            with self.pool.streaming(self.client):
+                stream = await self.client.post(
+                    "/chat/completions", body=params, cast_to=object, stream=True,
+                    stream_cls=AsyncStream[object])
+                try:
+                    async for chunk in stream:
+                        if not isinstance(chunk, dict):
+                            raise ValueError(f"the model sent a chunk that is not an object: "
+                                             f"{chunk!r}")
+                        yield chunk
+                finally:
+                    await stream.close()
             return
         async for chunk in await self.client.chat.completions.create(**params):
             yield chunk if isinstance(chunk, dict) else chunk.model_dump()
@@ -74,8 +109,7 @@ class Route:
 class Providers:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._clients: dict[str, list[AsyncOpenAI]] = {}
-        self._turn = 0
+        self._clients: dict[str, ClientPool] = {}
         self._litellm = LiteLLMClient()
         self._ollama_seen: tuple[float, bool] = (0.0, False)
         named = {name: dict(cfg) for name, cfg in settings.providers.items()}
@@ -89,21 +123,15 @@ class Providers:
             self.default = {"base_url": base_url or "https://api.openai.com/v1",
                             "api_key": api_key or "none"}
 
-    def _client(self, name: str, cfg: dict[str, str]) -> AsyncOpenAI:
-        """One of the provider's clients, in turn. Each has its own connection pool: the
-        HTTP pool looks over all of its connections on every request and response, so
-        hundreds of concurrent streams in one pool cost more CPU than the streams do."""
-        clients = self._clients.setdefault(name, [])
-        self._turn += 1
-        slot = self._turn % CLIENTS_PER_PROVIDER
-        if slot >= len(clients):  # made when first needed: each costs a TLS context
-            clients.append(AsyncOpenAI(
+    def _client(self, name: str, cfg: dict[str, str]) -> tuple[AsyncOpenAI, ClientPool]:
+        pool = self._clients.get(name)
+        if pool is None:
+            pool = self._clients[name] = ClientPool(lambda: AsyncOpenAI(
                 base_url=cfg["base_url"], api_key=cfg.get("api_key") or "none",
                 max_retries=self.settings.upstream_max_retries,
                 timeout=self.settings.upstream_timeout,
             ))
-            slot = len(clients) - 1
-        return clients[slot]
+        return pool.pick(), pool
 
     async def route(self, model: str) -> Route:
         prefix, sep, rest = model.partition("/")
@@ -111,13 +139,13 @@ class Providers:
             if not litellm_installed():
                 raise ProviderMissing(
                     f"The model '{model}' needs LiteLLM: pip install 'vtai[litellm]'.")
-            return Route("litellm", self._litellm, rest)
+            return Route("litellm", self._litellm, None, rest)
         if sep and prefix in self.named:
-            return Route(prefix, self._client(prefix, self.named[prefix]), rest)
+            return Route(prefix, *self._client(prefix, self.named[prefix]), model=rest)
         if self.default is not None:
-            return Route("default", self._client("default", self.default), model)
+            return Route("default", *self._client("default", self.default), model=model)
         if await self._ollama_answers():
-            return Route("ollama", self._client("ollama", self.named["ollama"]), model)
+            return Route("ollama", *self._client("ollama", self.named["ollama"]), model=model)
         raise ProviderMissing(
             f"No model provider can serve '{model}'. Set VTAI_UPSTREAM_BASE_URL (or "
             "OPENAI_BASE_URL and OPENAI_API_KEY) to an OpenAI-compatible endpoint, name a "
@@ -140,6 +168,5 @@ class Providers:
         return seen
 
     async def close(self) -> None:
-        for clients in self._clients.values():
-            for client in clients:
-                await client.close()
+        for pool in self._clients.values():
+            await pool.close()
