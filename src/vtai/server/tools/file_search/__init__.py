@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from vtai.server.tools.file_search.embeddings import make_embedder
+from vtai.server.tools.file_search.embeddings import make_embedders
 from vtai.server.tools.file_search.ingest import Ingestor
 from vtai.server.tools.file_search.routes import router
 from vtai.server.tools.file_search.search import SearchIndex
@@ -22,9 +22,9 @@ log = logging.getLogger("vtai.file_search")
 
 def plugin(env: PluginEnv) -> ToolPlugin:
     settings = FileSearchSettings()
-    embedder = make_embedder(settings)
-    index = SearchIndex(env.db, embedder, VectorCache(settings.search_cache_mb << 20))
-    ingestor = Ingestor(env.db, env.blobs, embedder, settings.search_lease_seconds,
+    embedders = make_embedders(settings)
+    index = SearchIndex(env.db, embedders, VectorCache(settings.search_cache_mb << 20))
+    ingestor = Ingestor(env.db, env.blobs, embedders[0], settings.search_lease_seconds,
                         settings.search_max_file_tokens)
     fs = FileSearch(env.db, index, settings, ingestor.wake)
 
@@ -36,7 +36,8 @@ def plugin(env: PluginEnv) -> ToolPlugin:
 
     async def stop() -> None:
         await ingestor.stop()
-        await embedder.close()
+        for embedder in embedders:
+            await embedder.close()
 
     return ToolPlugin(tool=FileSearchTool(fs), routers=[router(fs)], start=start,
                       stop=stop)

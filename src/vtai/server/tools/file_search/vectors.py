@@ -2,7 +2,9 @@
 
 A store's vectors are loaded from the database on first use, one block per file, and kept
 with the store's ``index_version``: when it changes, only the blocks of files added or
-re-ingested since are read again. A query is one matrix product (float32, BLAS), which at 100k
+re-ingested since are read again. Vectors of different models are held apart (a store
+indexed before a change of model holds both), and only those of models that this process
+can embed queries with are loaded. A query is one matrix product (float32, BLAS), which at 100k
 chunks of 384 dimensions takes a few milliseconds; the least recently used stores are dropped
 past the memory budget.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,7 +34,8 @@ class _Block:
 
 @dataclass
 class StoreVectors:
-    version: int
+    """The vectors of one model in one store."""
+
     model: str
     blocks: dict[tuple[str, int], _Block] = field(default_factory=dict)  # (file, first chunk)
     ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
@@ -86,35 +90,58 @@ class StoreVectors:
         return {c: float(v) for (c, _), v in zip(found, values, strict=True)}
 
 
+@dataclass
+class _Held:
+    version: int
+    asked: frozenset[str]  # the models whose vectors were looked for
+    models: dict[str, StoreVectors] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(v.nbytes for v in self.models.values())
+
+
 class VectorCache:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._stores: OrderedDict[str, StoreVectors] = OrderedDict()
+        self._stores: OrderedDict[str, _Held] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
 
     def forget(self, store_id: str) -> None:
         self._stores.pop(store_id, None)
 
-    async def get(self, conn: Connection, store_id: str, version: int, model: str
-                  ) -> StoreVectors:
+    async def get(self, conn: Connection, store_id: str, version: int, models: Collection[str]
+                  ) -> list[StoreVectors]:
+        """The store's vectors, one set per model among ``models`` that the store has."""
         lock = self._locks.setdefault(store_id, asyncio.Lock())
         async with lock:
-            cached = self._stores.get(store_id)
-            if cached is None or cached.model != model:
-                cached = StoreVectors(version=-1, model=model)
-            if cached.version != version:
-                await self._refresh(conn, store_id, cached)
-                cached.version = version
-            self._stores[store_id] = cached
+            held = self._stores.get(store_id)
+            if held is None or held.asked != frozenset(models):
+                held = _Held(version=-1, asked=frozenset(models))
+            if held.version != version:
+                await self._refresh(conn, store_id, held, models)
+                held.version = version
+            self._stores[store_id] = held
             self._stores.move_to_end(store_id)
             self._evict()
-            return cached
+            return list(held.models.values())
 
-    async def _refresh(self, conn: Connection, store_id: str, cached: StoreVectors) -> None:
-        current = {(row.file_id, int(row.first)) for row in (await conn.execute(
-            select(chunks.c.file_id, func.min(chunks.c.id).label("first")).where(
-                chunks.c.vector_store_id == store_id, chunks.c.model == cached.model)
-            .group_by(chunks.c.file_id))).all()}
+    async def _refresh(self, conn: Connection, store_id: str, held: _Held,
+                       models: Collection[str]) -> None:
+        current: dict[str, set[tuple[str, int]]] = {}
+        for row in (await conn.execute(
+                select(chunks.c.model, chunks.c.file_id, func.min(chunks.c.id).label("first"))
+                .where(chunks.c.vector_store_id == store_id, chunks.c.model.in_(list(models)))
+                .group_by(chunks.c.model, chunks.c.file_id))).all():
+            current.setdefault(row.model, set()).add((row.file_id, int(row.first)))
+        for model in set(held.models) - set(current):
+            del held.models[model]
+        for model, blocks in current.items():
+            vectors = held.models.setdefault(model, StoreVectors(model=model))
+            await self._load_blocks(conn, store_id, vectors, blocks)
+
+    async def _load_blocks(self, conn: Connection, store_id: str, cached: StoreVectors,
+                           current: set[tuple[str, int]]) -> None:
         for key in set(cached.blocks) - current:
             del cached.blocks[key]
         missing = sorted(current - set(cached.blocks))
