@@ -33,6 +33,7 @@ log = logging.getLogger("vtai.events")
 FLUSH_SECONDS = 0.01
 FLUSH_SECONDS_SQLITE = 0.25
 CHANNEL = "vtai_run_events"
+NOTIFY_RUNS = 200  # run ids per notification (ids are 28 characters; payloads < 8000 bytes)
 WORK_CHANNEL = "vtai_work"  # a run was queued or cancelled: workers should look
 
 
@@ -199,19 +200,28 @@ class EventBus:
         try:
             async with self.db.write() as conn:
                 await conn.execute(insert(tables.run_events), rows)
-                for run_id in {run_id for run_id, _ in batch}:
-                    await self.db.notify(conn, CHANNEL, f"{self.origin}:{run_id}")
+                await self.db.notify_many(conn, CHANNEL, self._payloads(
+                    list(dict.fromkeys(run_id for run_id, _ in batch))))
         except Exception:
             self._pending[:0] = batch  # keep them for the next try
             raise
 
+    def _payloads(self, run_ids: list[str]) -> list[str]:
+        """``origin:run,run,...`` notifications, each within PostgreSQL's 8000 bytes."""
+        payloads: list[str] = []
+        for start in range(0, len(run_ids), NOTIFY_RUNS):
+            payloads.append(f"{self.origin}:{','.join(run_ids[start:start + NOTIFY_RUNS])}")
+        return payloads
+
     def _on_notify(self, payload: str) -> None:
-        origin, _, run_id = payload.partition(":")
-        if origin == self.origin or run_id not in self._subscribers:
+        origin, _, run_ids = payload.partition(":")
+        if origin == self.origin:
             return
-        task = asyncio.create_task(self._fetch_remote(run_id))
-        self._fetches.add(task)
-        task.add_done_callback(self._fetches.discard)
+        for run_id in run_ids.split(","):
+            if run_id in self._subscribers:
+                task = asyncio.create_task(self._fetch_remote(run_id))
+                self._fetches.add(task)
+                task.add_done_callback(self._fetches.discard)
 
     async def _fetch_remote(self, run_id: str) -> None:
         subs = list(self._subscribers.get(run_id, ()))

@@ -85,6 +85,10 @@ def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> sa_engine.En
     return engine
 
 
+_NOTIFY_MANY = text(
+    "SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) AS payload")
+
+
 class Listener:
     def __init__(self, conn: Any) -> None:
         self._conn = conn
@@ -107,9 +111,11 @@ class Database:
         else:
             # Small per process: several servers and workers share PostgreSQL's
             # max_connections (100 by default), and each statement holds a connection briefly.
+            # No ping before each use (two round trips per transaction): a connection found
+            # broken fails its request with 503, and SQLAlchemy then drops the whole pool, so
+            # the requests after it reconnect.
             self._engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size,
-                                               pool_timeout=60,
-                                               pool_pre_ping=True)
+                                               pool_timeout=60)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Connection]:
@@ -155,9 +161,12 @@ class Database:
     async def notify(self, conn: Connection, channel: str, payload: str = "") -> None:
         """NOTIFY listeners in other processes when ``conn``'s transaction commits; nothing on
         SQLite, where all work happens in one process."""
-        if not self.is_sqlite:
-            await conn.execute(text("SELECT pg_notify(:channel, :payload)"),
-                               {"channel": channel, "payload": payload})
+        await self.notify_many(conn, channel, [payload])
+
+    async def notify_many(self, conn: Connection, channel: str, payloads: list[str]) -> None:
+        """One notification per payload, in one statement."""
+        if not self.is_sqlite and payloads:
+            await conn.execute(_NOTIFY_MANY, {"channel": channel, "payloads": payloads})
 
     def describe(self) -> str:
         engine = self._sqlite_writer if self.is_sqlite else self._engine
