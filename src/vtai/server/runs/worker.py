@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import time
@@ -42,6 +43,7 @@ class Worker:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._interrupted: set[str] = set()
         self._adopted: dict[str, tuple[dict[str, Any], str]] = {}
+        self._cleanups: set[asyncio.Future[None]] = set()
         self.max_concurrent_runs = max_concurrent_runs
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -70,7 +72,24 @@ class Worker:
         if run_id in self.tasks:  # its last turn is still ending: this one starts after it
             self._adopted[run_id] = (run, project)
         else:
-            self.tasks[run_id] = asyncio.create_task(self._execute(run_id, run, project))
+            self._spawn(run_id, run, project)
+
+    def _spawn(self, run_id: str, run: dict[str, Any] | None = None,
+               project: str | None = None) -> None:
+        task = asyncio.create_task(self._execute(run_id, run, project))
+        self.tasks[run_id] = task
+        task.add_done_callback(functools.partial(self._never_ran, run_id))
+
+    def _never_ran(self, run_id: str, task: asyncio.Task[None]) -> None:
+        """A task cancelled before its first step (a cancel right after the run was made)
+        never ran ``_execute``'s cleanup: release the run, so the loop finishes its cancel."""
+        if self.tasks.get(run_id) is task:
+            del self.tasks[run_id]
+            self._interrupted.discard(run_id)
+            cleanup = asyncio.ensure_future(self._release(run_id))
+            self._cleanups.add(cleanup)
+            cleanup.add_done_callback(self._cleanups.discard)
+            cleanup.add_done_callback(lambda _: self.wake())
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._loop(), name="vtai-worker")
@@ -115,7 +134,7 @@ class Worker:
                 claimed = await self._claim()
                 for run_id in claimed:
                     log.info("%s claimed run %s", self.id, run_id)
-                    self.tasks[run_id] = asyncio.create_task(self._execute(run_id))
+                    self._spawn(run_id)
                 if time.monotonic() - self._last_sweep > POLL_SECONDS:
                     self._last_sweep = time.monotonic()
                     await self._expire_waiting_runs()

@@ -1,0 +1,46 @@
+"""The worker's bookkeeping of run tasks."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from vtai.server.runs.worker import Worker
+
+
+class _Executor:
+    def __init__(self) -> None:
+        self.db: Any = None
+        self.executed: list[str] = []
+
+    async def execute(self, run_id: str, run: Any = None, project: Any = None) -> str:
+        self.executed.append(run_id)
+        return "completed"
+
+
+async def test_a_task_cancelled_before_it_ran_is_released() -> None:
+    executor = _Executor()
+    worker = Worker(executor)  # type: ignore[arg-type]
+    released: list[str] = []
+
+    async def release(run_id: str) -> None:
+        released.append(run_id)
+
+    worker._release = release  # type: ignore[method-assign]
+    worker.adopt({"id": "run_1"}, "proj")
+    assert worker.interrupt("run_1")  # a cancel before the task's first step
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert executor.executed == []
+    assert worker.tasks == {} and released == ["run_1"]
+    assert worker._wake.is_set()  # the loop looks again: it finishes the cancel
+
+
+async def test_outputs_arriving_while_a_turn_ends_start_the_next_turn_after_it() -> None:
+    executor = _Executor()
+    worker = Worker(executor)  # type: ignore[arg-type]
+    worker.adopt({"id": "run_1"}, "proj")
+    worker.adopt({"id": "run_1", "status": "queued"}, "proj")  # still running: deferred
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert executor.executed == ["run_1", "run_1"] and worker.tasks == {}
