@@ -184,6 +184,16 @@ def install(app: FastAPI) -> None:
         log.warning("database unreachable on %s %s: %s", request.method, request.url.path, exc)
         return error_response(DATABASE_UNAVAILABLE)
 
+    @app.exception_handler(orjson.JSONEncodeError)
+    async def _unencodable(request: Request, exc: orjson.JSONEncodeError) -> Response:
+        # Only a request's JSON can bring a lone surrogate ("\ud800") into a string; no
+        # database stores it, and it is caught here, when the object is encoded to be stored.
+        if "surrogates" in str(exc):
+            return error_response(bad_request(
+                "Invalid Unicode in the request: a lone surrogate (an unpaired \\uD800-"
+                "\\uDFFF escape) cannot be stored.", code="invalid_unicode"))
+        return await _unexpected(request, exc)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
