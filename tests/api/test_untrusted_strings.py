@@ -60,11 +60,11 @@ def test_unstorable_text_is_refused(server: ServerProcess, client: OpenAI, raw: 
 
 
 @pytest.mark.parametrize(("path", "raw"), [
-    ("/assistants", b'{"model": "m", "instructions": "half \udc00 a pair"}'),
-    ("/threads", b'{"metadata": {"k": "\ud83d"}}'),
-    ("/threads", b'{"messages": [{"role": "user", "content": "ok"},'
-                 b' {"role": "user", "content": "\udfff"}]}'),
-    ("/vector_stores", b'{"name": "\ud800\ud800"}'),
+    ("/assistants", rb'{"model": "m", "instructions": "half \udc00 a pair"}'),
+    ("/threads", rb'{"metadata": {"k": "\ud83d"}}'),
+    ("/threads", rb'{"messages": [{"role": "user", "content": "ok"},'
+                 rb' {"role": "user", "content": "\udfff"}]}'),
+    ("/vector_stores", rb'{"name": "\ud800\ud800"}'),
 ])
 def test_lone_surrogates_are_refused_anywhere(server: ServerProcess, client: OpenAI,
                                               path: str, raw: bytes) -> None:
