@@ -36,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +44,8 @@ from typing import Any
 import httpx
 import numpy as np
 import orjson
+from tests import support
+from tests.support import free_port
 
 PG_ADMIN_DSN = os.environ.get("VTAI_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 WORDNET = Path("/usr/share/wordnet/data.noun")
@@ -118,14 +119,6 @@ def pdf(page_texts: list[str]) -> bytes:
 
 # --- processes and databases ---------------------------------------------------------------
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def process(argv: list[str], env: dict[str, str], health: str, log: Path) -> Iterator[None]:
     with log.open("ab") as out:
@@ -175,13 +168,7 @@ def fake_model(data_dir: Path) -> Iterator[str]:
 
 
 def postgres_reachable() -> bool:
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN_DSN, connect_timeout=3):
-            return True
-    except Exception:
-        return False
+    return support.postgres_reachable(PG_ADMIN_DSN)
 
 
 @contextmanager
@@ -190,17 +177,8 @@ def database(backend: str, data_dir: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{data_dir / 'vtai.db'}"
         return
-    import psycopg
-
-    name = f"vtai_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        base = PG_ADMIN_DSN.rsplit("/", 1)[0]
-        yield f"{base.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with support.postgres_database(PG_ADMIN_DSN, "vtai_bench") as url:
+        yield url
 
 
 def sync_url(url: str) -> str:

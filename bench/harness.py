@@ -12,12 +12,10 @@ import os
 import re
 import resource
 import shlex
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tests import support
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_DSN = os.environ.get("VTAI_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -39,12 +39,6 @@ def raise_nofile(wanted: int = NOFILE) -> int:
     if soft < target:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _machine_ticks() -> tuple[int, int, int]:
@@ -238,17 +232,8 @@ def fake_model(out: Path, pacing: dict[str, Pacing]) -> Iterator[FakeModel]:
 @contextmanager
 def postgres_database() -> Iterator[str]:
     """A fresh PostgreSQL database, dropped afterwards; yields its SQLAlchemy URL."""
-    import psycopg
-
-    name = f"vtai_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with support.postgres_database(PG_ADMIN_DSN, "vtai_bench") as url:
+        yield url
 
 
 @dataclass

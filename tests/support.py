@@ -24,29 +24,31 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def postgres_reachable() -> bool:
+def postgres_reachable(admin_dsn: str = PG_ADMIN_DSN) -> bool:
     try:
         import psycopg
 
-        with psycopg.connect(PG_ADMIN_DSN, connect_timeout=3):
+        with psycopg.connect(admin_dsn, connect_timeout=3):
             return True
     except Exception:
         return False
 
 
 @contextmanager
-def postgres_database() -> Iterator[str]:
-    """A fresh database for this test run; dropped afterwards. Yields its SQLAlchemy URL."""
+def postgres_database(admin_dsn: str = PG_ADMIN_DSN, prefix: str = "vtai_test"
+                      ) -> Iterator[str]:
+    """A fresh database (for a test run, or a benchmark); dropped afterwards. Yields its
+    SQLAlchemy URL."""
     import psycopg
 
-    name = f"vtai_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+        base = admin_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
         yield f"{base}/{name}"
     finally:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
