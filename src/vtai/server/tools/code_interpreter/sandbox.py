@@ -182,16 +182,18 @@ class Bubblewrap:
         parents("/etc/x")
         for path in _ETC_FILES:
             args += ["--ro-bind-try", path, path]
-        for path in _python_dirs():
-            parents(path)
-            args += ["--ro-bind", path, path]
-        parents(_SANDBOX_LAUNCH)
-        args += ["--ro-bind", str(LAUNCH_SCRIPT), _SANDBOX_LAUNCH,
-                 "--proc", "/proc", "--dev", "/dev"]
+        args += ["--proc", "/proc", "--dev", "/dev"]
         parents(SANDBOX_DATA)
         args += ["--bind", str(workspace.data), SANDBOX_DATA,
                  "--bind", str(workspace.tmp), "/tmp",
                  "--bind", str(workspace.shm), "/dev/shm"]
+        made.update({"/tmp", "/dev", "/dev/shm"})
+        # After /tmp: a Python installed under /tmp (a virtualenv there) stays visible.
+        for path in _python_dirs():
+            parents(path)
+            args += ["--ro-bind", path, path]
+        parents(_SANDBOX_LAUNCH)
+        args += ["--ro-bind", str(LAUNCH_SCRIPT), _SANDBOX_LAUNCH]
         # The kernel's sockets are reached by the server at the same path as inside.
         parents(str(ipc))
         args += ["--bind", str(ipc), str(ipc), "--chdir", SANDBOX_DATA,
