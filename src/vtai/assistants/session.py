@@ -34,6 +34,11 @@ from vtai.assistants.state import load_ids, save_ids
 from vtai.assistants.steps import process_run_step
 from vtai.assistants.views import MessagePartView, ToolCallView
 
+# Streamed steps carry file_search results' text only when asked for, as on OpenAI; sent as
+# a query parameter (the SDK writes it as ``include[]=...``), which SDK versions without
+# ``include`` on streams pass along too.
+WITH_RESULT_CONTENT = {"include": ["step_details.tool_calls[*].file_search.results[*].content"]}
+
 
 class SessionListener:
     """What a UI overrides to show a conversation as it streams."""
@@ -158,7 +163,7 @@ class AssistantSession:
     async def _stream_run(self, listener: SessionListener) -> Run:
         await self._consume(self.client.beta.threads.runs.stream(
             thread_id=self.thread_id, assistant_id=self.assistant_id,
-            event_handler=_Handler(self, listener)))
+            event_handler=_Handler(self, listener), extra_query=WITH_RESULT_CONTENT))
         while True:
             run = self.run
             if run is None:
@@ -180,7 +185,7 @@ class AssistantSession:
                     await listener.on_tool_call(view)
         await self._consume(self.client.beta.threads.runs.submit_tool_outputs_stream(
             thread_id=self.thread_id, run_id=run.id, tool_outputs=outputs,
-            event_handler=_Handler(self, listener)))
+            event_handler=_Handler(self, listener), extra_query=WITH_RESULT_CONTENT))
 
     async def _consume(self, manager: Any) -> None:
         try:

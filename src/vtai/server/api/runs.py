@@ -280,8 +280,12 @@ async def create_run(
 
 @router.post("/threads/runs")
 async def create_thread_and_run(
-    body: ThreadAndRunCreate, request: Request, project: str = Depends(project_id)
+    body: ThreadAndRunCreate, request: Request, project: str = Depends(project_id),
+    include: Annotated[list[str] | None, Query(alias="include[]")] = None,
 ) -> Response:
+    """``include[]`` is an extension here (OpenAI takes it on run create only): it keeps the
+    file_search results' content in the streamed step events."""
+    _check_include(include)
     thread = body.thread or ThreadCreate()
     check_thread_request(thread, request.app.state.settings)
     if body.tool_resources is not None:  # the run's resources, kept on its new thread
@@ -297,7 +301,7 @@ async def create_thread_and_run(
         sub = _records(request).bus.subscribe(run["id"]) if body.stream else None
         new = await _insert_run(request, conn, run, project)
         events = _creation_events(new.data, thread_data)
-    return _started(request, new, sub, events)
+    return _started(request, new, sub, events, include)
 
 
 @router.get("/threads/{thread_id}/runs")
@@ -375,7 +379,10 @@ async def cancel_run(
 async def submit_tool_outputs(
     thread_id: str, run_id: str, body: SubmitToolOutputs, request: Request,
     project: str = Depends(project_id),
+    include: Annotated[list[str] | None, Query(alias="include[]")] = None,
 ) -> Response:
+    """``include[]``: as on create_thread_and_run, an extension for the streamed steps."""
+    _check_include(include)
     records = _records(request)
     run = await _load_run(request, thread_id, run_id, project)
     if run["status"] != states.REQUIRES_ACTION:
@@ -423,7 +430,7 @@ async def submit_tool_outputs(
     _execute(request, run, project, lease is not None)
     if sub is None:
         return _poll_headers(json_response(run))
-    return _stream(request, sub, [])
+    return _stream(request, sub, [], include=include)
 
 
 def _check_include(include: list[str] | None) -> None:
