@@ -66,17 +66,17 @@ def test_client_pool_adds_a_client_only_when_every_one_is_busy() -> None:
         return client
 
     pool = ClientPool(make)
-    first = pool.pick()
+    first = pool.first()
     assert pool.pick() is first and len(made) == 1  # idle: the same client again
     with contextlib.ExitStack() as stack:
         for _ in range(STREAMS_PER_CLIENT):
-            stack.enter_context(pool.streaming(pool.pick()))
+            assert stack.enter_context(pool.streaming()) is first
         assert len(made) == 1
-        second = pool.pick()  # every client has its share of open streams
+        second = stack.enter_context(pool.streaming())  # every client has its share open
         assert second is not first and len(made) == 2
-        stack.enter_context(pool.streaming(second))
         assert pool.pick() is second  # the least busy one
         for _ in range(STREAMS_PER_CLIENT * MAX_CLIENTS):
-            stack.enter_context(pool.streaming(pool.pick()))
+            stack.enter_context(pool.streaming())
         assert len(made) == MAX_CLIENTS  # and no more
+        assert pool.first() is first
     assert pool.pick() is first  # all idle again: the first least busy

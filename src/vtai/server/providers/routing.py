@@ -54,7 +54,12 @@ class ClientPool:
         self._make = make
         self._open: dict[AsyncOpenAI, int] = {}  # client: its streams open now
 
+    def first(self) -> AsyncOpenAI:
+        """The provider's first client (made if there is none yet)."""
+        return next(iter(self._open), None) or self.pick()
+
     def pick(self) -> AsyncOpenAI:
+        """The client with the fewest open streams, or a new one when all have their share."""
         least = min(self._open, key=self._open.__getitem__, default=None)
         if least is None or (self._open[least] >= STREAMS_PER_CLIENT
                              and len(self._open) < MAX_CLIENTS):
@@ -63,10 +68,12 @@ class ClientPool:
         return least
 
     @contextmanager
-    def streaming(self, client: AsyncOpenAI) -> Iterator[None]:
+    def streaming(self) -> Iterator[AsyncOpenAI]:
+        """A client for one stream, counted as busy until the block ends."""
+        client = self.pick()
         self._open[client] += 1
         try:
-            yield
+            yield client
         finally:
             self._open[client] -= 1
 
@@ -79,7 +86,7 @@ class ClientPool:
 class Route:
     provider: str
     client: Any  # AsyncOpenAI, or an object with the same chat.completions.create
-    pool: ClientPool | None
+    pool: ClientPool | None  # the provider's clients, one taken per stream (AsyncOpenAI)
     model: str
 
     async def stream_chat(self, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
@@ -88,9 +95,9 @@ class Route:
         Through AsyncOpenAI, the request is the SDK's own (retries, timeouts, errors, the
         SSE decoding and its ``error`` events) but chunks are not built into typed objects,
         which would cost more CPU than the rest of a run's streaming."""
-        if isinstance(self.client, AsyncOpenAI) and self.pool is not None:
-            with self.pool.streaming(self.client):
-                stream = await self.client.post(
+        if self.pool is not None:
+            with self.pool.streaming() as client:
+                stream = await client.post(
                     "/chat/completions", body=params, cast_to=object, stream=True,
                     stream_cls=AsyncStream[object])
                 try:
@@ -131,7 +138,7 @@ class Providers:
                 max_retries=self.settings.upstream_max_retries,
                 timeout=self.settings.upstream_timeout,
             ))
-        return pool.pick(), pool
+        return pool.first(), pool
 
     async def route(self, model: str) -> Route:
         prefix, sep, rest = model.partition("/")
