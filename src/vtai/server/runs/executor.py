@@ -170,19 +170,14 @@ class Executor:
         turn runs again without duplicating them. Finished steps stay: they are durable."""
         m, s = tables.messages, tables.run_steps
         log.warning("run %s: resuming after its worker was lost", run["id"])
-        async with self.db.write() as conn:
-            steps = (await conn.execute(select(s.c.id, s.c.data).where(
-                s.c.run_id == run["id"]))).all()
-            unfinished = [row.id for row in steps
-                          if orjson.loads(row.data)["status"] == "in_progress"]
+        async with self.records.changes() as tx:
+            unfinished = [step["id"] for step in await tx.run_steps(run["id"])
+                          if step["status"] == "in_progress"]
             if unfinished:
-                await objects.delete_objects(conn, s, s.c.id.in_(unfinished))
-            messages = (await conn.execute(select(m.c.id, m.c.data).where(
-                m.c.run_id == run["id"]))).all()
-            partial = [row.id for row in messages
-                       if orjson.loads(row.data)["status"] == "in_progress"]
+                await objects.delete_objects(tx.conn, s, s.c.id.in_(unfinished))
+            partial = await tx.open_messages(run["id"])
             if partial:
-                await objects.delete_objects(conn, m, m.c.id.in_(partial))
+                await objects.delete_objects(tx.conn, m, m.c.id.in_(partial))
 
     async def _project(self, run_id: str) -> str:
         async with self.db.read() as conn:
@@ -347,20 +342,23 @@ class Executor:
         when built-in tools ran and the model is called again."""
         truncated = turn.finish_reason == "length"
         ends = truncated or not turn.calls or turn.tool_step is None
-        async with self.records.changes() as tx:
-            if turn.message is not None:
-                await self._close_message(tx, turn, "incomplete" if truncated else "completed",
-                                          {"reason": "max_tokens"} if truncated else None)
-            if turn.message_step is not None:
-                turn.message_step.update(status="completed", completed_at=ids.now(),
-                                         usage=None if turn.calls else turn.usage)
-                await tx.save_step(turn.message_step, "completed")
-            if ends:
-                status = states.INCOMPLETE if truncated else states.COMPLETED
-                await self._end(tx, run, status, turn,
-                                **({"incomplete_details": {"reason": "max_completion_tokens"}}
-                                   if truncated else {}))
-                return status
+        if ends or turn.message is not None:  # (a model call that only called tools: no text)
+            async with self.records.changes() as tx:
+                if turn.message is not None:
+                    await self._close_message(
+                        tx, turn, "incomplete" if truncated else "completed",
+                        {"reason": "max_tokens"} if truncated else None)
+                if turn.message_step is not None:
+                    turn.message_step.update(status="completed", completed_at=ids.now(),
+                                             usage=None if turn.calls else turn.usage)
+                    await tx.save_step(turn.message_step, "completed")
+                if ends:
+                    status = states.INCOMPLETE if truncated else states.COMPLETED
+                    await self._end(
+                        tx, run, status, turn,
+                        **({"incomplete_details": {"reason": "max_completion_tokens"}}
+                           if truncated else {}))
+                    return status
         assert turn.tool_step is not None
 
         ordered = sorted(turn.calls.items())

@@ -72,12 +72,6 @@ class Changes:
             }}).decode())))
         return new
 
-    async def save_run(self, run: dict[str, Any]) -> dict[str, Any]:
-        """Store fields of a run whose status does not change (usage, for instance)."""
-        new = shaped(Run, run)
-        await self._write_run(run["status"], new)
-        return new
-
     async def _write_run(self, expected_status: str, new: dict[str, Any],
                          lease: dict[str, Any] | None = None) -> str:
         data = objects.dumps(new)
@@ -196,23 +190,10 @@ class RunRecords:
         async with self.changes() as tx:
             return await tx.move(run, target, **changes)
 
-    async def save(self, run: dict[str, Any]) -> dict[str, Any]:
-        async with self.changes() as tx:
-            return await tx.save_run(run)
-
     async def create_step(self, run: dict[str, Any], project: str,
                           details: dict[str, Any]) -> dict[str, Any]:
         async with self.changes() as tx:
             return await tx.create_step(run, project, details)
-
-    async def save_step(self, step: dict[str, Any], event: str | None = None) -> dict[str, Any]:
-        async with self.changes() as tx:
-            return await tx.save_step(step, event)
-
-    async def save_message(self, message: dict[str, Any], event: str | None = None
-                           ) -> dict[str, Any]:
-        async with self.changes() as tx:
-            return await tx.save_message(message, event)
 
     def delta(self, run_id: str, event: str, object_id: str, delta: dict[str, Any]) -> None:
         kind = "thread.message.delta" if event == "thread.message.delta" else \
