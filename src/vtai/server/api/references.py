@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Table, select
 
 from vtai.server import ids
 from vtai.server.api.errors import not_found
@@ -28,28 +28,25 @@ def resource_file_ids(tool_resources: Any) -> list[str]:
     return list(code.file_ids) if code else []
 
 
-async def require_files(conn: Connection, project: str, file_ids: Iterable[str]) -> None:
-    wanted = list(dict.fromkeys(file_ids))
+async def _require(conn: Connection, table: Table, kind: str, project: str,
+                   object_ids: Iterable[str], *where: ColumnElement[bool]) -> None:
+    """404 naming the first of ``object_ids`` that is not a row of ``table`` in the project."""
+    wanted = list(dict.fromkeys(object_ids))
     if not wanted:
         return
+    found = set((await conn.execute(select(table.c.id).where(
+        table.c.id.in_(wanted), table.c.project_id == project, *where))).scalars())
+    for object_id in wanted:
+        if object_id not in found:
+            raise not_found(kind, object_id)
+
+
+async def require_files(conn: Connection, project: str, file_ids: Iterable[str]) -> None:
     f = tables.files
-    now = ids.now()
-    found = set((await conn.execute(select(f.c.id).where(
-        f.c.id.in_(wanted), f.c.project_id == project,
-        (f.c.expires_at.is_(None)) | (f.c.expires_at > now)))).scalars())
-    for file_id in wanted:
-        if file_id not in found:
-            raise not_found("file", file_id)
+    await _require(conn, f, "file", project, file_ids,
+                   f.c.expires_at.is_(None) | (f.c.expires_at > ids.now()))
 
 
 async def require_vector_stores(conn: Connection, project: str, store_ids: Iterable[str]
                                 ) -> None:
-    wanted = list(dict.fromkeys(store_ids))
-    if not wanted:
-        return
-    vs = tables.vector_stores
-    found = set((await conn.execute(select(vs.c.id).where(
-        vs.c.id.in_(wanted), vs.c.project_id == project))).scalars())
-    for store_id in wanted:
-        if store_id not in found:
-            raise not_found("vector store", store_id)
+    await _require(conn, tables.vector_stores, "vector store", project, store_ids)
