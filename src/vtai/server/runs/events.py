@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, select
 
 from vtai.server import ids
 from vtai.server.runs import states
 from vtai.server.store import tables
-from vtai.server.store.db import Database
+from vtai.server.store.db import Database, Sql
 
 log = logging.getLogger("vtai.events")
 
@@ -69,6 +69,9 @@ class Event:
         # A failed run is followed by an `error` event, which ends the stream.
         return status in states.PAUSING and status != states.FAILED
 
+
+_INSERT_EVENT = Sql("INSERT INTO run_events (id, run_id, event, data, created_at) "
+                    "VALUES (:id, :run_id, :event, :data, :created_at)")
 
 DONE = b"event: done\ndata: [DONE]\n\n"
 
@@ -199,7 +202,7 @@ class EventBus:
                  "created_at": now} for run_id, ev in batch]
         try:
             async with self.db.write() as conn:
-                await conn.execute(insert(tables.run_events), rows)
+                await conn.sql_many(_INSERT_EVENT, rows)
                 await self.db.notify_many(conn, CHANNEL, self._payloads(
                     list(dict.fromkeys(run_id for run_id, _ in batch))))
         except Exception:

@@ -15,7 +15,6 @@ from typing import Any
 
 import openai
 import orjson
-from sqlalchemy import select
 
 from vtai.server import ids, logs
 from vtai.server.providers.routing import ProviderMissing, Providers
@@ -23,6 +22,7 @@ from vtai.server.runs import prompt, states
 from vtai.server.runs.records import Changes, Conflict, RunRecords
 from vtai.server.store import objects, tables
 from vtai.server.store.blobs import BlobStore
+from vtai.server.store.db import Sql
 from vtai.server.tools.base import BuiltinTool, ToolContext
 
 log = logging.getLogger("vtai.runs")
@@ -116,6 +116,11 @@ def _sum_usage(usages: list[dict[str, int] | None]) -> dict[str, int]:
     return total
 
 
+# What a turn reads, on every model call: plain SQL (see store.db.Sql).
+_RUN_PROJECT = Sql("SELECT project_id FROM runs WHERE id = :run_id")
+_THREAD_MESSAGES = Sql("SELECT data FROM messages WHERE thread_id = :thread_id ORDER BY id")
+_THREAD_STEPS = Sql("SELECT data FROM run_steps WHERE thread_id = :thread_id ORDER BY id")
+
 MAX_TOOL_ROUNDS = 12  # model calls per turn while it only calls built-in tools
 
 
@@ -181,25 +186,22 @@ class Executor:
 
     async def _project(self, run_id: str) -> str:
         async with self.db.read() as conn:
-            query = select(tables.runs.c.project_id).where(tables.runs.c.id == run_id)
-            return str((await conn.execute(query)).scalar())
+            return str((await conn.sql(_RUN_PROJECT, {"run_id": run_id})).scalar())
 
     async def _load_thread(self, run: dict[str, Any]) -> tuple[list[Any], list[Any]]:
-        m, s = tables.messages, tables.run_steps
+        params = {"thread_id": run["thread_id"]}
         async with self.db.read() as conn:
-            messages = (await conn.execute(select(m.c.data).where(
-                m.c.thread_id == run["thread_id"]).order_by(m.c.id))).scalars().all()
-            steps = (await conn.execute(select(s.c.data).where(
-                s.c.thread_id == run["thread_id"]).order_by(s.c.id))).scalars().all()
+            messages = (await conn.sql(_THREAD_MESSAGES, params)).rows
+            steps = (await conn.sql(_THREAD_STEPS, params)).rows
         tool_steps = []
-        for data in steps:
+        for (data,) in steps:
             step = orjson.loads(data)
             if step["type"] != "tool_calls":
                 continue
             if step["status"] == "completed" or (
                     step["run_id"] == run["id"] and step["status"] == "in_progress"):
                 tool_steps.append(step)
-        return [orjson.loads(d) for d in messages], tool_steps
+        return [orjson.loads(row[0]) for row in messages], tool_steps
 
     def _enabled_builtins(self, run: dict[str, Any]) -> dict[str, tuple[BuiltinTool, dict]]:
         """Built-in tools of this run by the function name the model sees."""

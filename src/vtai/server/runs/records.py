@@ -17,7 +17,6 @@ from typing import Any
 import orjson
 from openai.types.beta.threads import Message, Run
 from openai.types.beta.threads.runs import RunStep
-from sqlalchemy import select, update
 
 from vtai.server import ids
 from vtai.server.api.common import shaped
@@ -25,7 +24,7 @@ from vtai.server.metrics import Metrics
 from vtai.server.runs import states
 from vtai.server.runs.events import WORK_CHANNEL, Event, EventBus
 from vtai.server.store import objects, tables
-from vtai.server.store.db import Connection, Database
+from vtai.server.store.db import Connection, Database, Sql
 
 
 class Conflict(Exception):
@@ -75,13 +74,16 @@ class Changes:
     async def _write_run(self, expected_status: str, new: dict[str, Any],
                          lease: dict[str, Any] | None = None) -> str:
         data = objects.dumps(new)
-        r = tables.runs
-        values: dict[str, Any] = {"data": data, "status": new["status"], **(lease or {})}
+        values: dict[str, Any] = {"id": new["id"], "expected": expected_status, "data": data,
+                                  "status": new["status"]}
         if new["status"] in states.PAUSING:  # nothing left to execute: no lease either
-            values.update(worker_id=None, lease_expires_at=None)
-        result = await self.conn.execute(
-            update(r).where(r.c.id == new["id"], r.c.status == expected_status).values(values))
-        if not result.rowcount:
+            statement = _WRITE_RUN_RELEASED
+        elif lease is not None:
+            statement = _WRITE_RUN_LEASED
+            values.update(lease)
+        else:
+            statement = _WRITE_RUN
+        if not (await self.conn.sql(statement, values)).rowcount:
             raise Conflict(new["id"])
         if new["status"] in (states.QUEUED, states.CANCELLING) and lease is None:
             await self.records.db.notify(self.conn, WORK_CHANNEL)  # workers should look
@@ -119,10 +121,8 @@ class Changes:
 
     async def open_messages(self, run_id: str) -> set[str]:
         """Ids of the run's messages still in progress."""
-        m = tables.messages
-        rows = (await self.conn.execute(select(m.c.id, m.c.data).where(
-            m.c.run_id == run_id))).all()
-        return {row.id for row in rows if orjson.loads(row.data)["status"] == "in_progress"}
+        rows = (await self.conn.sql(_RUN_MESSAGES, {"run_id": run_id})).rows
+        return {row[0] for row in rows if orjson.loads(row[1])["status"] == "in_progress"}
 
     async def create_message(self, run: dict[str, Any], project: str,
                              message_id: str | None = None) -> dict[str, Any]:
@@ -150,11 +150,22 @@ class Changes:
         return message
 
 
+# A run's own rows, read and written at each of its steps: plain SQL (see store.db.Sql).
+_WRITE_RUN = Sql("UPDATE runs SET data = :data, status = :status "
+                 "WHERE id = :id AND status = :expected")
+_WRITE_RUN_LEASED = Sql("UPDATE runs SET data = :data, status = :status, "
+                        "worker_id = :worker_id, lease_expires_at = :lease_expires_at "
+                        "WHERE id = :id AND status = :expected")
+_WRITE_RUN_RELEASED = Sql("UPDATE runs SET data = :data, status = :status, worker_id = NULL, "
+                          "lease_expires_at = NULL WHERE id = :id AND status = :expected")
+_RUN = Sql("SELECT data FROM runs WHERE id = :run_id")
+_RUN_STEPS = Sql("SELECT data FROM run_steps WHERE run_id = :run_id ORDER BY id")
+_RUN_MESSAGES = Sql("SELECT id, data FROM messages WHERE run_id = :run_id")
+
+
 async def _run_steps(conn: Connection, run_id: str) -> list[dict[str, Any]]:
-    s = tables.run_steps
-    rows = (await conn.execute(
-        select(s.c.data).where(s.c.run_id == run_id).order_by(s.c.id))).scalars()
-    return [orjson.loads(row) for row in rows]
+    rows = (await conn.sql(_RUN_STEPS, {"run_id": run_id})).rows
+    return [orjson.loads(row[0]) for row in rows]
 
 
 class RunRecords:
@@ -176,8 +187,7 @@ class RunRecords:
 
     async def load(self, run_id: str) -> dict[str, Any] | None:
         async with self.db.read() as conn:
-            data = (await conn.execute(
-                select(tables.runs.c.data).where(tables.runs.c.id == run_id))).scalar()
+            data = (await conn.sql(_RUN, {"run_id": run_id})).scalar()
         return None if data is None else orjson.loads(data)
 
     async def run_steps(self, run_id: str) -> list[dict[str, Any]]:

@@ -8,21 +8,26 @@ IMMEDIATE, so one never fails half way when it turns from reading to writing; re
 their own connections in autocommit and see committed data only.
 
 PostgreSQL uses SQLAlchemy's async engine on asyncpg. Both are used through ``Connection``.
+
+The statements a run makes many times (``Sql``) are written by hand and handed to the driver
+as they are: SQLAlchemy's statement building, caching and result processing cost several
+times more CPU than SQLite's own work on them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy import engine as sa_engine
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.sql.base import Executable
 
 from vtai.server.store import migrate
@@ -39,13 +44,45 @@ _SQLITE_PRAGMAS = (
 )
 
 
+_PARAM = re.compile(r"(?<![:\w]):(\w+)")
+
+
+class Sql:
+    """A statement in plain SQL with ``:name`` parameters, run by the driver as written
+    (sqlite3 takes the names; asyncpg gets ``$1, $2, ...``). For statements on hot paths;
+    the rest of the store builds its statements with SQLAlchemy."""
+
+    def __init__(self, text: str) -> None:
+        self.sqlite = text
+        self.names: list[str] = []
+        for name in _PARAM.findall(text):
+            if name not in self.names:
+                self.names.append(name)
+        self.postgres = _PARAM.sub(lambda m: f"${self.names.index(m[1]) + 1}", text)
+
+    def positional(self, params: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(params[name] for name in self.names)
+
+
+class Rows(NamedTuple):
+    rows: list[Any]  # tuples (or rows that index like them)
+    rowcount: int
+
+    def scalar(self) -> Any:
+        return self.rows[0][0] if self.rows else None
+
+
 class Connection(Protocol):
-    """What the store's queries use; an Connection, or a SQLite connection in the loop."""
+    """What the store's queries use: SQLAlchemy statements, and ``Sql`` run by the driver."""
 
     async def execute(self, statement: Executable, parameters: Any = None
                       ) -> CursorResult[Any]: ...
 
     async def run_sync(self, fn: Callable[[sa_engine.Connection], T]) -> T: ...
+
+    async def sql(self, statement: Sql, params: dict[str, Any] | None = None) -> Rows: ...
+
+    async def sql_many(self, statement: Sql, rows: list[dict[str, Any]]) -> None: ...
 
 
 class _LoopConnection:
@@ -53,6 +90,7 @@ class _LoopConnection:
 
     def __init__(self, conn: sa_engine.Connection) -> None:
         self._conn = conn
+        self._raw: Any = conn.connection.driver_connection  # sqlite3, in conn's transaction
 
     async def execute(self, statement: Executable, parameters: Any = None
                       ) -> CursorResult[Any]:
@@ -60,6 +98,37 @@ class _LoopConnection:
 
     async def run_sync(self, fn: Callable[[sa_engine.Connection], T]) -> T:
         return fn(self._conn)
+
+    async def sql(self, statement: Sql, params: dict[str, Any] | None = None) -> Rows:
+        cursor = self._raw.execute(statement.sqlite, params or {})
+        return Rows(cursor.fetchall() if cursor.description else [], cursor.rowcount)
+
+    async def sql_many(self, statement: Sql, rows: list[dict[str, Any]]) -> None:
+        self._raw.executemany(statement.sqlite, rows)
+
+
+class _PgConnection:
+    """SQLAlchemy's async connection, with ``Sql`` through ``exec_driver_sql``."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def execute(self, statement: Executable, parameters: Any = None
+                      ) -> CursorResult[Any]:
+        return await self._conn.execute(statement, parameters)
+
+    async def run_sync(self, fn: Callable[[sa_engine.Connection], T]) -> T:
+        return await self._conn.run_sync(fn)
+
+    async def sql(self, statement: Sql, params: dict[str, Any] | None = None) -> Rows:
+        result = await self._conn.exec_driver_sql(statement.postgres,
+                                                  statement.positional(params or {}))
+        return Rows(list(result.all()) if result.returns_rows else [], result.rowcount)
+
+    async def sql_many(self, statement: Sql, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            await self._conn.exec_driver_sql(statement.postgres,
+                                             [statement.positional(row) for row in rows])
 
 
 def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> sa_engine.Engine:
@@ -108,6 +177,9 @@ class Database:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._sqlite_writer = _sqlite_engine(url, immediate=True, pool_size=1)
             self._sqlite_reader = _sqlite_engine(url, immediate=False, pool_size=8)
+            # Writes take turns (the lock), so one connection serves them all, kept open:
+            # taking it from the pool for each transaction costs as much as a statement.
+            self._writer: sa_engine.Connection | None = None
         else:
             # Small per process: several servers and workers share PostgreSQL's
             # max_connections (100 by default), and each statement holds a connection briefly.
@@ -124,18 +196,21 @@ class Database:
                 yield _LoopConnection(conn)
         else:
             async with self._engine.connect() as aconn:
-                yield aconn
+                yield _PgConnection(aconn)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Connection]:
         """One transaction: committed when the block ends, rolled back if it raises."""
         if self.is_sqlite:
             async with self._write_lock:
-                with self._sqlite_writer.begin() as conn:
+                conn = self._writer
+                if conn is None or conn.invalidated or conn.closed:
+                    conn = self._writer = self._sqlite_writer.connect()
+                with conn.begin():
                     yield _LoopConnection(conn)
         else:
             async with self._engine.begin() as aconn:
-                yield aconn
+                yield _PgConnection(aconn)
 
     async def migrate(self) -> None:
         async with self.write() as conn:
@@ -174,6 +249,9 @@ class Database:
 
     async def close(self) -> None:
         if self.is_sqlite:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
             self._sqlite_writer.dispose()
             self._sqlite_reader.dispose()
         else:

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Select, Table, bindparam, delete, insert, select, update
+from sqlalchemy import ColumnElement, Select, Table, bindparam, delete, select
 
-from vtai.server.store.db import Connection
+from vtai.server.store.db import Connection, Sql
 
 
 def dumps(obj: Any) -> str:
@@ -34,13 +34,27 @@ class Page:
         ).encode()
 
 
-async def insert_object(conn: Connection, table: Table, obj: dict[str, Any],
-                        project_id: str, **columns: Any) -> str:
-    data = dumps(obj)
-    await conn.execute(insert(table).values(
-        id=obj["id"], project_id=project_id, created_at=obj["created_at"], data=data, **columns,
-    ))
-    return data
+# Objects are read and written on every request: these statements are plain SQL, made once
+# per table (and set of extra columns), and run by the driver (see store.db.Sql).
+
+
+@functools.cache
+def _insert(table: Table, extra: tuple[str, ...]) -> Sql:
+    names = ("id", "project_id", "created_at", "data", *extra)
+    return Sql(f"INSERT INTO {table.name} ({', '.join(names)}) "
+               f"VALUES ({', '.join(':' + name for name in names)})")
+
+
+@functools.cache
+def _update(table: Table, extra: tuple[str, ...]) -> Sql:
+    sets = ", ".join(f"{name} = :{name}" for name in ("data", *extra))
+    return Sql(f"UPDATE {table.name} SET {sets} WHERE id = :id")
+
+
+@functools.cache
+def _data_by_id(table: Table) -> Sql:
+    return Sql(f"SELECT data FROM {table.name} WHERE id = :object_id "
+               "AND project_id = :project_id")
 
 
 @functools.cache
@@ -50,12 +64,22 @@ def _by_id(table: Table) -> Select[Any]:
                                       table.c.project_id == bindparam("project_id"))
 
 
+async def insert_object(conn: Connection, table: Table, obj: dict[str, Any],
+                        project_id: str, **columns: Any) -> str:
+    data = dumps(obj)
+    await conn.sql(_insert(table, tuple(columns)), {
+        "id": obj["id"], "project_id": project_id, "created_at": obj["created_at"],
+        "data": data, **columns})
+    return data
+
+
 async def get_data(conn: Connection, table: Table, object_id: str, project_id: str,
                    *where: ColumnElement[bool]) -> str | None:
     """The stored JSON of one object of this project, or None."""
-    query = _by_id(table).where(*where) if where else _by_id(table)
     params = {"object_id": object_id, "project_id": project_id}
-    return (await conn.execute(query, params)).scalar()
+    if not where:
+        return (await conn.sql(_data_by_id(table), params)).scalar()
+    return (await conn.execute(_by_id(table).where(*where), params)).scalar()
 
 
 async def get_object(conn: Connection, table: Table, object_id: str, project_id: str,
@@ -67,7 +91,7 @@ async def get_object(conn: Connection, table: Table, object_id: str, project_id:
 async def save_object(conn: Connection, table: Table, obj: dict[str, Any],
                       **columns: Any) -> str:
     data = dumps(obj)
-    await conn.execute(update(table).where(table.c.id == obj["id"]).values(data=data, **columns))
+    await conn.sql(_update(table, tuple(columns)), {"id": obj["id"], "data": data, **columns})
     return data
 
 
