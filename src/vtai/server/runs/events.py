@@ -52,7 +52,7 @@ class Event:
         """An event whose id (its place in the run's stream) is taken now: before the change
         it reports commits, so no event caused by that change can get an earlier id in
         another process."""
-        return cls(event, data, ids.new_id(""))
+        return cls(event, data, ids.new_event_id())
 
     def encode(self) -> bytes:
         head = f"id: {self.id}\n" if self.id else ""
@@ -154,13 +154,13 @@ class EventBus:
 
     def subscribe(self, run_id: str, after: str | None = None) -> Subscription:
         """Events of ``run_id`` published from now on, or after the event id ``after``."""
-        sub = Subscription(self, run_id, ids.new_id("") if after is None else after)
+        sub = Subscription(self, run_id, ids.new_event_id() if after is None else after)
         self._subscribers[run_id].add(sub)
         return sub
 
     def publish(self, run_id: str, event: Event) -> Event:
         if not event.id:
-            event = Event(event.event, event.data, ids.new_id(""))
+            event = Event(event.event, event.data, ids.new_event_id())
         for sub in self._subscribers.get(run_id, ()):
             sub.deliver(event)
         self._pending.append((run_id, event))
