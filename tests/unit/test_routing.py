@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any
-
 import pytest
-from openai import AsyncOpenAI
 
-from vtai.server.providers.routing import (
-    MAX_CLIENTS,
-    STREAMS_PER_CLIENT,
-    ClientPool,
-    ProviderMissing,
-    Providers,
-)
+from vtai.server.providers.routing import ProviderMissing, Providers
 from vtai.server.settings import Settings
 
 
@@ -57,26 +47,17 @@ async def test_nothing_configured_says_what_to_do() -> None:
     assert "gpt-4o" in str(err.value) and "VTAI_UPSTREAM_BASE_URL" in str(err.value)
 
 
-def test_client_pool_adds_a_client_only_when_every_one_is_busy() -> None:
-    made: list[object] = []
-
-    def make() -> Any:
-        client = AsyncOpenAI(base_url="http://127.0.0.1:9/v1", api_key="x")
-        made.append(client)
-        return client
-
-    pool = ClientPool(make)
-    first = pool.first()
-    assert pool.pick() is first and len(made) == 1  # idle: the same client again
-    with contextlib.ExitStack() as stack:
-        for _ in range(STREAMS_PER_CLIENT):
-            assert stack.enter_context(pool.streaming()) is first
-        assert len(made) == 1
-        second = stack.enter_context(pool.streaming())  # every client has its share open
-        assert second is not first and len(made) == 2
-        assert pool.pick() is second  # the least busy one
-        for _ in range(STREAMS_PER_CLIENT * MAX_CLIENTS):
-            stack.enter_context(pool.streaming())
-        assert len(made) == MAX_CLIENTS  # and no more
-        assert pool.first() is first
-    assert pool.pick() is first  # all idle again: the first least busy
+async def test_each_provider_streams_from_its_own_url() -> None:
+    providers = Providers(Settings(
+        providers={"lab": {"base_url": "http://10.0.0.1:9000/v1/", "api_key": "k"}},
+        upstream_base_url="http://127.0.0.1:1/v1", ollama_probe=False,
+        upstream_max_retries=5))
+    lab = await providers.route("lab/qwen2.5")
+    default = await providers.route("gpt-4o")
+    assert lab.streams is not None and default.streams is not None
+    assert lab.streams.url == "http://10.0.0.1:9000/v1/chat/completions"
+    assert lab.streams.headers["Authorization"] == "Bearer k"
+    assert default.streams.url == "http://127.0.0.1:1/v1/chat/completions"
+    assert lab.streams.max_retries == 5
+    assert (await providers.route("lab/other")).streams is lab.streams  # made once
+    await providers.close()

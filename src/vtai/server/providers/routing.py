@@ -17,15 +17,16 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 import certifi
 import httpx
-from openai import AsyncOpenAI, AsyncStream, DefaultAsyncHttpxClient
+from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
+from vtai.server.providers.chat_stream import ChatStreams, UpstreamError
 from vtai.server.providers.litellm_adapter import LiteLLMClient, litellm_installed
 from vtai.server.settings import Settings
 
@@ -39,8 +40,6 @@ WELL_KNOWN = {
 }
 OLLAMA_URL = WELL_KNOWN["ollama"]
 _PROBE_TTL = 30.0
-STREAMS_PER_CLIENT = 32
-MAX_CLIENTS = 16
 
 
 class ProviderMissing(Exception):
@@ -49,76 +48,28 @@ class ProviderMissing(Exception):
 
 @functools.cache
 def _tls() -> ssl.SSLContext:
-    """One TLS context for every upstream client: making one reads the whole CA bundle, which
-    takes a tenth of a second that the event loop would spend on it for each new client."""
+    """One TLS context for every upstream client: making one reads the whole CA bundle, a
+    tenth of a second the event loop would spend on it for each new client."""
     cafile = os.environ.get("SSL_CERT_FILE") or certifi.where()
     return ssl.create_default_context(cafile=cafile, capath=os.environ.get("SSL_CERT_DIR"))
-
-
-class ClientPool:
-    """A provider's AsyncOpenAI clients, each with its own connection pool. The HTTP pool
-    looks over all of its connections on every request and response, so hundreds of
-    concurrent streams through one client cost more CPU than the streams themselves; another
-    client is made when every one has ``STREAMS_PER_CLIENT`` streams open."""
-
-    def __init__(self, make: Callable[[], AsyncOpenAI]) -> None:
-        self._make = make
-        self._open: dict[AsyncOpenAI, int] = {}  # client: its streams open now
-
-    def first(self) -> AsyncOpenAI:
-        """The provider's first client (made if there is none yet)."""
-        return next(iter(self._open), None) or self.pick()
-
-    def pick(self) -> AsyncOpenAI:
-        """The client with the fewest open streams, or a new one when all have their share."""
-        least = min(self._open, key=self._open.__getitem__, default=None)
-        if least is None or (self._open[least] >= STREAMS_PER_CLIENT
-                             and len(self._open) < MAX_CLIENTS):
-            least = self._make()
-            self._open[least] = 0
-        return least
-
-    @contextmanager
-    def streaming(self) -> Iterator[AsyncOpenAI]:
-        """A client for one stream, counted as busy until the block ends."""
-        client = self.pick()
-        self._open[client] += 1
-        try:
-            yield client
-        finally:
-            self._open[client] -= 1
-
-    async def close(self) -> None:
-        for client in self._open:
-            await client.close()
 
 
 @dataclass(frozen=True)
 class Route:
     provider: str
     client: Any  # AsyncOpenAI, or an object with the same chat.completions.create
-    pool: ClientPool | None  # the provider's clients, one taken per stream (AsyncOpenAI)
+    streams: ChatStreams | None  # the provider's streamed chat completions (not LiteLLM)
     model: str
 
-    async def stream_chat(self, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """The chunks of a streamed chat completion, as plain dicts.
-
-        Through AsyncOpenAI, the request is the SDK's own (retries, timeouts, errors, the
-        SSE decoding and its ``error`` events) but chunks are not built into typed objects,
-        which would cost more CPU than the rest of a run's streaming."""
-        if self.pool is not None:
-            with self.pool.streaming() as client:
-                stream = await client.post(
-                    "/chat/completions", body=params, cast_to=object, stream=True,
-                    stream_cls=AsyncStream[object])
-                try:
-                    async for chunk in stream:
-                        if not isinstance(chunk, dict):
-                            raise ValueError(f"the model sent a chunk that is not an object: "
-                                             f"{chunk!r}")
-                        yield chunk
-                finally:
-                    await stream.close()
+    async def stream_chat(self, params: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+        """The chunks of a streamed chat completion, as plain dicts."""
+        if self.streams is not None:
+            async with aclosing(self.streams.stream(params)) as chunks:
+                async for chunk in chunks:
+                    if not isinstance(chunk, dict):
+                        raise UpstreamError(f"The model sent a chunk that is not an object: "
+                                            f"{str(chunk)[:200]}")
+                    yield chunk
             return
         async for chunk in await self.client.chat.completions.create(**params):
             yield chunk if isinstance(chunk, dict) else chunk.model_dump()
@@ -127,7 +78,7 @@ class Route:
 class Providers:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._clients: dict[str, ClientPool] = {}
+        self._clients: dict[str, tuple[AsyncOpenAI, ChatStreams]] = {}
         self._litellm = LiteLLMClient()
         self._ollama_seen: tuple[float, bool] = (0.0, False)
         named = {name: dict(cfg) for name, cfg in settings.providers.items()}
@@ -141,16 +92,23 @@ class Providers:
             self.default = {"base_url": base_url or "https://api.openai.com/v1",
                             "api_key": api_key or "none"}
 
-    def _client(self, name: str, cfg: dict[str, str]) -> tuple[AsyncOpenAI, ClientPool]:
-        pool = self._clients.get(name)
-        if pool is None:
-            pool = self._clients[name] = ClientPool(lambda: AsyncOpenAI(
-                base_url=cfg["base_url"], api_key=cfg.get("api_key") or "none",
+    def _client(self, name: str, cfg: dict[str, str]) -> tuple[AsyncOpenAI, ChatStreams]:
+        """The provider's SDK client, and its streamed chat completions (what runs use)."""
+        made = self._clients.get(name)
+        if made is None:
+            api_key = cfg.get("api_key") or "none"
+            client = AsyncOpenAI(
+                base_url=cfg["base_url"], api_key=api_key,
                 max_retries=self.settings.upstream_max_retries,
                 timeout=self.settings.upstream_timeout,
                 http_client=DefaultAsyncHttpxClient(verify=_tls()),
-            ))
-        return pool.first(), pool
+            )
+            streams = ChatStreams(str(client.base_url), api_key,
+                                  max_retries=self.settings.upstream_max_retries,
+                                  timeout=self.settings.upstream_timeout)
+            streams.use_tls(_tls())
+            made = self._clients[name] = (client, streams)
+        return made
 
     async def route(self, model: str) -> Route:
         prefix, sep, rest = model.partition("/")
@@ -187,5 +145,6 @@ class Providers:
         return seen
 
     async def close(self) -> None:
-        for pool in self._clients.values():
-            await pool.close()
+        for client, streams in self._clients.values():
+            await streams.close()
+            await client.close()

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ import openai
 import orjson
 
 from vtai.server import ids, logs
+from vtai.server.providers.chat_stream import UpstreamError
 from vtai.server.providers.routing import ProviderMissing, Providers
 from vtai.server.runs import prompt, states
 from vtai.server.runs.records import Changes, Conflict, RunRecords
@@ -66,6 +68,14 @@ class _Turn:
 
 
 def _error_from_upstream(err: Exception) -> RunFailure:
+    if isinstance(err, UpstreamError):  # from ChatStreams: an HTTP status, or none
+        if err.status == 429:
+            return RunFailure("rate_limit_exceeded",
+                              f"The model provider is rate limiting: {err.message}")
+        if err.status == 400:
+            return RunFailure("invalid_prompt",
+                              f"The model provider rejected the request: {err.message}")
+        return RunFailure("server_error", f"The model provider failed: {err.message}")
     if isinstance(err, openai.RateLimitError):
         return RunFailure("rate_limit_exceeded", f"The model provider is rate limiting: {err}")
     if isinstance(err, openai.BadRequestError):
@@ -270,25 +280,26 @@ class Executor:
         started = time.monotonic()
         first_token = True
         try:
-            async for chunk in route.stream_chat(params):
-                choices = chunk.get("choices") or ()
-                if first_token and choices:
-                    first_token = False
-                    metrics.upstream_seconds.labels("first_token").observe(
-                        time.monotonic() - started)
-                usage = chunk.get("usage")
-                if isinstance(usage, dict):
-                    turn.usage = {key: int(usage.get(key) or 0) for key in
-                                  ("prompt_tokens", "completion_tokens", "total_tokens")}
-                for choice in choices:
-                    delta = choice.get("delta") or {}
-                    if content := delta.get("content"):
-                        await self._on_text(run, project, turn, str(content))
-                    for call in delta.get("tool_calls") or ():
-                        await self._on_tool_call(run, project, turn, call, builtins)
-                    if reason := choice.get("finish_reason"):
-                        turn.finish_reason = reason
-        except (openai.APIError, ValueError, AttributeError, TypeError) as err:
+            async with aclosing(route.stream_chat(params)) as chunks:
+                async for chunk in chunks:
+                    choices = chunk.get("choices") or ()
+                    if first_token and choices:
+                        first_token = False
+                        metrics.upstream_seconds.labels("first_token").observe(
+                            time.monotonic() - started)
+                    usage = chunk.get("usage")
+                    if isinstance(usage, dict):
+                        turn.usage = {key: int(usage.get(key) or 0) for key in
+                                      ("prompt_tokens", "completion_tokens", "total_tokens")}
+                    for choice in choices:
+                        delta = choice.get("delta") or {}
+                        if content := delta.get("content"):
+                            await self._on_text(run, project, turn, str(content))
+                        for call in delta.get("tool_calls") or ():
+                            await self._on_tool_call(run, project, turn, call, builtins)
+                        if reason := choice.get("finish_reason"):
+                            turn.finish_reason = reason
+        except (UpstreamError, openai.APIError, ValueError, AttributeError, TypeError) as err:
             raise _error_from_upstream(err) from err
         metrics.upstream_seconds.labels("total").observe(time.monotonic() - started)
         if turn.usage is None:

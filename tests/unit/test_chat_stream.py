@@ -1,0 +1,194 @@
+"""Streamed chat completions over aiohttp: SSE framing, the SDK's retry rules, and errors,
+against the fake model over real HTTP (and a bare aiohttp server for what it cannot do)."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from vtai.server.providers import chat_stream
+from vtai.server.providers.chat_stream import ChatStreams, UpstreamError, _SseReader
+from vtai.testing import Call, Drop, Error, FakeModelServer, Garbage, Hang, Reply, ToolCalls
+
+PARAMS = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+
+
+@pytest.fixture(scope="module")
+def fm_server() -> Iterator[FakeModelServer]:
+    with FakeModelServer() as fm:
+        yield fm
+
+
+@pytest.fixture
+def fm(fm_server: FakeModelServer) -> FakeModelServer:
+    fm_server.reset()
+    return fm_server
+
+
+@pytest.fixture(autouse=True)
+def _no_waiting(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Retries record their delay instead of sleeping it."""
+    waited: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waited.append(seconds)
+
+    monkeypatch.setattr(chat_stream.asyncio, "sleep", sleep)
+    return waited
+
+
+async def _chunks(streams: ChatStreams, params: dict[str, Any] | None = None
+                  ) -> list[dict[str, Any]]:
+    try:
+        return [chunk async for chunk in streams.stream(params or PARAMS)]
+    finally:
+        await streams.close()
+
+
+def _text(chunks: list[dict[str, Any]]) -> str:
+    return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks
+                   if c.get("choices"))
+
+
+def test_sse_reader_frames_events_however_the_bytes_are_cut() -> None:
+    stream = (b": a comment\r\nevent: delta\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\n"
+              b"data: [DONE]\n\n")
+    for size in (1, 2, 7, len(stream)):
+        reader = _SseReader()
+        found = []
+        for start in range(0, len(stream), size):
+            found += reader.feed(stream[start:start + size])
+        assert found == [("delta", b'{"a":\n1}'), ("", b"[DONE]")]
+
+
+async def test_reply_and_usage_arrive_as_dicts(fm: FakeModelServer) -> None:
+    fm.script("m", Reply("Hello there, friend"))
+    chunks = await _chunks(ChatStreams(fm.base_url, "k"),
+                           {**PARAMS, "stream_options": {"include_usage": True}})
+    assert _text(chunks) == "Hello there, friend"
+    assert chunks[-1]["usage"]["total_tokens"] > 0
+    assert fm.requests("m")[-1]["messages"] == PARAMS["messages"]
+
+
+async def test_tool_call_deltas_pass_through(fm: FakeModelServer) -> None:
+    fm.script("m", ToolCalls([Call("get_weather", {"city": "Oslo"}),
+                              Call("get_time", {"zone": "CET"})]))
+    chunks = await _chunks(ChatStreams(fm.base_url, "k"))
+    calls = [call for c in chunks if c.get("choices")
+             for call in c["choices"][0]["delta"].get("tool_calls") or ()]
+    assert {call["function"].get("name") for call in calls} >= {"get_weather", "get_time"}
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+async def test_retryable_answers_are_retried_with_backoff(fm: FakeModelServer,
+                                                          _no_waiting: list[float]) -> None:
+    fm.script("m", Error(500), Error(429, headers={"retry-after-ms": "1500"}), Reply("ok"))
+    chunks = await _chunks(ChatStreams(fm.base_url, "k", max_retries=2))
+    assert _text(chunks) == "ok"
+    assert len(_no_waiting) == 2
+    assert 0.375 <= _no_waiting[0] <= 0.5  # 0.5 s less up to a quarter of jitter
+    assert _no_waiting[1] == 1.5  # what the upstream asked for
+
+
+async def test_errors_that_are_not_retried_say_what_the_upstream_said(
+        fm: FakeModelServer, _no_waiting: list[float]) -> None:
+    fm.script("m", Error(400, "the prompt is too long", type="invalid_request_error"))
+    with pytest.raises(UpstreamError) as err:
+        await _chunks(ChatStreams(fm.base_url, "k", max_retries=2))
+    assert err.value.status == 400 and "the prompt is too long" in err.value.message
+    assert _no_waiting == []
+
+
+async def test_retries_run_out(fm: FakeModelServer, _no_waiting: list[float]) -> None:
+    fm.script("m", Error(503), Error(503), Error(503))
+    with pytest.raises(UpstreamError) as err:
+        await _chunks(ChatStreams(fm.base_url, "k", max_retries=1))
+    assert err.value.status == 503 and len(_no_waiting) == 1
+
+
+async def test_a_refused_connection_is_retried_then_fails(_no_waiting: list[float]) -> None:
+    with pytest.raises(UpstreamError) as err:
+        await _chunks(ChatStreams("http://127.0.0.1:9/v1", "k", max_retries=2))
+    assert err.value.status is None and "Connection error" in err.value.message
+    assert len(_no_waiting) == 2
+
+
+@pytest.mark.parametrize(("step", "says"), [
+    (Garbage(), "not JSON"),
+    (Drop("partial answer ", 2), "broke off"),
+])
+async def test_broken_streams_raise(fm: FakeModelServer, step: object, says: str) -> None:
+    fm.script("m", step)
+    with pytest.raises(UpstreamError) as err:
+        await _chunks(ChatStreams(fm.base_url, "k", max_retries=0))
+    assert says in err.value.message and err.value.status is None
+
+
+async def test_a_silent_upstream_times_out(fm: FakeModelServer) -> None:
+    fm.script("m", Hang(5))
+    started = time.monotonic()
+    with pytest.raises(UpstreamError):
+        await _chunks(ChatStreams(fm.base_url, "k", max_retries=0, timeout=0.5))
+    assert time.monotonic() - started < 4
+
+
+def test_retry_after_forms() -> None:
+    soon = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert chat_stream._retry_after({"retry-after-ms": "250"}) == 0.25
+    assert chat_stream._retry_after({"retry-after": "2"}) == 2.0
+    assert 25 < (chat_stream._retry_after({"retry-after": soon}) or 0) <= 30
+    assert chat_stream._retry_after({"retry-after": "3600"}) is None  # too long: backoff
+    assert chat_stream._retry_after({"retry-after": "soon"}) is None
+    assert chat_stream.retry_delay(10) <= chat_stream.MAX_RETRY_DELAY
+
+
+@pytest.fixture
+async def bare_upstream() -> AsyncIterator[tuple[str, list[bytes]]]:
+    """An upstream that answers with whatever body the test puts in ``bodies``."""
+    bodies: list[bytes] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        assert request.headers["Authorization"] == "Bearer k"
+        body = bodies.pop(0)
+        kind = "application/json" if body.startswith(b"{") else "text/event-stream"
+        return web.Response(body=body, content_type=kind)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", answer)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield str(server.make_url("/v1")), bodies
+    await server.close()
+
+
+async def test_a_whole_completion_reads_as_one_chunk(
+        bare_upstream: tuple[str, list[bytes]]) -> None:
+    url, bodies = bare_upstream
+    bodies.append(b'{"id": "c1", "object": "chat.completion", "choices": [{"index": 0, '
+                  b'"message": {"role": "assistant", "content": "all at once"}, '
+                  b'"finish_reason": "stop"}], "usage": {"total_tokens": 5}}')
+    [chunk] = await _chunks(ChatStreams(url, "k"))
+    assert chunk["object"] == "chat.completion.chunk" and chunk["usage"]["total_tokens"] == 5
+    assert chunk["choices"][0]["delta"]["content"] == "all at once"
+    assert chunk["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_an_error_inside_the_stream_raises(bare_upstream: tuple[str, list[bytes]]
+                                                 ) -> None:
+    url, bodies = bare_upstream
+    bodies.append(b'data: {"choices": [{"index": 0, "delta": {"content": "Hel"}}]}\n\n'
+                  b'event: error\ndata: {"error": {"message": "the GPU fell over"}}\n\n')
+    received = []
+    streams = ChatStreams(url, "k")
+    with pytest.raises(UpstreamError) as err:
+        async for chunk in streams.stream(PARAMS):
+            received.append(chunk)
+    await streams.close()
+    assert "the GPU fell over" in err.value.message
+    assert _text(received) == "Hel"
