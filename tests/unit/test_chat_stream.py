@@ -138,6 +138,17 @@ async def test_a_silent_upstream_times_out(fm: FakeModelServer) -> None:
     assert time.monotonic() - started < 4
 
 
+def test_the_environment_names_the_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,.lab")
+    assert ChatStreams("https://api.example.com/v1", "k").proxy == "http://proxy.internal:3128"
+    assert ChatStreams("https://gpu.lab/v1", "k").proxy is None
+    assert ChatStreams("http://api.example.com/v1", "k").proxy is None  # no HTTP_PROXY
+
+
 def test_retry_after_forms() -> None:
     soon = email.utils.formatdate(time.time() + 30, usegmt=True)
     assert chat_stream._retry_after({"retry-after-ms": "250"}) == 0.25

@@ -9,6 +9,7 @@ SDK's httpx stack does (see docs/benchmarks.md). It behaves as the SDK does for 
   one (up to a minute), else 0.5 s doubling up to 8 s, less up to a quarter of jitter;
   ``x-should-retry`` overrides the choice;
 - timeouts: ``timeout`` seconds to connect and between two reads of the stream;
+- proxies: the environment's (``HTTPS_PROXY``, ``NO_PROXY``, ...), as the SDK's httpx uses;
 - errors: an error answer, or an error sent inside the stream (a ``data`` object with an
   ``error``, or an ``error`` event), raises ``UpstreamError``, as the SDK raises ``APIError``.
 
@@ -22,6 +23,8 @@ import email.utils
 import importlib.metadata
 import random
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -43,6 +46,16 @@ class UpstreamError(Exception):
         super().__init__(message)
         self.message = message
         self.status = status
+
+
+def _env_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (HTTPS_PROXY, NO_PROXY, ...), looked up
+    once: aiohttp's ``trust_env`` would read the environment and ~/.netrc on every request."""
+    parts = urllib.parse.urlsplit(url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy
 
 
 def _should_retry(response: aiohttp.ClientResponse) -> bool:
@@ -157,6 +170,7 @@ class ChatStreams:
                         "Content-Type": "application/json",
                         "Accept": "text/event-stream",
                         "User-Agent": USER_AGENT}
+        self.proxy = _env_proxy(self.url)
         self.max_retries = max_retries
         self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout,
                                              sock_read=timeout)
@@ -171,9 +185,7 @@ class ChatStreams:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=CONNECTIONS, limit_per_host=0,
                                              ssl=self._tls if self._tls is not None else True)
-            # trust_env: proxies from the environment, as the SDK's httpx client uses them
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout,
-                                                  trust_env=True)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout)
         return self._session
 
     async def _open(self, params: dict[str, Any]) -> aiohttp.ClientResponse:
@@ -181,7 +193,8 @@ class ChatStreams:
         retries = 0
         while True:
             try:
-                response = await self._client().post(self.url, data=body, headers=self.headers)
+                response = await self._client().post(self.url, data=body, headers=self.headers,
+                                                     proxy=self.proxy)
             except (aiohttp.ClientError, TimeoutError) as err:
                 if retries >= self.max_retries:
                     raise UpstreamError(f"Connection error: {err!r}") from err
