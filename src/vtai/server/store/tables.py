@@ -54,7 +54,7 @@ messages = _object_table(
     "messages",
     Column("thread_id", IdType, nullable=False),
     Column("run_id", IdType, nullable=True),
-    indexes=(("thread_id", "id"),),
+    indexes=(("thread_id", "id"), ("run_id",)),
 )
 
 runs = _object_table(
@@ -72,7 +72,7 @@ run_steps = _object_table(
     "run_steps",
     Column("thread_id", IdType, nullable=False),
     Column("run_id", IdType, nullable=False),
-    indexes=(("run_id", "id"),),
+    indexes=(("run_id", "id"), ("thread_id", "id")),
 )
 
 # Every event a run streamed, for clients that reconnect (Last-Event-ID) and for streams
