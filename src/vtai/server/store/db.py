@@ -188,6 +188,10 @@ class Database:
             # the requests after it reconnect.
             self._engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size,
                                                pool_timeout=60)
+            # Reads outside a transaction: under READ COMMITTED each statement sees what was
+            # committed when it started either way, and BEGIN and ROLLBACK around a read
+            # are two more round trips to the server.
+            self._reader = self._engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Connection]:
@@ -195,7 +199,7 @@ class Database:
             with self._sqlite_reader.connect() as conn:
                 yield _LoopConnection(conn)
         else:
-            async with self._engine.connect() as aconn:
+            async with self._reader.connect() as aconn:
                 yield _PgConnection(aconn)
 
     @asynccontextmanager
