@@ -17,6 +17,7 @@ times more CPU than SQLite's own work on them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
@@ -26,6 +27,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy import engine as sa_engine
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.sql.base import Executable
@@ -59,6 +61,11 @@ class Sql:
             if name not in self.names:
                 self.names.append(name)
         self.postgres = _PARAM.sub(lambda m: f"${self.names.index(m[1]) + 1}", text)
+
+    @property
+    def returns_rows(self) -> bool:
+        return self.sqlite.lstrip()[:6].upper() in ("SELECT", "VALUES") or \
+            " RETURNING " in self.sqlite.upper()
 
     def positional(self, params: dict[str, Any]) -> tuple[Any, ...]:
         return tuple(params[name] for name in self.names)
@@ -108,10 +115,17 @@ class _LoopConnection:
 
 
 class _PgConnection:
-    """SQLAlchemy's async connection, with ``Sql`` through ``exec_driver_sql``."""
+    """SQLAlchemy's async connection, with ``Sql`` run on the asyncpg connection under it.
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    The connection is in autocommit mode as far as SQLAlchemy knows: ``Database.write``
+    opens and ends the transaction itself, so both kinds of statement run inside it.
+    asyncpg's errors are raised as SQLAlchemy's (a value PostgreSQL cannot store is a
+    ``DataError``, a lost connection an ``OperationalError``), as the rest of the server
+    expects."""
+
+    def __init__(self, conn: AsyncConnection, raw: Any) -> None:
         self._conn = conn
+        self._raw = raw  # asyncpg.Connection
 
     async def execute(self, statement: Executable, parameters: Any = None
                       ) -> CursorResult[Any]:
@@ -121,14 +135,56 @@ class _PgConnection:
         return await self._conn.run_sync(fn)
 
     async def sql(self, statement: Sql, params: dict[str, Any] | None = None) -> Rows:
-        result = await self._conn.exec_driver_sql(statement.postgres,
-                                                  statement.positional(params or {}))
-        return Rows(list(result.all()) if result.returns_rows else [], result.rowcount)
+        args = statement.positional(params or {})
+        try:
+            if statement.returns_rows:
+                rows = await self._raw.fetch(statement.postgres, *args)
+                return Rows(rows, len(rows))
+            status = await self._raw.execute(statement.postgres, *args)
+        except _PG_ERRORS as err:
+            raise await self._translated(err, statement.postgres) from err
+        count = status.rsplit(" ", 1)[-1]  # "UPDATE 1", "INSERT 0 1"
+        return Rows([], int(count) if count.isdigit() else 0)
 
     async def sql_many(self, statement: Sql, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            await self._conn.exec_driver_sql(statement.postgres,
-                                             [statement.positional(row) for row in rows])
+        if not rows:
+            return
+        try:
+            await self._raw.executemany(statement.postgres,
+                                        [statement.positional(row) for row in rows])
+        except _PG_ERRORS as err:
+            raise await self._translated(err, statement.postgres) from err
+
+    async def command(self, sql: str) -> None:
+        """BEGIN, COMMIT, ROLLBACK."""
+        try:
+            await self._raw.execute(sql)
+        except _PG_ERRORS as err:
+            raise await self._translated(err, sql) from err
+
+    async def _translated(self, err: BaseException, statement: str) -> sa_exc.DBAPIError:
+        import asyncpg
+
+        if isinstance(err, asyncpg.DataError):
+            return sa_exc.DataError(statement, None, err)
+        if isinstance(err, asyncpg.IntegrityConstraintViolationError):
+            return sa_exc.IntegrityError(statement, None, err)
+        if isinstance(err, asyncpg.PostgresError) and \
+                not isinstance(err, asyncpg.PostgresConnectionError):
+            return sa_exc.DBAPIError(statement, None, err)
+        # The connection is gone or unusable: the pool must not hand it out again.
+        with contextlib.suppress(Exception):
+            await self._conn.invalidate()
+        return sa_exc.OperationalError(statement, None, err, connection_invalidated=True)
+
+
+def _pg_errors() -> tuple[type[BaseException], ...]:
+    import asyncpg
+
+    return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+_PG_ERRORS = _pg_errors()
 
 
 def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> sa_engine.Engine:
@@ -190,8 +246,9 @@ class Database:
                                                pool_timeout=60)
             # Reads outside a transaction: under READ COMMITTED each statement sees what was
             # committed when it started either way, and BEGIN and ROLLBACK around a read
-            # are two more round trips to the server.
-            self._reader = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+            # are two more round trips to the server. Writes begin and end their own (see
+            # write()), so SQLAlchemy keeps out of transactions altogether.
+            self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Connection]:
@@ -199,8 +256,8 @@ class Database:
             with self._sqlite_reader.connect() as conn:
                 yield _LoopConnection(conn)
         else:
-            async with self._reader.connect() as aconn:
-                yield _PgConnection(aconn)
+            async with self._autocommit.connect() as aconn:
+                yield await self._pg(aconn)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Connection]:
@@ -213,8 +270,20 @@ class Database:
                 with conn.begin():
                     yield _LoopConnection(conn)
         else:
-            async with self._engine.begin() as aconn:
-                yield _PgConnection(aconn)
+            async with self._autocommit.connect() as aconn:
+                pg = await self._pg(aconn)
+                await pg.command("BEGIN")
+                try:
+                    yield pg
+                except BaseException:
+                    with contextlib.suppress(Exception):  # a broken connection is invalidated
+                        await pg.command("ROLLBACK")
+                    raise
+                await pg.command("COMMIT")
+
+    @staticmethod
+    async def _pg(aconn: AsyncConnection) -> _PgConnection:
+        return _PgConnection(aconn, (await aconn.get_raw_connection()).driver_connection)
 
     async def migrate(self) -> None:
         async with self.write() as conn:
