@@ -3,6 +3,7 @@ against the fake model over real HTTP (and a bare aiohttp server for what it can
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -117,6 +118,35 @@ async def test_a_refused_connection_is_retried_then_fails(_no_waiting: list[floa
         await _chunks(ChatStreams("http://127.0.0.1:9/v1", "k", max_retries=2))
     assert err.value.status is None and "Connection error" in err.value.message
     assert len(_no_waiting) == 2
+
+
+async def test_what_came_with_a_break_is_read() -> None:
+    """An upstream that sends two chunks and cuts the connection in the same breath, read
+    only once both have arrived: the chunks come out before the error."""
+    events = b"".join(
+        b'data: {"choices": [{"index": 0, "delta": {"content": "%s"}}]}\n\n' % word
+        for word in (b"partial ", b"answer "))
+    reply = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+             b"transfer-encoding: chunked\r\n\r\n" + b"%x\r\n%s\r\n" % (len(events), events))
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(reply)  # and no last chunk: the body is cut short
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    streams = ChatStreams(f"http://127.0.0.1:{port}/v1", "k", max_retries=0)
+    answer = await streams.open(PARAMS)
+    await asyncio.sleep(0.2)  # the rest of the body, and the break, arrive before any read
+    received: list[dict[str, Any]] = []
+    with pytest.raises(UpstreamError) as err:
+        async for chunk in answer.chunks():
+            received.append(chunk)
+    await streams.close()
+    server.close()
+    assert "broke off" in err.value.message
+    assert _text(received) == "partial answer "
 
 
 @pytest.mark.parametrize(("step", "says"), [

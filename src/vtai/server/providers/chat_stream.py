@@ -26,6 +26,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any
 
 import aiohttp
@@ -160,6 +161,63 @@ class _SseReader:
         return found
 
 
+def _buffered(response: aiohttp.ClientResponse) -> bytes:
+    """Bytes received but not read yet, once the stream has failed (StreamReader's buffer)."""
+    return b"".join(getattr(response.content, "_buffer", ()))
+
+
+class Answer:
+    """An answer whose request is sent: its chunks as they come, or ``release()`` when they
+    are not wanted after all."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    def release(self) -> None:
+        self._response.release()
+
+    async def chunks(self) -> AsyncGenerator[dict[str, Any], None]:
+        response = self._response
+        try:
+            if response.content_type == "application/json":
+                completion = orjson.loads(await response.read())
+                _raise_if_error("", completion)
+                yield _as_chunk(completion)
+                return
+            reader = _SseReader()
+            done = False
+            broken: BaseException | None = None
+            while True:
+                try:
+                    data = await response.content.readany()
+                except aiohttp.ClientPayloadError as err:
+                    # The stream broke off. What arrived with the break is still buffered
+                    # (aiohttp raises before handing it out): the answer so far is read too.
+                    data, broken = _buffered(response), err
+                if not data and broken is None:
+                    break
+                for event, payload in reader.feed(data):
+                    if done:
+                        continue  # read to the end, so the connection is kept for reuse
+                    if payload.startswith(b"[DONE]"):
+                        done = True
+                        continue
+                    chunk = orjson.loads(payload)
+                    _raise_if_error(event, chunk)
+                    if not isinstance(chunk, dict):
+                        raise UpstreamError(f"The model sent a chunk that is not an object: "
+                                            f"{payload[:200]!r}")
+                    yield chunk
+                if broken is not None:
+                    raise broken
+        except orjson.JSONDecodeError as err:
+            raise UpstreamError(f"The model sent data that is not JSON: {err}") from err
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise UpstreamError(f"The stream from the model broke off: {err!r}") from err
+        finally:
+            response.release()
+
+
 class ChatStreams:
     """Streamed chat completions from one upstream (``base_url`` ends with /v1 or alike)."""
 
@@ -214,33 +272,15 @@ class ChatStreams:
             await asyncio.sleep(retry_delay(retries, response.headers))
             retries += 1
 
+    async def open(self, params: dict[str, Any]) -> Answer:
+        """Send the request (retrying as the SDK does) and wait for the answer to begin."""
+        return Answer(await self._open(params))
+
     async def stream(self, params: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """The answer's chunks as dicts, as the upstream sent them."""
-        response = await self._open(params)
-        try:
-            if response.content_type == "application/json":
-                completion = orjson.loads(await response.read())
-                _raise_if_error("", completion)
-                yield _as_chunk(completion)
-                return
-            reader = _SseReader()
-            done = False
-            async for data in response.content.iter_any():
-                for event, payload in reader.feed(data):
-                    if done:
-                        continue  # read to the end, so the connection is kept for reuse
-                    if payload.startswith(b"[DONE]"):
-                        done = True
-                        continue
-                    chunk = orjson.loads(payload)
-                    _raise_if_error(event, chunk)
-                    yield chunk
-        except orjson.JSONDecodeError as err:
-            raise UpstreamError(f"The model sent data that is not JSON: {err}") from err
-        except (aiohttp.ClientError, TimeoutError) as err:
-            raise UpstreamError(f"The stream from the model broke off: {err!r}") from err
-        finally:
-            response.release()
+        async with aclosing((await self.open(params)).chunks()) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     async def close(self) -> None:
         if self._session is not None:

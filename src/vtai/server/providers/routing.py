@@ -18,7 +18,6 @@ import os
 import ssl
 import time
 from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +25,7 @@ import certifi
 import httpx
 from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
-from vtai.server.providers.chat_stream import ChatStreams, UpstreamError
+from vtai.server.providers.chat_stream import Answer, ChatStreams
 from vtai.server.providers.litellm_adapter import LiteLLMClient, litellm_installed
 from vtai.server.settings import Settings
 
@@ -54,6 +53,24 @@ def _tls() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=cafile, capath=os.environ.get("SSL_CERT_DIR"))
 
 
+class _Deferred:
+    """An answer from a client without a separate open (LiteLLM): asked for when read."""
+
+    def __init__(self, client: Any, params: dict[str, Any]) -> None:
+        self._client = client
+        self._params = params
+
+    def release(self) -> None:
+        """Nothing was sent yet."""
+
+    async def chunks(self) -> AsyncGenerator[dict[str, Any], None]:
+        async for chunk in await self._client.chat.completions.create(**self._params):
+            yield chunk if isinstance(chunk, dict) else chunk.model_dump()
+
+
+OpenAnswer = Answer | _Deferred
+
+
 @dataclass(frozen=True)
 class Route:
     provider: str
@@ -61,18 +78,12 @@ class Route:
     streams: ChatStreams | None  # the provider's streamed chat completions (not LiteLLM)
     model: str
 
-    async def stream_chat(self, params: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
-        """The chunks of a streamed chat completion, as plain dicts."""
+    async def open_chat(self, params: dict[str, Any]) -> OpenAnswer:
+        """Ask for a streamed chat completion: the request is sent (the model is at work) by
+        the time this returns; ``chunks()`` then gives the chunks as plain dicts."""
         if self.streams is not None:
-            async with aclosing(self.streams.stream(params)) as chunks:
-                async for chunk in chunks:
-                    if not isinstance(chunk, dict):
-                        raise UpstreamError(f"The model sent a chunk that is not an object: "
-                                            f"{str(chunk)[:200]}")
-                    yield chunk
-            return
-        async for chunk in await self.client.chat.completions.create(**params):
-            yield chunk if isinstance(chunk, dict) else chunk.model_dump()
+            return await self.streams.open(params)
+        return _Deferred(self.client, params)
 
 
 class Providers:

@@ -7,6 +7,7 @@ run resumed after tool outputs, or by another worker, continues from durable sta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ import orjson
 
 from vtai.server import ids, logs
 from vtai.server.providers.chat_stream import UpstreamError
-from vtai.server.providers.routing import ProviderMissing, Providers
+from vtai.server.providers.routing import OpenAnswer, ProviderMissing, Providers, Route
 from vtai.server.runs import prompt, states
 from vtai.server.runs.records import Changes, Conflict, RunRecords
 from vtai.server.store import objects, tables
@@ -164,10 +165,10 @@ class Executor:
         log.info("executing run %s (%s)", run_id, run["status"])
         turn = _Turn()
         try:
-            if run["status"] == states.QUEUED:
-                run = await self.records.move(run, states.IN_PROGRESS)
-            else:
+            if run["status"] == states.IN_PROGRESS:
                 await self._discard_lost_attempt(run)
+            # A queued run turns in_progress while its first model request is on its way
+            # (see _model_call).
             return await self._turn(run, project, turn)
         except asyncio.CancelledError:
             return await self._after_interrupt(run_id, turn)
@@ -248,6 +249,7 @@ class Executor:
         messages, tool_steps = await self._load_thread(run)
         chat, prompt_tokens = prompt.build_messages(run, messages, tool_steps, self._replay)
         if run.get("max_prompt_tokens") is not None and prompt_tokens > run["max_prompt_tokens"]:
+            await self._start(run)
             async with self.records.changes() as tx:
                 await self._end(tx, run, states.INCOMPLETE, turn,
                                 incomplete_details={"reason": "max_prompt_tokens"})
@@ -255,6 +257,7 @@ class Executor:
         try:
             route = await self.providers.route(run["model"])
         except ProviderMissing as err:
+            await self._start(run)
             raise RunFailure("server_error", str(err)) from err
 
         params: dict[str, Any] = {"model": route.model, "messages": chat, "stream": True,
@@ -280,7 +283,8 @@ class Executor:
         started = time.monotonic()
         first_token = True
         try:
-            async with aclosing(route.stream_chat(params)) as chunks:
+            answer = await self._open_and_start(run, route, params)
+            async with aclosing(answer.chunks()) as chunks:
                 async for chunk in chunks:
                     choices = chunk.get("choices") or ()
                     if first_token and choices:
@@ -308,6 +312,27 @@ class Executor:
             turn.usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
                           "total_tokens": prompt_tokens + completion}
         return await self._conclude(run, project, turn, builtins)
+
+    async def _start(self, run: dict[str, Any]) -> None:
+        """queued -> in_progress, once; ``run`` (shared by the whole turn) is updated."""
+        if run["status"] == states.QUEUED:
+            run.update(await self.records.move(run, states.IN_PROGRESS))
+
+    async def _open_and_start(self, run: dict[str, Any], route: Route, params: dict[str, Any]
+                              ) -> OpenAnswer:
+        """Send the model request, and store the run as in_progress while the model works on
+        it: the write is not added to the time to the first token. The answer is read only
+        after the run's status is stored, so its events come after ``thread.run.in_progress``.
+        """
+        opening = asyncio.ensure_future(route.open_chat(params))
+        try:
+            await self._start(run)
+            return await opening
+        except BaseException:
+            opening.cancel()
+            with contextlib.suppress(BaseException):
+                (await opening).release()
+            raise
 
     async def _on_text(self, run: dict[str, Any], project: str, turn: _Turn, text: str) -> None:
         if turn.message is None:
