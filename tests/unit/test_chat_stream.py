@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,18 +18,6 @@ from vtai.server.providers.chat_stream import ChatStreams, UpstreamError, _SseRe
 from vtai.testing import Call, Drop, Error, FakeModelServer, Garbage, Hang, Reply, ToolCalls
 
 PARAMS = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
-
-
-@pytest.fixture(scope="module")
-def fm_server() -> Iterator[FakeModelServer]:
-    with FakeModelServer() as fm:
-        yield fm
-
-
-@pytest.fixture
-def fm(fm_server: FakeModelServer) -> FakeModelServer:
-    fm_server.reset()
-    return fm_server
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ import json
 import math
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -30,19 +29,6 @@ from vtai.testing import (
 )
 
 USER_HI = [{"role": "user", "content": "hi"}]
-
-
-# Own server rather than the session-wide one in conftest: these tests reset it freely.
-@pytest.fixture(scope="module")
-def fm_server() -> Iterator[FakeModelServer]:
-    with FakeModelServer() as fm:
-        yield fm
-
-
-@pytest.fixture
-def fm(fm_server: FakeModelServer) -> FakeModelServer:
-    fm_server.reset()
-    return fm_server
 
 
 @pytest.fixture
