@@ -28,7 +28,7 @@ def _no_waiting(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     async def sleep(seconds: float) -> None:
         waited.append(seconds)
 
-    monkeypatch.setattr(chat_stream.asyncio, "sleep", sleep)
+    monkeypatch.setattr(chat_stream, "_pause", sleep)
     return waited
 
 

@@ -91,6 +91,11 @@ def retry_delay(retries_done: int, headers: Any = None) -> float:
     return delay * (1 - 0.25 * random.random())
 
 
+async def _pause(seconds: float) -> None:
+    """The wait before a retry."""
+    await asyncio.sleep(seconds)
+
+
 def _error_message(status: int, body: bytes) -> str:
     """The upstream's own message when its body is OpenAI's error shape, else the body."""
     detail: Any = body.decode(errors="replace")[:2000]
@@ -256,7 +261,7 @@ class ChatStreams:
             except (aiohttp.ClientError, TimeoutError) as err:
                 if retries >= self.max_retries:
                     raise UpstreamError(f"Connection error: {err!r}") from err
-                await asyncio.sleep(retry_delay(retries))
+                await _pause(retry_delay(retries))
                 retries += 1
                 continue
             if response.status < 400:
@@ -269,7 +274,7 @@ class ChatStreams:
                 response.release()
             if retries >= self.max_retries or not _should_retry(response):
                 raise UpstreamError(_error_message(response.status, text), response.status)
-            await asyncio.sleep(retry_delay(retries, response.headers))
+            await _pause(retry_delay(retries, response.headers))
             retries += 1
 
     async def open(self, params: dict[str, Any]) -> Answer:
