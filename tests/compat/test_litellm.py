@@ -51,6 +51,9 @@ def litellm_server(tmp_path_factory: pytest.TempPathFactory,
     server.stop()
 
 
+# The time limit covers the fixture, which installs LiteLLM in its venv on a fresh checkout
+# (and whenever pyproject.toml changes): that alone can take most of the usual 120 s.
+@pytest.mark.timeout(900)
 def test_runs_through_litellm(litellm_server: ServerProcess,
                               fake_model: FakeModelServer) -> None:
     fake_model.script("ll-model", Reply("via litellm"),

@@ -34,6 +34,7 @@ def python() -> Path:
     return old_sdk_python()
 
 
+@pytest.mark.timeout(600)  # the fixture may install the old SDK in its venv first
 def test_core_flows_with_openai_1x(python: Path, server: ServerProcess,
                                    fake_model: FakeModelServer) -> None:
     suffix = server.base_url.rsplit(":", 1)[-1].split("/")[0]
