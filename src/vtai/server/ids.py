@@ -58,15 +58,18 @@ _RANDOM_RANGE = 62**_RANDOM_CHARS
 def new_id(prefix: str) -> str:
     """A new id such as ``asst_0Ab...``; later ids compare greater."""
     body = _clock_body(_next_tick())
+    return f"{prefix}{body}{_random_digits()}"
+
+
+def _random_digits() -> str:
     # 88 random bits folded into 14 digits (83 bits): a negligible bias, and cheaper than
     # secrets.randbelow, which draws until a value falls in range.
-    tail = _base62(int.from_bytes(os.urandom(11)) % _RANDOM_RANGE, _RANDOM_CHARS)
-    return f"{prefix}{body}{tail}"
+    return _base62(int.from_bytes(os.urandom(11)) % _RANDOM_RANGE, _RANDOM_CHARS)
 
 
 def _new_process_tag() -> None:
     global _process_tag
-    _process_tag = _base62(int.from_bytes(os.urandom(11)) % _RANDOM_RANGE, _RANDOM_CHARS)
+    _process_tag = _random_digits()
 
 
 _process_tag = ""

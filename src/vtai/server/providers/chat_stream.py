@@ -22,6 +22,7 @@ import asyncio
 import email.utils
 import importlib.metadata
 import random
+import ssl
 import time
 import urllib.parse
 import urllib.request
@@ -227,7 +228,9 @@ class ChatStreams:
     """Streamed chat completions from one upstream (``base_url`` ends with /v1 or alike)."""
 
     def __init__(self, base_url: str, api_key: str, *, max_retries: int = 2,
-                 timeout: float = 600.0) -> None:
+                 timeout: float = 600.0, tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: the context for https upstreams (routing shares one among providers);
+        None for aiohttp's default."""
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.headers = {"Authorization": f"Bearer {api_key}",
                         "Content-Type": "application/json",
@@ -238,11 +241,7 @@ class ChatStreams:
         self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout,
                                              sock_read=timeout)
         self._session: aiohttp.ClientSession | None = None
-        self._tls: Any = None
-
-    def use_tls(self, context: Any) -> None:
-        """The TLS context for https upstreams (one shared by all, see routing)."""
-        self._tls = context
+        self._tls = tls
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

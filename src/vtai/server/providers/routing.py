@@ -116,8 +116,7 @@ class Providers:
             )
             streams = ChatStreams(str(client.base_url), api_key,
                                   max_retries=self.settings.upstream_max_retries,
-                                  timeout=self.settings.upstream_timeout)
-            streams.use_tls(_tls())
+                                  timeout=self.settings.upstream_timeout, tls=_tls())
             made = self._clients[name] = (client, streams)
         return made
 

@@ -69,19 +69,14 @@ class _Turn:
 
 
 def _error_from_upstream(err: Exception) -> RunFailure:
-    if isinstance(err, UpstreamError):  # from ChatStreams: an HTTP status, or none
-        if err.status == 429:
-            return RunFailure("rate_limit_exceeded",
-                              f"The model provider is rate limiting: {err.message}")
-        if err.status == 400:
-            return RunFailure("invalid_prompt",
-                              f"The model provider rejected the request: {err.message}")
-        return RunFailure("server_error", f"The model provider failed: {err.message}")
-    if isinstance(err, openai.RateLimitError):
+    """From ChatStreams (UpstreamError) or an SDK client (LiteLLM's, openai errors)."""
+    status = err.status if isinstance(err, UpstreamError) else \
+        err.status_code if isinstance(err, openai.APIStatusError) else None
+    if status == 429:
         return RunFailure("rate_limit_exceeded", f"The model provider is rate limiting: {err}")
-    if isinstance(err, openai.BadRequestError):
+    if status == 400:
         return RunFailure("invalid_prompt", f"The model provider rejected the request: {err}")
-    if isinstance(err, openai.APIStatusError):
+    if isinstance(err, UpstreamError | openai.APIStatusError):
         return RunFailure("server_error", f"The model provider failed: {err}")
     return RunFailure("server_error", f"The model provider could not be reached: {err}")
 

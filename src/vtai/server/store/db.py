@@ -61,11 +61,8 @@ class Sql:
             if name not in self.names:
                 self.names.append(name)
         self.postgres = _PARAM.sub(lambda m: f"${self.names.index(m[1]) + 1}", text)
-
-    @property
-    def returns_rows(self) -> bool:
-        return self.sqlite.lstrip()[:6].upper() in ("SELECT", "VALUES") or \
-            " RETURNING " in self.sqlite.upper()
+        upper = text.lstrip().upper()
+        self.returns_rows = upper.startswith(("SELECT", "VALUES")) or " RETURNING " in upper
 
     def positional(self, params: dict[str, Any]) -> tuple[Any, ...]:
         return tuple(params[name] for name in self.names)
