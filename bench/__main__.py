@@ -67,6 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                        help="runs per path at each level above 1 (default 200, quick 100)")
     group.add_argument("--serial-samples", type=int,
                        help="runs per path at concurrency 1 (default 30, quick 10)")
+    group.add_argument("--shape", choices=["burst", "steady", "both"], default="both",
+                       help="burst: short answers, all runs started at once; steady: a served "
+                            "model's pace, runs started spread out (default both)")
     group.add_argument("--runs-client", choices=["sdk", "httpx"], default="sdk",
                        help="overhead test client: the openai SDK (default) or raw httpx SSE")
     group.add_argument("--hold", type=int,
@@ -76,11 +79,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_levels(args: argparse.Namespace) -> dict[int, int]:
-    """Concurrency -> runs per worker."""
+def run_levels(args: argparse.Namespace) -> dict[str, dict[int, int]]:
+    """For each shape measured: concurrency -> runs per worker."""
     samples = args.samples or (100 if args.quick else 200)
     serial = args.serial_samples or (10 if args.quick else 30)
-    return {c: serial if c == 1 else max(2, math.ceil(samples / c)) for c in args.concurrency}
+    levels = {}
+    if args.shape in ("burst", "both"):
+        levels["burst"] = {c: serial if c == 1 else max(2, math.ceil(samples / c))
+                           for c in args.concurrency}
+    if args.shape in ("steady", "both"):
+        # Each worker's first and last runs are not measured; runs are seconds long here.
+        levels["steady"] = {c: (4 if args.quick else 8) if c == 1 else
+                            max(3, 2 + math.ceil(samples / c)) for c in args.concurrency}
+    return levels
 
 
 def hold_pacing(args: argparse.Namespace) -> Pacing:

@@ -47,6 +47,7 @@ from bench.harness import (
 from bench.profile import profile_summary, sampled
 
 PACED = "bench-paced"
+STEADY = "bench-steady"
 HOLD = "bench-hold"
 PROMPT = "Say twenty words, please."
 
@@ -69,8 +70,10 @@ class Phase:
     """One path (direct or ours) at one concurrency level."""
 
     path: str
+    shape: str  # "burst" or "steady" (see Shape)
     concurrency: int
     runs: int
+    measured: int
     seconds: float
     ttft: dict[str, float]
     total: dict[str, float]
@@ -78,6 +81,16 @@ class Phase:
     cpu: dict[str, float]  # cores used on average, by role (see CpuMeter)
     other_processes: dict[str, float]
     error_samples: list[str]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How runs arrive in an overhead measurement, and how fast the model answers them."""
+
+    name: str
+    model: str  # the fake model's name for this pacing
+    pacing: Pacing
+    steady: bool  # workers start spread out (else all at once)
 
 
 # Each worker of the load generator gets clients of its own: httpcore's connection pool does
@@ -99,11 +112,11 @@ class _SdkPaths:
         http = httpx.AsyncClient(limits=_LIMITS, timeout=_TIMEOUT)
         return AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0, http_client=http)
 
-    async def direct(self) -> tuple[float | None, str]:
+    async def direct(self, model: str) -> tuple[float | None, str]:
         """Time of the first content delta (None if none came), and how the stream ended."""
         first = None
         stream = await self.model.chat.completions.create(
-            model=PACED, messages=[{"role": "user", "content": PROMPT}], stream=True)
+            model=model, messages=[{"role": "user", "content": PROMPT}], stream=True)
         finish = "no finish_reason"
         async for chunk in stream:
             if chunk.choices:
@@ -140,10 +153,10 @@ class _HttpxPaths:
         self.model = httpx.AsyncClient(base_url=model_url, limits=_LIMITS, timeout=_TIMEOUT)
         self.server = httpx.AsyncClient(base_url=server_url, limits=_LIMITS, timeout=_TIMEOUT)
 
-    async def direct(self) -> tuple[float | None, str]:
+    async def direct(self, model: str) -> tuple[float | None, str]:
         first = None
         finish = "no finish_reason"
-        body = {"model": PACED, "messages": [{"role": "user", "content": PROMPT}],
+        body = {"model": model, "messages": [{"role": "user", "content": PROMPT}],
                 "stream": True}
         async with self.model.stream("POST", "/chat/completions", json=body) as response:
             if response.status_code != 200:
@@ -188,19 +201,25 @@ _ROLES = ("server", "model", "client", "postgres", "irq", "rest")
 _ENDS = {"direct": "stop", "ours": "completed"}
 
 
-async def _phase(path: str, concurrency: int, per_worker: int, threads: list[str],
-                 workers: list[_Paths], assistant_id: str, server: Server, model: FakeModel
-                 ) -> Phase:
+async def _phase(path: str, shape: Shape, concurrency: int, per_worker: int,
+                 threads: list[str], workers: list[_Paths], assistant_id: str, server: Server,
+                 model: FakeModel) -> Phase:
+    """`concurrency` workers, each doing `per_worker` runs one after the other. In a burst
+    they all start at once and every run is measured; steadily, worker i starts i/concurrency
+    of one model time late, so about `concurrency` runs are under way at any moment, and only
+    the runs between a worker's first and last (when all workers are busy) are measured."""
     timing = Timing()
     pending = iter(threads)
+    stagger = shape.pacing.model_seconds if shape.steady and concurrency > 1 else 0.0
 
-    async def worker(paths: _Paths) -> None:
-        for _ in range(per_worker):
+    async def worker(index: int, paths: _Paths) -> None:
+        await asyncio.sleep(stagger * index / concurrency)
+        for n in range(per_worker):
             thread_id = next(pending)
             start = time.perf_counter()
             try:
                 if path == "direct":
-                    first, end = await paths.direct()
+                    first, end = await paths.direct(shape.model)
                 else:
                     first, end = await paths.ours(thread_id, assistant_id)
             except Exception as err:
@@ -210,16 +229,19 @@ async def _phase(path: str, concurrency: int, per_worker: int, threads: list[str
                 timing.error(f"{path} ({thread_id}): ended with {end}, "
                              f"first delta {'seen' if first else 'never seen'}")
                 continue
+            if stagger and not 0 < n < per_worker - 1:
+                continue  # ramping up or down: fewer runs than `concurrency` under way
             timing.ttft.append(first - start)
             timing.total.append(time.perf_counter() - start)
 
     settle()
     meter = CpuMeter(server=server.process.pid, model=model.process.pid).start()
     start = time.perf_counter()
-    await asyncio.gather(*(worker(paths) for paths in workers))
+    await asyncio.gather(*(worker(i, paths) for i, paths in enumerate(workers)))
     elapsed = time.perf_counter() - start
-    return Phase(path=path, concurrency=concurrency, runs=concurrency * per_worker,
-                 seconds=elapsed, ttft=percentiles(timing.ttft), total=percentiles(timing.total),
+    return Phase(path=path, shape=shape.name, concurrency=concurrency,
+                 runs=concurrency * per_worker, measured=len(timing.ttft), seconds=elapsed,
+                 ttft=percentiles(timing.ttft), total=percentiles(timing.total),
                  errors=timing.errors, cpu=meter.stop(), other_processes=meter.top_other,
                  error_samples=timing.error_samples)
 
@@ -255,33 +277,34 @@ async def _create_threads(base_url: str, count: int, concurrency: int = 16) -> l
 # ------------------------------------------------------------------------------ overhead
 
 
-async def overhead(server: Server, model: FakeModel, levels: dict[int, int], client: str
-                   ) -> list[Phase]:
+async def overhead(server: Server, model: FakeModel, shape: Shape, levels: dict[int, int],
+                   client: str) -> list[Phase]:
     """At each concurrency level (-> runs per worker): the direct phase, then ours."""
-    assistant_id = await _create_assistant(server.base_url, PACED)
+    assistant_id = await _create_assistant(server.base_url, shape.model)
     # Warm up both paths (connections, the server's upstream client, statement caches).
-    await _phases(server, model, assistant_id, 4, 2, client)
+    await _phases(server, model, Shape("warm-up", shape.model, shape.pacing, False),
+                  assistant_id, 4, 2, client)
     phases = []
     for concurrency, per_worker in levels.items():
-        for phase in await _phases(server, model, assistant_id, concurrency, per_worker,
+        for phase in await _phases(server, model, shape, assistant_id, concurrency, per_worker,
                                    client):
-            print(f"    {phase.path:6} x{concurrency:<4} ttft p50 {phase.ttft['p50']:7.1f} ms"
-                  f"  total p50 {phase.total['p50']:7.1f} ms  errors={phase.errors}",
-                  flush=True)
+            print(f"    {shape.name:6} {phase.path:6} x{concurrency:<4} ttft p50 "
+                  f"{phase.ttft['p50']:7.1f} ms  total p50 {phase.total['p50']:7.1f} ms  "
+                  f"errors={phase.errors}", flush=True)
             for sample in phase.error_samples[:2]:
                 print(f"      error: {sample}", flush=True)
             phases.append(phase)
     return phases
 
 
-async def _phases(server: Server, model: FakeModel, assistant_id: str, concurrency: int,
-                  per_worker: int, client: str) -> list[Phase]:
+async def _phases(server: Server, model: FakeModel, shape: Shape, assistant_id: str,
+                  concurrency: int, per_worker: int, client: str) -> list[Phase]:
     threads = await _create_threads(server.base_url, concurrency * per_worker)
     make = _SdkPaths if client == "sdk" else _HttpxPaths
     workers = [make(model.base_url, server.base_url) for _ in range(concurrency)]
     try:
-        return [await _phase(path, concurrency, per_worker, threads, workers, assistant_id,
-                             server, model) for path in ("direct", "ours")]
+        return [await _phase(path, shape, concurrency, per_worker, threads, workers,
+                             assistant_id, server, model) for path in ("direct", "ours")]
     finally:
         await asyncio.gather(*(paths.close() for paths in workers))
 
@@ -399,13 +422,22 @@ async def hold(server: Server, model: FakeModel, runs: int, pacing: Pacing,
 # ------------------------------------------------------------------------------- driver
 
 
-PACED_PACING = Pacing(first_token_delay=0.05, chunks=20, chunk_delay=0.01)
+SHAPES = {shape.name: shape for shape in (
+    # Short answers, every run started together: the server's worst case, a throughput test
+    # (200 such runs at once are about 800 runs a second).
+    Shape("burst", PACED, Pacing(first_token_delay=0.05, chunks=20, chunk_delay=0.01),
+          steady=False),
+    # A served model's pace, runs under way all the time: what a deployment sees.
+    Shape("steady", STEADY, Pacing(first_token_delay=0.5, chunks=20, chunk_delay=0.1),
+          steady=True),
+)}
 
 
-async def bench_backend(out: Path, backend: str, levels: dict[int, int], client: str,
-                        hold_runs: int, hold_pacing: Pacing, profile: bool = False
+async def bench_backend(out: Path, backend: str, levels: dict[str, dict[int, int]],
+                        client: str, hold_runs: int, hold_pacing: Pacing, profile: bool = False
                         ) -> dict[str, Any]:
-    pacing = {PACED: PACED_PACING, HOLD: hold_pacing}
+    pacing = {SHAPES[name].model: SHAPES[name].pacing for name in levels}
+    pacing[HOLD] = hold_pacing
     profiles: dict[str, Any] = {}
 
     def profiling(name: str) -> AbstractContextManager[Path | None]:
@@ -414,11 +446,11 @@ async def bench_backend(out: Path, backend: str, levels: dict[int, int], client:
 
     with fake_model(out, pacing) as model, vtai_server(out, backend, model) as server:
         phases = []
-        if levels:
-            print(f"  runs {backend}: overhead ({client} client)", flush=True)
-            with profiling("overhead") as raw:
-                phases = await overhead(server, model, levels, client)
-            profiles["overhead"] = profile_summary(raw) if raw else None
+        for name, shape_levels in levels.items():
+            print(f"  runs {backend}: overhead, {name} ({client} client)", flush=True)
+            with profiling(f"overhead-{name}") as raw:
+                phases += await overhead(server, model, SHAPES[name], shape_levels, client)
+            profiles[f"overhead ({name})"] = profile_summary(raw) if raw else None
         held = None
         if hold_runs:
             print(f"  runs {backend}: holding {hold_runs} streams", flush=True)
@@ -433,51 +465,21 @@ async def bench_backend(out: Path, backend: str, levels: dict[int, int], client:
                 "server_log": str(server.process.log_path)}
 
 
-async def run(out: Path, backends: list[str], levels: dict[int, int], client: str,
+async def run(out: Path, backends: list[str], levels: dict[str, dict[int, int]], client: str,
               hold_runs: int, hold_pacing: Pacing, profile: bool = False) -> dict[str, Any]:
+    """``levels``: for each shape measured (see SHAPES), concurrency -> runs per worker."""
     found = [await bench_backend(out, b, levels, client, hold_runs, hold_pacing, profile)
              for b in backends]
-    return {"backends": found, "client": client, "paced": asdict(PACED_PACING),
-            "hold_pacing": asdict(hold_pacing),
-            "paced_model_ms": PACED_PACING.model_seconds * 1000}
+    return {"backends": found, "client": client,
+            "shapes": {name: asdict(SHAPES[name]) for name in levels},
+            "hold_pacing": asdict(hold_pacing)}
 
 
 def report(data: dict[str, Any]) -> str:
     """The results as markdown tables."""
-    ttft_rows, total_rows = [], []
-    for b in data["backends"]:
-        by_key = {(p["path"], p["concurrency"]): p for p in b["phases"]}
-        for concurrency in sorted({p["concurrency"] for p in b["phases"]}):
-            direct, ours = by_key[("direct", concurrency)], by_key[("ours", concurrency)]
-            head = [b["backend"], concurrency, ours["runs"]]
-            ttft_rows.append(head + _side_by_side(direct["ttft"], ours["ttft"]) + [
-                f"{direct['errors']}/{ours['errors']}"])
-            total_rows.append(head + _side_by_side(direct["total"], ours["total"]) + [
-                cpu_cell(direct["cpu"], *_ROLES), cpu_cell(ours["cpu"], *_ROLES),
-                f"{ours['cpu']['server'] * ours['seconds'] / max(ours['runs'], 1) * 1000:.1f}"])
     text = ""
-    if ttft_rows:
-        paced = data["paced"]
-        columns = ["direct p50", "ours p50", "overhead p50", "direct p99", "ours p99",
-                   "overhead p99"]
-        client = ("the official `openai` SDK (`chat.completions.create(stream=True)` and "
-                  "`beta.threads.runs.stream`)" if data["client"] == "sdk"
-                  else "raw SSE over `httpx` (no SDK)")
-        text += ("Time to first token, ms (direct: first content delta; ours: first "
-                 "`thread.message.delta`):\n\n")
-        text += table(["backend", "concurrent", "runs", *columns, "errors direct/ours"],
-                      ttft_rows)
-        text += "\n\nTotal time to the end of the stream, ms:\n\n"
-        text += table(["backend", "concurrent", "runs", *columns, "cores direct",
-                       "cores ours", "server CPU ms/run"], total_rows)
-        text += (f"\n\nClient: {client}. Model time per answer: first token after "
-                 f"{paced['first_token_delay'] * 1000:g} ms, {paced['chunks']} words "
-                 f"{paced['chunk_delay'] * 1000:g} ms apart (~{data['paced_model_ms']:g} ms). "
-                 "Overhead = ours - direct at the same percentile. Cores: CPU used on average "
-                 "during the phase by our server / the fake model / the load generator / "
-                 "PostgreSQL / interrupts (mostly loopback networking) / the rest (other "
-                 "processes), 1.00 being one core busy all the time; then the share of both "
-                 "cores that was busy.")
+    for name, shape in data["shapes"].items():
+        text += ("\n\n" if text else "") + _overhead_report(data, name, shape)
     holds = [b for b in data["backends"] if b["hold"]]
     if holds:
         hold_rows = []
@@ -501,7 +503,7 @@ def report(data: dict[str, Any]) -> str:
                  "measured from the moment all runs were started.")
     noted = []
     for b in data["backends"]:
-        noted += [(f"{b['backend']} {p['path']} x{p['concurrency']}", p["cpu"],
+        noted += [(f"{b['backend']} {p['shape']} {p['path']} x{p['concurrency']}", p["cpu"],
                    p["other_processes"]) for p in b["phases"]]
         if b["hold"]:
             noted.append((f"{b['backend']} hold", b["hold"]["cpu"],
@@ -517,6 +519,51 @@ def report(data: dict[str, Any]) -> str:
         samples += (b["hold"] or {}).get("error_samples", [])
         for sample in samples:
             text += f"\n\n- error ({b['backend']}): `{sample}`"
+    return text
+
+
+def _overhead_report(data: dict[str, Any], name: str, shape: dict[str, Any]) -> str:
+    ttft_rows, total_rows = [], []
+    for b in data["backends"]:
+        phases = [p for p in b["phases"] if p["shape"] == name]
+        by_key = {(p["path"], p["concurrency"]): p for p in phases}
+        for concurrency in sorted({p["concurrency"] for p in phases}):
+            direct, ours = by_key[("direct", concurrency)], by_key[("ours", concurrency)]
+            head = [b["backend"], concurrency, ours["measured"]]
+            ttft_rows.append(head + _side_by_side(direct["ttft"], ours["ttft"]) + [
+                f"{direct['errors']}/{ours['errors']}"])
+            total_rows.append(head + _side_by_side(direct["total"], ours["total"]) + [
+                cpu_cell(direct["cpu"], *_ROLES), cpu_cell(ours["cpu"], *_ROLES),
+                f"{ours['cpu']['server'] * ours['seconds'] / max(ours['runs'], 1) * 1000:.1f}"])
+    if not ttft_rows:
+        return ""
+    pacing = shape["pacing"]
+    model_ms = (pacing["first_token_delay"] + (pacing["chunks"] - 1) * pacing["chunk_delay"]) \
+        * 1000
+    columns = ["direct p50", "ours p50", "overhead p50", "direct p99", "ours p99",
+               "overhead p99"]
+    client = ("the official `openai` SDK (`chat.completions.create(stream=True)` and "
+              "`beta.threads.runs.stream`)" if data["client"] == "sdk"
+              else "raw SSE over `httpx` (no SDK)")
+    how = ("every worker starts at once and each run is measured" if not shape["steady"] else
+           "workers start spread over one model time, so about as many runs as the "
+           "concurrency are under way at every moment; each worker's first and last runs "
+           "(ramping up and down) are not measured")
+    text = (f"**{name}**: {how}. Model time per answer: first token after "
+            f"{pacing['first_token_delay'] * 1000:g} ms, {pacing['chunks']} words "
+            f"{pacing['chunk_delay'] * 1000:g} ms apart (~{model_ms:g} ms).\n\n")
+    text += ("Time to first token, ms (direct: first content delta; ours: first "
+             "`thread.message.delta`):\n\n")
+    text += table(["backend", "concurrent", "runs measured", *columns, "errors direct/ours"],
+                  ttft_rows)
+    text += "\n\nTotal time to the end of the stream, ms:\n\n"
+    text += table(["backend", "concurrent", "runs measured", *columns, "cores direct",
+                   "cores ours", "server CPU ms/run"], total_rows)
+    text += (f"\n\nClient: {client}. Overhead = ours - direct at the same percentile. Cores: "
+             "CPU used on average during the phase by our server / the fake model / the load "
+             "generator / PostgreSQL / interrupts (mostly loopback networking) / the rest "
+             "(other processes), 1.00 being one core busy all the time; then the share of "
+             "both cores that was busy.")
     return text
 
 

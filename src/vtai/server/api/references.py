@@ -42,9 +42,11 @@ async def _require(conn: Connection, table: Table, kind: str, project: str,
 
 
 async def require_files(conn: Connection, project: str, file_ids: Iterable[str]) -> None:
-    f = tables.files
-    await _require(conn, f, "file", project, file_ids,
-                   f.c.expires_at.is_(None) | (f.c.expires_at > ids.now()))
+    wanted = list(file_ids)
+    if wanted:  # (building the condition costs more than most requests that have no files)
+        f = tables.files
+        await _require(conn, f, "file", project, wanted,
+                       f.c.expires_at.is_(None) | (f.c.expires_at > ids.now()))
 
 
 async def require_vector_stores(conn: Connection, project: str, store_ids: Iterable[str]

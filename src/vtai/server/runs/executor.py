@@ -7,7 +7,6 @@ run resumed after tool outputs, or by another worker, continues from durable sta
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -308,26 +307,38 @@ class Executor:
                           "total_tokens": prompt_tokens + completion}
         return await self._conclude(run, project, turn, builtins)
 
-    async def _start(self, run: dict[str, Any]) -> None:
-        """queued -> in_progress, once; ``run`` (shared by the whole turn) is updated."""
+    async def _start(self, run: dict[str, Any], after_send: bool = False) -> None:
+        """queued -> in_progress, once; ``run`` (shared by the whole turn) is updated.
+        ``after_send``: the model request is being sent beside it, and goes first."""
+        if after_send:
+            # Before Python 3.12, aiohttp writes a request's body in a task of its own,
+            # scheduled after this one: one turn of the loop lets the request leave first.
+            await asyncio.sleep(0)
         if run["status"] == states.QUEUED:
             run.update(await self.records.move(run, states.IN_PROGRESS))
 
     async def _open_and_start(self, run: dict[str, Any], route: Route, params: dict[str, Any]
                               ) -> OpenAnswer:
         """Send the model request, and store the run as in_progress while the model works on
-        it: the write is not added to the time to the first token. The answer is read only
-        after the run's status is stored, so its events come after ``thread.run.in_progress``.
-        """
-        opening = asyncio.ensure_future(route.open_chat(params))
+        it: the request goes out first and the write is not added to the time to the first
+        token. The answer is read only after the run's status is stored, so its events come
+        after ``thread.run.in_progress``."""
+        starting = asyncio.ensure_future(self._start(run, after_send=True))
         try:
-            await self._start(run)
-            return await opening
-        except BaseException:
-            opening.cancel()
-            with contextlib.suppress(BaseException):
-                (await opening).release()
+            answer = await route.open_chat(params)
+        except asyncio.CancelledError:
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
             raise
+        except Exception:
+            await starting  # the run fails from in_progress (or a Conflict takes over)
+            raise
+        try:
+            await starting
+        except BaseException:
+            answer.release()
+            raise
+        return answer
 
     async def _on_text(self, run: dict[str, Any], project: str, turn: _Turn, text: str) -> None:
         if turn.message is None:
