@@ -123,15 +123,14 @@ async def _assistant_for_run(request: Request, project: str, body: RunOptions
     settings = request.app.state.settings
     check_tools_size(body.tools, settings)
     async with request.app.state.db.read() as conn:
-        if settings.max_active_runs_per_project:
-            active = await queries.active_runs_in_project(conn, project)
-            if active >= settings.max_active_runs_per_project:
-                raise APIError(429, f"Too many active runs: this project has {active}, the "
-                               f"limit is {settings.max_active_runs_per_project}.",
-                               type="requests", code="rate_limit_exceeded",
-                               headers={"retry-after": "1"})
-        assistant = await objects.get_object(conn, tables.assistants, body.assistant_id,
-                                             project)
+        data, active = await queries.assistant_and_active_runs(conn, body.assistant_id, project)
+    assistant = None if data is None else orjson.loads(data)
+    if assistant is not None and settings.max_active_runs_per_project and \
+            active >= settings.max_active_runs_per_project:
+        raise APIError(429, f"Too many active runs: this project has {active}, the "
+                       f"limit is {settings.max_active_runs_per_project}.",
+                       type="requests", code="rate_limit_exceeded",
+                       headers={"retry-after": "1"})
     if assistant is None:
         raise not_found("assistant", body.assistant_id)
     model = body.model or assistant["model"]
@@ -192,8 +191,8 @@ class _NewRun:
 
 
 async def _insert_run(request: Request, conn: Connection, run: dict[str, Any],
-                      project: str) -> _NewRun:
-    active = await queries.active_run_id(conn, run["thread_id"])
+                      project: str, active: str | None) -> _NewRun:
+    """``active``: the thread's active run, read in the same transaction (None if none)."""
     if active is not None:
         raise bad_request(f"Thread {run['thread_id']} already has an active run {active}.")
     lease = request.app.state.worker.lease_for_new_run()
@@ -260,7 +259,8 @@ async def create_run(
                            f"additional_messages[{index}].content")
     assistant = await _assistant_for_run(request, project, body)
     async with request.app.state.db.write() as conn:
-        if not await queries.thread_exists(conn, thread_id, project):
+        exists, active = await queries.thread_activity(conn, thread_id, project)
+        if not exists:
             raise not_found("thread", thread_id)
         await require_files(conn, project, [
             f for extra in body.additional_messages or [] for f in message_file_ids(extra)])
@@ -269,7 +269,7 @@ async def create_run(
             await insert_message(conn, new_message(thread_id, extra), project)
         sub = _records(request).bus.subscribe(run["id"]) if body.stream else None
         try:
-            new = await _insert_run(request, conn, run, project)
+            new = await _insert_run(request, conn, run, project, active)
         except Exception:
             if sub:
                 sub.close()
@@ -299,7 +299,7 @@ async def create_thread_and_run(
         thread_id = orjson.loads(thread_data)["id"]
         run = _new_run(request, assistant, thread_id, body)
         sub = _records(request).bus.subscribe(run["id"]) if body.stream else None
-        new = await _insert_run(request, conn, run, project)
+        new = await _insert_run(request, conn, run, project, active=None)  # a new thread
         events = _creation_events(new.data, thread_data)
     return _started(request, new, sub, events, include)
 

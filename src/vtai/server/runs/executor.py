@@ -123,8 +123,10 @@ def _sum_usage(usages: list[dict[str, int] | None]) -> dict[str, int]:
 
 # What a turn reads, on every model call: plain SQL (see store.db.Sql).
 _RUN_PROJECT = Sql("SELECT project_id FROM runs WHERE id = :run_id")
-_THREAD_MESSAGES = Sql("SELECT data FROM messages WHERE thread_id = :thread_id ORDER BY id")
-_THREAD_STEPS = Sql("SELECT data FROM run_steps WHERE thread_id = :thread_id ORDER BY id")
+# The thread's messages (kind 0) and run steps (kind 1), each in order, in one query.
+_THREAD_ROWS = Sql("SELECT 0, id, data FROM messages WHERE thread_id = :thread_id UNION ALL "
+                   "SELECT 1, id, data FROM run_steps WHERE thread_id = :thread_id "
+                   "ORDER BY 1, 2")
 
 MAX_TOOL_ROUNDS = 12  # model calls per turn while it only calls built-in tools
 
@@ -194,19 +196,20 @@ class Executor:
             return str((await conn.sql(_RUN_PROJECT, {"run_id": run_id})).scalar())
 
     async def _load_thread(self, run: dict[str, Any]) -> tuple[list[Any], list[Any]]:
-        params = {"thread_id": run["thread_id"]}
         async with self.db.read() as conn:
-            messages = (await conn.sql(_THREAD_MESSAGES, params)).rows
-            steps = (await conn.sql(_THREAD_STEPS, params)).rows
-        tool_steps = []
-        for (data,) in steps:
+            rows = (await conn.sql(_THREAD_ROWS, {"thread_id": run["thread_id"]})).rows
+        messages, tool_steps = [], []
+        for kind, _, data in rows:
+            if kind == 0:
+                messages.append(orjson.loads(data))
+                continue
             step = orjson.loads(data)
             if step["type"] != "tool_calls":
                 continue
             if step["status"] == "completed" or (
                     step["run_id"] == run["id"] and step["status"] == "in_progress"):
                 tool_steps.append(step)
-        return [orjson.loads(row[0]) for row in messages], tool_steps
+        return messages, tool_steps
 
     def _enabled_builtins(self, run: dict[str, Any]) -> dict[str, tuple[BuiltinTool, dict]]:
         """Built-in tools of this run by the function name the model sees."""
@@ -342,12 +345,7 @@ class Executor:
 
     async def _on_text(self, run: dict[str, Any], project: str, turn: _Turn, text: str) -> None:
         if turn.message is None:
-            message_id = ids.new_id("msg_")
-            async with self.records.changes() as tx:
-                turn.message_step = await tx.create_step(run, project, {
-                    "type": "message_creation",
-                    "message_creation": {"message_id": message_id}})
-                turn.message = await tx.create_message(run, project, message_id)
+            turn.message_step, turn.message = await self.records.open_message(run, project)
         turn.text += text
         self.records.delta(run["id"], "thread.message.delta", turn.message["id"], {"content": [
             {"index": 0, "type": "text", "text": {"value": text, "annotations": []}}]})

@@ -93,13 +93,7 @@ class Changes:
 
     async def create_step(self, run: dict[str, Any], project: str,
                           details: dict[str, Any]) -> dict[str, Any]:
-        step = shaped(RunStep, {
-            "id": ids.new_id("step_"), "object": "thread.run.step", "created_at": ids.now(),
-            "run_id": run["id"], "assistant_id": run["assistant_id"],
-            "thread_id": run["thread_id"], "type": details["type"], "status": "in_progress",
-            "cancelled_at": None, "completed_at": None, "expired_at": None, "failed_at": None,
-            "last_error": None, "step_details": details, "usage": None, "metadata": {},
-        })
+        step = _new_step(run, details)
         data = await objects.insert_object(self.conn, tables.run_steps, step, project,
                                            thread_id=run["thread_id"], run_id=run["id"])
         self.events.append((run["id"], Event.stamped("thread.run.step.created", data)))
@@ -124,22 +118,6 @@ class Changes:
         rows = (await self.conn.sql(_RUN_MESSAGES, {"run_id": run_id})).rows
         return {row[0] for row in rows if orjson.loads(row[1])["status"] == "in_progress"}
 
-    async def create_message(self, run: dict[str, Any], project: str,
-                             message_id: str | None = None) -> dict[str, Any]:
-        message = shaped(Message, {
-            "id": message_id or ids.new_id("msg_"), "object": "thread.message",
-            "created_at": ids.now(), "assistant_id": run["assistant_id"],
-            "thread_id": run["thread_id"], "run_id": run["id"], "role": "assistant",
-            "content": [], "attachments": [], "metadata": {}, "status": "in_progress",
-            "incomplete_details": None, "completed_at": None, "incomplete_at": None,
-        })
-        data = await objects.insert_object(
-            self.conn, tables.messages, message, project, thread_id=run["thread_id"],
-            run_id=run["id"])
-        self.events.append((run["id"], Event.stamped("thread.message.created", data)))
-        self.events.append((run["id"], Event.stamped("thread.message.in_progress", data)))
-        return message
-
     async def save_message(self, message: dict[str, Any], event: str | None = None
                            ) -> dict[str, Any]:
         message = shaped(Message, message)
@@ -161,6 +139,26 @@ _WRITE_RUN_RELEASED = Sql("UPDATE runs SET data = :data, status = :status, worke
 _RUN = Sql("SELECT data FROM runs WHERE id = :run_id")
 _RUN_STEPS = Sql("SELECT data FROM run_steps WHERE run_id = :run_id ORDER BY id")
 _RUN_MESSAGES = Sql("SELECT id, data FROM messages WHERE run_id = :run_id")
+
+
+def _new_step(run: dict[str, Any], details: dict[str, Any]) -> dict[str, Any]:
+    return shaped(RunStep, {
+        "id": ids.new_id("step_"), "object": "thread.run.step", "created_at": ids.now(),
+        "run_id": run["id"], "assistant_id": run["assistant_id"],
+        "thread_id": run["thread_id"], "type": details["type"], "status": "in_progress",
+        "cancelled_at": None, "completed_at": None, "expired_at": None, "failed_at": None,
+        "last_error": None, "step_details": details, "usage": None, "metadata": {},
+    })
+
+
+def _new_message(run: dict[str, Any], message_id: str) -> dict[str, Any]:
+    return shaped(Message, {
+        "id": message_id, "object": "thread.message", "created_at": ids.now(),
+        "assistant_id": run["assistant_id"], "thread_id": run["thread_id"],
+        "run_id": run["id"], "role": "assistant", "content": [], "attachments": [],
+        "metadata": {}, "status": "in_progress", "incomplete_details": None,
+        "completed_at": None, "incomplete_at": None,
+    })
 
 
 async def _run_steps(conn: Connection, run_id: str) -> list[dict[str, Any]]:
@@ -204,6 +202,29 @@ class RunRecords:
                           details: dict[str, Any]) -> dict[str, Any]:
         async with self.changes() as tx:
             return await tx.create_step(run, project, details)
+
+    async def open_message(self, run: dict[str, Any], project: str
+                           ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The message a model's text goes into, and its message_creation step: both rows in
+        one write (the first token waits for it), then their four events."""
+        message_id = ids.new_id("msg_")
+        step = _new_step(run, {"type": "message_creation",
+                               "message_creation": {"message_id": message_id}})
+        message = _new_message(run, message_id)
+        stamps = [Event.stamped(name, "") for name in (
+            "thread.run.step.created", "thread.run.step.in_progress",
+            "thread.message.created", "thread.message.in_progress")]
+        step_data, message_data = objects.dumps(step), objects.dumps(message)
+        await self.db.write_together([
+            objects.insert_statement(tables.run_steps, step, project, step_data,
+                                     thread_id=run["thread_id"], run_id=run["id"]),
+            objects.insert_statement(tables.messages, message, project, message_data,
+                                     thread_id=run["thread_id"], run_id=run["id"]),
+        ])
+        for stamp, data in zip(stamps, (step_data, step_data, message_data, message_data),
+                               strict=True):
+            self.bus.publish(run["id"], Event(stamp.event, data, stamp.id))
+        return step, message
 
     def delta(self, run_id: str, event: str, object_id: str, delta: dict[str, Any]) -> None:
         kind = "thread.message.delta" if event == "thread.message.delta" else \

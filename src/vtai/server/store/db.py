@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
@@ -66,6 +67,17 @@ class Sql:
 
     def positional(self, params: dict[str, Any]) -> tuple[Any, ...]:
         return tuple(params[name] for name in self.names)
+
+
+@functools.cache
+def _together(statements: tuple[Sql, ...]) -> Sql:
+    """Statements as one, for PostgreSQL: each a data-modifying CTE; the row counts."""
+    parts, counts = [], []
+    for k, statement in enumerate(statements):
+        text = _PARAM.sub(f":b{k}_\\1", statement.sqlite)
+        parts.append(f"b{k} AS ({text} RETURNING 1)")
+        counts.append(f"(SELECT count(*) FROM b{k})")
+    return Sql(f"WITH {', '.join(parts)} SELECT {', '.join(counts)}")
 
 
 class Rows(NamedTuple):
@@ -277,6 +289,24 @@ class Database:
                         await pg.command("ROLLBACK")
                     raise
                 await pg.command("COMMIT")
+
+    async def write_together(self, statements: list[tuple[Sql, dict[str, Any]]]) -> list[int]:
+        """Writes that stand or fall together, none reading what another one changes: the row
+        count of each. On PostgreSQL they go as one statement, atomic by itself, in one round
+        trip (where a transaction would take BEGIN, each statement and COMMIT)."""
+        if self.is_sqlite:
+            async with self.write() as conn:
+                return [(await conn.sql(statement, params)).rowcount
+                        for statement, params in statements]
+        if len(statements) == 1:
+            statement, params = statements[0]
+        else:
+            statement = _together(tuple(statement for statement, _ in statements))
+            params = {f"b{k}_{name}": value for k, (_, given) in enumerate(statements)
+                      for name, value in given.items()}
+        async with self._autocommit.connect() as aconn:
+            result = await (await self._pg(aconn)).sql(statement, params)
+        return [result.rowcount] if len(statements) == 1 else [int(n) for n in result.rows[0]]
 
     @staticmethod
     async def _pg(aconn: AsyncConnection) -> _PgConnection:

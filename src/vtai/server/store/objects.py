@@ -67,10 +67,16 @@ def _by_id(table: Table) -> Select[Any]:
 async def insert_object(conn: Connection, table: Table, obj: dict[str, Any],
                         project_id: str, **columns: Any) -> str:
     data = dumps(obj)
-    await conn.sql(_insert(table, tuple(columns)), {
-        "id": obj["id"], "project_id": project_id, "created_at": obj["created_at"],
-        "data": data, **columns})
+    await conn.sql(*insert_statement(table, obj, project_id, data, **columns))
     return data
+
+
+def insert_statement(table: Table, obj: dict[str, Any], project_id: str, data: str,
+                     **columns: Any) -> tuple[Sql, dict[str, Any]]:
+    """The statement and parameters that store a new object whose JSON is ``data``."""
+    return _insert(table, tuple(columns)), {
+        "id": obj["id"], "project_id": project_id, "created_at": obj["created_at"],
+        "data": data, **columns}
 
 
 async def get_data(conn: Connection, table: Table, object_id: str, project_id: str,
