@@ -461,6 +461,11 @@ async def run_events(
         sub.close()
         raise
     sub.seen.update(event.id for event in missed)
+    # Events of another process may have reached the subscription while history was read:
+    # each goes out once, in order.
+    delivered = sub.take_delivered()
+    if delivered:
+        missed = sorted({e.id: e for e in [*missed, *delivered]}.values(), key=lambda e: e.id)
     # A paused or finished run whose pausing event the client already has: nothing to wait for.
     live = run["status"] not in states.PAUSING or any(e.ends_stream for e in missed)
     return _stream(request, sub, missed, live=live, include=include)

@@ -73,6 +73,14 @@ class Event:
 _INSERT_EVENT = Sql("INSERT INTO run_events (id, run_id, event, data, created_at) "
                     "VALUES (:id, :run_id, :event, :data, :created_at)")
 
+# On PostgreSQL: a batch of events and the notifications for their runs, in one statement.
+_STORE_EVENTS_PG = Sql(
+    "WITH stored AS (INSERT INTO run_events (id, run_id, event, data, created_at) "
+    "SELECT id, run_id, event, data, CAST(:created_at AS bigint) FROM unnest(CAST(:ids AS text[]), "
+    "CAST(:run_ids AS text[]), CAST(:events AS text[]), CAST(:datas AS text[])) "
+    "AS batch (id, run_id, event, data) RETURNING 1) "
+    "SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) AS payload")
+
 DONE = b"event: done\ndata: [DONE]\n\n"
 
 
@@ -95,6 +103,13 @@ class Subscription:
         if event.id > self.after and event.id not in self.seen:
             self.seen.add(event.id)
             self.queue.put_nowait(event)
+
+    def take_delivered(self) -> list[Event]:
+        """The events delivered and not yet read, taken out of the subscription."""
+        taken = []
+        while not self.queue.empty():
+            taken.append(self.queue.get_nowait())
+        return taken
 
     async def events(self) -> AsyncIterator[list[Event]]:
         """Events until the run finishes or waits for tool outputs, in batches: each batch
@@ -198,13 +213,21 @@ class EventBus:
         if not batch:
             return
         now = ids.now()
-        rows = [{"id": ev.id, "run_id": run_id, "event": ev.event, "data": ev.data,
-                 "created_at": now} for run_id, ev in batch]
         try:
-            async with self.db.write() as conn:
-                await conn.sql_many(_INSERT_EVENT, rows)
-                await self.db.notify_many(conn, CHANNEL, self._payloads(
-                    list(dict.fromkeys(run_id for run_id, _ in batch))))
+            if self.db.is_sqlite:
+                async with self.db.write() as conn:
+                    await conn.sql_many(_INSERT_EVENT, [
+                        {"id": ev.id, "run_id": run_id, "event": ev.event, "data": ev.data,
+                         "created_at": now} for run_id, ev in batch])
+            else:
+                await self.db.write_together([(_STORE_EVENTS_PG, {
+                    "ids": [ev.id for _, ev in batch],
+                    "run_ids": [run_id for run_id, _ in batch],
+                    "events": [ev.event for _, ev in batch],
+                    "datas": [ev.data for _, ev in batch], "created_at": now,
+                    "channel": CHANNEL, "payloads": self._payloads(
+                        list(dict.fromkeys(run_id for run_id, _ in batch)))})],
+                    durable=False)
         except Exception:
             self._pending[:0] = batch  # keep them for the next try
             raise

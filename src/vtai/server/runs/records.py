@@ -220,7 +220,7 @@ class RunRecords:
                                      thread_id=run["thread_id"], run_id=run["id"]),
             objects.insert_statement(tables.messages, message, project, message_data,
                                      thread_id=run["thread_id"], run_id=run["id"]),
-        ])
+        ], durable=False)  # the turn's end, a durable write, makes them durable too
         for stamp, data in zip(stamps, (step_data, step_data, message_data, message_data),
                                strict=True):
             self.bus.publish(run["id"], Event(stamp.event, data, stamp.id))

@@ -223,6 +223,11 @@ _NOTIFY_MANY = text(
     "SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) AS payload")
 
 
+# PostgreSQL sessions commit without waiting for the WAL flush (see write_together); a
+# transaction of write() waits, as PostgreSQL does by default. One round trip for both.
+_BEGIN_DURABLE = "BEGIN; SET LOCAL synchronous_commit TO on"
+
+
 class Listener:
     def __init__(self, conn: Any) -> None:
         self._conn = conn
@@ -251,8 +256,11 @@ class Database:
             # No ping before each use (two round trips per transaction): a connection found
             # broken fails its request with 503, and SQLAlchemy then drops the whole pool, so
             # the requests after it reconnect.
-            self._engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size,
-                                               pool_timeout=60)
+            # Commits wait for the WAL flush only in write() (see there): the writes that
+            # do not wait are the volatile ones of write_together().
+            self._engine = create_async_engine(
+                url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=60,
+                connect_args={"server_settings": {"synchronous_commit": "off"}})
             # Reads outside a transaction: under READ COMMITTED each statement sees what was
             # committed when it started either way, and BEGIN and ROLLBACK around a read
             # are two more round trips to the server. Writes begin and end their own (see
@@ -281,7 +289,7 @@ class Database:
         else:
             async with self._autocommit.connect() as aconn:
                 pg = await self._pg(aconn)
-                await pg.command("BEGIN")
+                await pg.command(_BEGIN_DURABLE)
                 try:
                     yield pg
                 except BaseException:
@@ -290,11 +298,16 @@ class Database:
                     raise
                 await pg.command("COMMIT")
 
-    async def write_together(self, statements: list[tuple[Sql, dict[str, Any]]]) -> list[int]:
+    async def write_together(self, statements: list[tuple[Sql, dict[str, Any]]], *,
+                             durable: bool) -> list[int]:
         """Writes that stand or fall together, none reading what another one changes: the row
-        count of each. On PostgreSQL they go as one statement, atomic by itself, in one round
-        trip (where a transaction would take BEGIN, each statement and COMMIT)."""
-        if self.is_sqlite:
+        count of each. On PostgreSQL, writes that need not be ``durable`` go as one
+        statement, atomic by itself, in one round trip (a transaction takes BEGIN, each
+        statement and COMMIT), and their commit does not wait for the WAL to reach the disk:
+        a crash of PostgreSQL itself can lose the last fraction of a second of them, as
+        SQLite's WAL (synchronous=NORMAL) can on a power loss. A later durable commit makes
+        them durable too."""
+        if self.is_sqlite or durable:
             async with self.write() as conn:
                 return [(await conn.sql(statement, params)).rowcount
                         for statement, params in statements]
