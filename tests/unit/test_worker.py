@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from vtai.server.runs.executor import ModelCall
 from vtai.server.runs.worker import Worker
 
 
@@ -13,9 +14,17 @@ class _Executor:
         self.db: Any = None
         self.executed: list[str] = []
 
-    async def execute(self, run_id: str, run: Any = None, project: Any = None) -> str:
+    async def execute(self, run_id: str, run: Any = None, project: Any = None,
+                      ahead: Any = None) -> str:
         self.executed.append(run_id)
         return "completed"
+
+
+class _Answer:
+    released = False
+
+    def release(self) -> None:
+        self.released = True
 
 
 async def test_a_task_cancelled_before_it_ran_is_released() -> None:
@@ -34,6 +43,25 @@ async def test_a_task_cancelled_before_it_ran_is_released() -> None:
     assert executor.executed == []
     assert worker.tasks == {} and released == ["run_1"]
     assert worker._wake.is_set()  # the loop looks again: it finishes the cancel
+
+
+async def test_a_model_call_sent_ahead_is_released_when_its_run_never_ran() -> None:
+    worker = Worker(_Executor())  # type: ignore[arg-type]
+
+    async def release(run_id: str) -> None:
+        pass
+
+    worker._release = release  # type: ignore[method-assign]
+    answer = _Answer()
+    opening: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    opening.set_result(answer)
+    ahead = ModelCall(route=None, params={}, prompt_tokens=0,  # type: ignore[arg-type]
+                      opening=opening)
+    worker.adopt({"id": "run_1"}, "proj", ahead)
+    assert worker.interrupt("run_1")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert answer.released and ahead.opening is None
 
 
 async def test_outputs_arriving_while_a_turn_ends_start_the_next_turn_after_it() -> None:

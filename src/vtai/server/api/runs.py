@@ -36,6 +36,7 @@ from vtai.server.api.threads import ThreadCreate, check_thread_request, insert_t
 from vtai.server.providers.routing import ProviderMissing
 from vtai.server.runs import states
 from vtai.server.runs.events import WORK_CHANNEL, Event, Subscription, sse_body
+from vtai.server.runs.executor import ModelCall
 from vtai.server.runs.records import Conflict, RunRecords
 from vtai.server.store import objects, queries, tables
 from vtai.server.store.db import Connection
@@ -230,22 +231,27 @@ def _creation_events(run_data: str, thread_data: str | None = None) -> list[Even
 
 
 def _started(request: Request, new: _NewRun, sub: Subscription | None,
-             events: list[Event], include: list[str] | None = None) -> Response:
-    """Announce a new run (its events are stored for resuming streams) and start it."""
+             events: list[Event], include: list[str] | None = None,
+             ahead: ModelCall | None = None) -> Response:
+    """Announce a new run (its events are stored for resuming streams) and start it;
+    ``ahead``: its first model call, sent already."""
     bus = _records(request).bus
     for event in events:
         bus.publish(new.run["id"], event)
-    _execute(request, new.run, new.project, new.adopted)
+    _execute(request, new.run, new.project, new.adopted, ahead)
     if sub is None:
         return _poll_headers(json_response(new.data))
     return _stream(request, sub, [], include=include)
 
 
-def _execute(request: Request, run: dict[str, Any], project: str, adopted: bool) -> None:
+def _execute(request: Request, run: dict[str, Any], project: str, adopted: bool,
+             ahead: ModelCall | None = None) -> None:
     if adopted:
-        request.app.state.worker.adopt(run, project)
-    else:
-        request.app.state.worker.wake()
+        request.app.state.worker.adopt(run, project, ahead)
+        return
+    if ahead is not None:  # another process will execute the run
+        ahead.release()
+    request.app.state.worker.wake()
 
 
 @router.post("/threads/{thread_id}/runs")
@@ -258,24 +264,33 @@ async def create_run(
         check_message_size(extra.content, extra.attachments, request.app.state.settings,
                            f"additional_messages[{index}].content")
     assistant = await _assistant_for_run(request, project, body)
-    async with request.app.state.db.write() as conn:
-        exists, active = await queries.thread_activity(conn, thread_id, project)
-        if not exists:
-            raise not_found("thread", thread_id)
-        await require_files(conn, project, [
-            f for extra in body.additional_messages or [] for f in message_file_ids(extra)])
-        run = _new_run(request, assistant, thread_id, body, body.additional_instructions)
-        for extra in body.additional_messages or []:
-            await insert_message(conn, new_message(thread_id, extra), project)
-        sub = _records(request).bus.subscribe(run["id"]) if body.stream else None
-        try:
-            new = await _insert_run(request, conn, run, project, active)
-        except Exception:
-            if sub:
-                sub.close()
-            raise
-        events = _creation_events(new.data)
-    return _started(request, new, sub, events, include)
+    ahead = None
+    try:
+        async with request.app.state.db.write() as conn:
+            exists, active = await queries.thread_activity(conn, thread_id, project)
+            if not exists:
+                raise not_found("thread", thread_id)
+            await require_files(conn, project, [
+                f for extra in body.additional_messages or [] for f in message_file_ids(extra)])
+            run = _new_run(request, assistant, thread_id, body, body.additional_instructions)
+            for extra in body.additional_messages or []:
+                await insert_message(conn, new_message(thread_id, extra), project)
+            if active is None and not body.additional_messages:
+                # The model starts on the thread while the run is stored.
+                ahead = await request.app.state.worker.send_ahead(run)
+            sub = _records(request).bus.subscribe(run["id"]) if body.stream else None
+            try:
+                new = await _insert_run(request, conn, run, project, active)
+            except Exception:
+                if sub:
+                    sub.close()
+                raise
+            events = _creation_events(new.data)
+    except BaseException:
+        if ahead is not None:
+            ahead.release()
+        raise
+    return _started(request, new, sub, events, include, ahead)
 
 
 @router.post("/threads/runs")

@@ -45,6 +45,27 @@ class _ToolCall:
 
 
 @dataclass
+class ModelCall:
+    """A model request ready to go, or already sent (``opening``, see Executor.send_ahead)."""
+
+    route: Route
+    params: dict[str, Any]
+    prompt_tokens: int
+    opening: asyncio.Future[OpenAnswer] | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    def release(self) -> None:
+        """Give up a request that was sent and will not be read."""
+        opening, self.opening = self.opening, None
+        if opening is None:
+            return
+        if not opening.done():
+            opening.cancel()
+        elif not opening.cancelled() and opening.exception() is None:
+            opening.result().release()
+
+
+@dataclass
 class _Turn:
     """What one model call produced so far."""
 
@@ -57,6 +78,7 @@ class _Turn:
     usage: dict[str, int] | None = None
     # calls of built-in tools made since the run's last message, by tool type
     builtin_calls: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    ahead: ModelCall | None = None  # the next model call, sent already
 
     def next_model_call(self) -> None:
         """Start another model call in the same turn (after built-in tools ran)."""
@@ -141,11 +163,21 @@ class Executor:
         self.builtins = builtins or {}
 
     async def execute(self, run_id: str, run: dict[str, Any] | None = None,
-                      project: str | None = None) -> str | None:
+                      project: str | None = None, ahead: ModelCall | None = None
+                      ) -> str | None:
         """Take a queued (or cancelling) run through one turn; an in_progress run is one
         whose worker died, and its turn starts again from what is stored. ``run`` and
-        ``project``, when the caller has them, save reading them again. Returns the status
+        ``project``, when the caller has them, save reading them again; ``ahead`` is the
+        turn's first model call if it was sent already (see send_ahead). Returns the status
         the run was left in by this turn (None if it was not executed)."""
+        try:
+            return await self._execute(run_id, run, project, ahead)
+        finally:
+            if ahead is not None:
+                ahead.release()  # (nothing to do when the turn read its answer)
+
+    async def _execute(self, run_id: str, run: dict[str, Any] | None, project: str | None,
+                       ahead: ModelCall | None) -> str | None:
         if run is None:
             run = await self.records.load(run_id)
         if run is None:
@@ -159,7 +191,7 @@ class Executor:
         logs.run_id_var.set(run_id)
         logs.thread_id_var.set(run["thread_id"])
         log.info("executing run %s (%s)", run_id, run["status"])
-        turn = _Turn()
+        turn = _Turn(ahead=ahead)
         try:
             if run["status"] == states.IN_PROGRESS:
                 await self._discard_lost_attempt(run)
@@ -231,32 +263,43 @@ class Executor:
     async def _turn(self, run: dict[str, Any], project: str, turn: _Turn) -> str:
         builtins = self._enabled_builtins(run)
         for _ in range(MAX_TOOL_ROUNDS):
-            status = await self._model_call(run, project, turn, builtins)
+            ahead, turn.ahead = turn.ahead, None
+            status = await self._model_call(run, project, turn, builtins, ahead)
             if status is not None:
                 return status
             turn.next_model_call()
         raise RunFailure("server_error", f"The model called built-in tools more than "
                                          f"{MAX_TOOL_ROUNDS} times in a row.")
 
-    async def _model_call(self, run: dict[str, Any], project: str, turn: _Turn,
-                          builtins: dict[str, tuple[BuiltinTool, dict[str, Any]]]
-                          ) -> str | None:
-        """One model call and what follows it: the status the run was left in, or None
-        when built-in tools ran and the model must be called again."""
+    async def send_ahead(self, run: dict[str, Any]) -> ModelCall | None:
+        """The first model call of a run that is being created, sent at once: the model works
+        while the run is stored. For a run of this process's worker whose thread holds all of
+        its messages already. None when the call is not sent ahead (a prompt over
+        ``max_prompt_tokens``, no provider for the model): the turn then deals with it."""
+        builtins = self._enabled_builtins(run)
         messages, tool_steps = await self._load_thread(run)
         chat, prompt_tokens = prompt.build_messages(run, messages, tool_steps, self._replay)
         if run.get("max_prompt_tokens") is not None and prompt_tokens > run["max_prompt_tokens"]:
-            await self._start(run)
-            async with self.records.changes() as tx:
-                await self._end(tx, run, states.INCOMPLETE, turn,
-                                incomplete_details={"reason": "max_prompt_tokens"})
-            return states.INCOMPLETE
+            return None
         try:
             route = await self.providers.route(run["model"])
-        except ProviderMissing as err:
-            await self._start(run)
-            raise RunFailure("server_error", str(err)) from err
+        except ProviderMissing:
+            return None
+        params = self._params(run, route, chat, builtins, used=0)
+        call = ModelCall(route, params, prompt_tokens,
+                         asyncio.ensure_future(route.open_chat(params)))
+        # Two turns of the event loop let the request leave now, not when the caller next
+        # waits (on SQLite, storing the run never does): the first runs the request's task
+        # up to its wait for the answer, the second the task in which aiohttp writes the
+        # body (before Python 3.12).
+        for _ in range(2):
+            await asyncio.sleep(0)
+        return call
 
+    def _params(self, run: dict[str, Any], route: Route, chat: list[dict[str, Any]],
+                builtins: dict[str, tuple[BuiltinTool, dict[str, Any]]], used: int
+                ) -> dict[str, Any]:
+        """The chat completion request; ``used``: completion tokens the run used so far."""
         params: dict[str, Any] = {"model": route.model, "messages": chat, "stream": True,
                                   "stream_options": {"include_usage": True}}
         tools = _function_tools(run) + [definition for _, definition in builtins.values()]
@@ -272,15 +315,46 @@ class Executor:
         if (fmt := _response_format(run)) is not None:
             params["response_format"] = fmt
         if run.get("max_completion_tokens") is not None:
-            used = sum(int((s.get("usage") or {}).get("completion_tokens") or 0)
-                       for s in await self.records.run_steps(run["id"]))
             params["max_tokens"] = max(1, run["max_completion_tokens"] - used)
+        return params
+
+    async def _model_call(self, run: dict[str, Any], project: str, turn: _Turn,
+                          builtins: dict[str, tuple[BuiltinTool, dict[str, Any]]],
+                          ahead: ModelCall | None = None) -> str | None:
+        """One model call and what follows it: the status the run was left in, or None
+        when built-in tools ran and the model must be called again. ``ahead``: the call,
+        sent already (see send_ahead)."""
+        if ahead is not None:
+            call = ahead
+        else:
+            messages, tool_steps = await self._load_thread(run)
+            chat, prompt_tokens = prompt.build_messages(run, messages, tool_steps,
+                                                        self._replay)
+            if run.get("max_prompt_tokens") is not None and \
+                    prompt_tokens > run["max_prompt_tokens"]:
+                await self._start(run)
+                async with self.records.changes() as tx:
+                    await self._end(tx, run, states.INCOMPLETE, turn,
+                                    incomplete_details={"reason": "max_prompt_tokens"})
+                return states.INCOMPLETE
+            try:
+                route = await self.providers.route(run["model"])
+            except ProviderMissing as err:
+                await self._start(run)
+                raise RunFailure("server_error", str(err)) from err
+            used = 0
+            if run.get("max_completion_tokens") is not None:
+                used = sum(int((s.get("usage") or {}).get("completion_tokens") or 0)
+                           for s in await self.records.run_steps(run["id"]))
+            call = ModelCall(route, self._params(run, route, chat, builtins, used),
+                             prompt_tokens)
+        prompt_tokens = call.prompt_tokens
 
         metrics = self.records.metrics
-        started = time.monotonic()
+        started = call.started
         first_token = True
         try:
-            answer = await self._open_and_start(run, route, params)
+            answer = await self._open_and_start(run, call)
             async with aclosing(answer.chunks()) as chunks:
                 async for chunk in chunks:
                     choices = chunk.get("choices") or ()
@@ -320,16 +394,19 @@ class Executor:
         if run["status"] == states.QUEUED:
             run.update(await self.records.move(run, states.IN_PROGRESS))
 
-    async def _open_and_start(self, run: dict[str, Any], route: Route, params: dict[str, Any]
-                              ) -> OpenAnswer:
-        """Send the model request, and store the run as in_progress while the model works on
-        it: the request goes out first and the write is not added to the time to the first
-        token. The answer is read only after the run's status is stored, so its events come
-        after ``thread.run.in_progress``."""
-        starting = asyncio.ensure_future(self._start(run, after_send=True))
+    async def _open_and_start(self, run: dict[str, Any], call: ModelCall) -> OpenAnswer:
+        """Send the model request (unless it was sent ahead), and store the run as
+        in_progress while the model works on it: the request goes out first and the write is
+        not added to the time to the first token. The answer is read only after the run's
+        status is stored, so its events come after ``thread.run.in_progress``."""
+        opening, call.opening = call.opening, None
+        starting = asyncio.ensure_future(self._start(run, after_send=opening is None))
         try:
-            answer = await route.open_chat(params)
+            answer = await (opening if opening is not None
+                            else call.route.open_chat(call.params))
         except asyncio.CancelledError:
+            if opening is not None:
+                opening.cancel()
             starting.cancel()
             await asyncio.gather(starting, return_exceptions=True)
             raise

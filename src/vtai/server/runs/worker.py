@@ -21,7 +21,7 @@ from sqlalchemy import and_, or_, select, update
 
 from vtai.server import ids
 from vtai.server.runs import states
-from vtai.server.runs.executor import Executor
+from vtai.server.runs.executor import Executor, ModelCall
 from vtai.server.runs.records import Conflict
 from vtai.server.store import tables
 
@@ -66,23 +66,36 @@ class Worker:
             return None
         return {"worker_id": self.id, "lease_expires_at": ids.now() + self.lease_seconds}
 
-    def adopt(self, run: dict[str, Any], project: str) -> None:
-        """Execute a run created with ``lease_for_new_run``'s columns."""
+    async def send_ahead(self, run: dict[str, Any]) -> ModelCall | None:
+        """The first model call of a run this process will execute as it is created (see
+        Executor.send_ahead); None if this process does not execute runs or has no room."""
+        if not self.running or len(self.tasks) >= self.max_concurrent_runs:
+            return None
+        return await self.executor.send_ahead(run)
+
+    def adopt(self, run: dict[str, Any], project: str, ahead: ModelCall | None = None) -> None:
+        """Execute a run created with ``lease_for_new_run``'s columns; ``ahead``: its first
+        model call, sent already."""
         run_id = run["id"]
         if run_id in self.tasks:  # its last turn is still ending: this one starts after it
+            if ahead is not None:
+                ahead.release()
             self._adopted[run_id] = (run, project)
         else:
-            self._spawn(run_id, run, project)
+            self._spawn(run_id, run, project, ahead)
 
     def _spawn(self, run_id: str, run: dict[str, Any] | None = None,
-               project: str | None = None) -> None:
-        task = asyncio.create_task(self._execute(run_id, run, project))
+               project: str | None = None, ahead: ModelCall | None = None) -> None:
+        task = asyncio.create_task(self._execute(run_id, run, project, ahead))
         self.tasks[run_id] = task
-        task.add_done_callback(functools.partial(self._never_ran, run_id))
+        task.add_done_callback(functools.partial(self._never_ran, run_id, ahead))
 
-    def _never_ran(self, run_id: str, task: asyncio.Task[None]) -> None:
+    def _never_ran(self, run_id: str, ahead: ModelCall | None, task: asyncio.Task[None]
+                   ) -> None:
         """A task cancelled before its first step (a cancel right after the run was made)
         never ran ``_execute``'s cleanup: release the run, so the loop finishes its cancel."""
+        if ahead is not None:
+            ahead.release()  # (nothing to do once the run's turn read its answer)
         if self.tasks.get(run_id) is task:
             del self.tasks[run_id]
             self._interrupted.discard(run_id)
@@ -195,10 +208,10 @@ class Worker:
         await self._release(run_id)
 
     async def _execute(self, run_id: str, run: dict[str, Any] | None = None,
-                       project: str | None = None) -> None:
+                       project: str | None = None, ahead: ModelCall | None = None) -> None:
         status = None
         try:
-            status = await self.executor.execute(run_id, run, project)
+            status = await self.executor.execute(run_id, run, project, ahead)
         except asyncio.CancelledError:
             raise
         except Exception:
