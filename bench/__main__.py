@@ -90,7 +90,7 @@ def run_levels(args: argparse.Namespace) -> dict[str, dict[int, int]]:
     if args.shape in ("steady", "both"):
         # Each worker's first and last runs are not measured; runs are seconds long here.
         levels["steady"] = {c: (4 if args.quick else 8) if c == 1 else
-                            max(3, 2 + math.ceil(samples / c)) for c in args.concurrency}
+                            max(4, 2 + math.ceil(samples / c)) for c in args.concurrency}
     return levels
 
 

@@ -117,19 +117,21 @@ def _poll_headers(response: Response) -> Response:
     return response
 
 
-async def _assistant_for_run(request: Request, project: str, body: RunOptions
-                             ) -> dict[str, Any]:
+async def _assistant_for_run(request: Request, project: str, body: RunOptions,
+                             thread_id: str | None = None
+                             ) -> tuple[dict[str, Any], queries.RunStart]:
     """The run's assistant, after checking that a provider serves the run's model and that
-    the project may start another run."""
+    the project may start another run; and what was read with it about the run's thread."""
     settings = request.app.state.settings
     check_tools_size(body.tools, settings)
     async with request.app.state.db.read() as conn:
-        data, active = await queries.assistant_and_active_runs(conn, body.assistant_id, project)
-    assistant = None if data is None else orjson.loads(data)
+        start = await queries.run_start(conn, body.assistant_id, project, thread_id)
+    assistant = None if start.assistant is None else orjson.loads(start.assistant)
     if assistant is not None and settings.max_active_runs_per_project and \
-            active >= settings.max_active_runs_per_project:
-        raise APIError(429, f"Too many active runs: this project has {active}, the "
-                       f"limit is {settings.max_active_runs_per_project}.",
+            start.active_in_project >= settings.max_active_runs_per_project:
+        raise APIError(429, f"Too many active runs: this project has "
+                       f"{start.active_in_project}, the limit is "
+                       f"{settings.max_active_runs_per_project}.",
                        type="requests", code="rate_limit_exceeded",
                        headers={"retry-after": "1"})
     if assistant is None:
@@ -139,7 +141,7 @@ async def _assistant_for_run(request: Request, project: str, body: RunOptions
         await request.app.state.providers.route(model)
     except ProviderMissing as err:
         raise bad_request(str(err), "model", "model_not_found") from err
-    return assistant
+    return assistant, start
 
 
 def _new_run(request: Request, assistant: dict[str, Any], thread_id: str, body: RunOptions,
@@ -263,8 +265,16 @@ async def create_run(
     for index, extra in enumerate(body.additional_messages or []):
         check_message_size(extra.content, extra.attachments, request.app.state.settings,
                            f"additional_messages[{index}].content")
-    assistant = await _assistant_for_run(request, project, body)
+    assistant, start = await _assistant_for_run(request, project, body, thread_id)
+    if not start.thread_exists:
+        raise not_found("thread", thread_id)
+    run = _new_run(request, assistant, thread_id, body, body.additional_instructions)
     ahead = None
+    if start.thread_active_run is None and not body.additional_messages:
+        # The model starts on the thread while the run is stored. (A message another
+        # request adds to the thread in between is stored before the run but is not in
+        # this first prompt.)
+        ahead = await request.app.state.worker.send_ahead(run)
     try:
         async with request.app.state.db.write() as conn:
             exists, active = await queries.thread_activity(conn, thread_id, project)
@@ -272,12 +282,8 @@ async def create_run(
                 raise not_found("thread", thread_id)
             await require_files(conn, project, [
                 f for extra in body.additional_messages or [] for f in message_file_ids(extra)])
-            run = _new_run(request, assistant, thread_id, body, body.additional_instructions)
             for extra in body.additional_messages or []:
                 await insert_message(conn, new_message(thread_id, extra), project)
-            if active is None and not body.additional_messages:
-                # The model starts on the thread while the run is stored.
-                ahead = await request.app.state.worker.send_ahead(run)
             sub = _records(request).bus.subscribe(run["id"]) if body.stream else None
             try:
                 new = await _insert_run(request, conn, run, project, active)
@@ -308,7 +314,7 @@ async def create_thread_and_run(
                  if (value := getattr(body.tool_resources, name)) is not None}
         merged = (thread.tool_resources or ToolResources()).model_copy(update=given)
         thread = thread.model_copy(update={"tool_resources": merged})
-    assistant = await _assistant_for_run(request, project, body)
+    assistant, _ = await _assistant_for_run(request, project, body)
     async with request.app.state.db.write() as conn:
         thread_data = await insert_thread(conn, thread, project)
         thread_id = orjson.loads(thread_data)["id"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from vtai.server.runs import states
 from vtai.server.store.db import Connection, Sql
 
@@ -11,11 +13,21 @@ _THREAD_AND_ACTIVE_RUN = Sql(
     "SELECT t.id, (SELECT r.id FROM runs AS r WHERE r.thread_id = t.id "
     f"AND r.status IN ({_ACTIVE}) LIMIT 1) FROM threads AS t "
     "WHERE t.id = :thread_id AND t.project_id = :project_id")
-_ASSISTANT_AND_ACTIVE_RUNS = Sql(
+_RUN_START = Sql(
     "SELECT a.data, (SELECT count(*) FROM runs AS r WHERE r.project_id = :project_id "
-    f"AND r.status IN ({_ACTIVE})) FROM assistants AS a "
-    "WHERE a.id = :assistant_id AND a.project_id = :project_id")
+    f"AND r.status IN ({_ACTIVE})), "
+    "(SELECT t.id FROM threads AS t WHERE t.id = :thread_id AND t.project_id = :project_id), "
+    f"(SELECT r.id FROM runs AS r WHERE r.thread_id = :thread_id AND r.status IN ({_ACTIVE}) "
+    "LIMIT 1) FROM assistants AS a WHERE a.id = :assistant_id AND a.project_id = :project_id")
 
+
+class RunStart(NamedTuple):
+    """What starting a run checks, read at once."""
+
+    assistant: str | None  # the assistant's stored JSON, None if it is not in the project
+    active_in_project: int  # runs of the project not finished yet
+    thread_exists: bool
+    thread_active_run: str | None
 
 async def thread_exists(conn: Connection, thread_id: str, project_id: str) -> bool:
     result = await conn.sql(_THREAD, {"thread_id": thread_id, "project_id": project_id})
@@ -30,10 +42,13 @@ async def thread_activity(conn: Connection, thread_id: str, project_id: str
     return (False, None) if not result.rows else (True, result.rows[0][1])
 
 
-async def assistant_and_active_runs(conn: Connection, assistant_id: str, project_id: str
-                                    ) -> tuple[str | None, int]:
-    """An assistant's stored JSON (None if it is not in this project), and how many runs of
-    the project are active: what starting a run checks, in one query."""
-    result = await conn.sql(_ASSISTANT_AND_ACTIVE_RUNS,
-                            {"assistant_id": assistant_id, "project_id": project_id})
-    return (None, 0) if not result.rows else (result.rows[0][0], int(result.rows[0][1]))
+async def run_start(conn: Connection, assistant_id: str, project_id: str,
+                    thread_id: str | None) -> RunStart:
+    """The assistant, the project's active runs and (for an existing thread) whether the
+    thread exists and its active run: one query."""
+    result = await conn.sql(_RUN_START, {"assistant_id": assistant_id, "project_id": project_id,
+                                         "thread_id": thread_id or ""})
+    if not result.rows:
+        return RunStart(None, 0, False, None)
+    data, active, thread, thread_run = result.rows[0]
+    return RunStart(data, int(active), thread is not None, thread_run)
