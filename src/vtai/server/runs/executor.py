@@ -392,7 +392,8 @@ class Executor:
             # scheduled after this one: one turn of the loop lets the request leave first.
             await asyncio.sleep(0)
         if run["status"] == states.QUEUED:
-            run.update(await self.records.move(run, states.IN_PROGRESS))
+            # Not durable: the turn's end (or its failure) is, and makes this durable too.
+            run.update(await self.records.move(run, states.IN_PROGRESS, durable=False))
 
     async def _open_and_start(self, run: dict[str, Any], call: ModelCall) -> OpenAnswer:
         """Send the model request (unless it was sent ahead), and store the run as

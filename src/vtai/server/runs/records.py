@@ -173,9 +173,10 @@ class RunRecords:
         self.metrics = metrics or Metrics()
 
     @asynccontextmanager
-    async def changes(self) -> AsyncIterator[Changes]:
-        """One transaction of run changes; its events go out once it has committed."""
-        async with self.db.write() as conn:
+    async def changes(self, durable: bool = True) -> AsyncIterator[Changes]:
+        """One transaction of run changes; its events go out once it has committed. See
+        Database.write_together for what not ``durable`` means."""
+        async with self.db.write(durable) as conn:
             changes = Changes(self, conn)
             yield changes
         for run_id, event in changes.events:
@@ -194,8 +195,9 @@ class RunRecords:
 
     # one change, one transaction -------------------------------------------------------------
 
-    async def move(self, run: dict[str, Any], target: str, **changes: Any) -> dict[str, Any]:
-        async with self.changes() as tx:
+    async def move(self, run: dict[str, Any], target: str, *, durable: bool = True,
+                   **changes: Any) -> dict[str, Any]:
+        async with self.changes(durable) as tx:
             return await tx.move(run, target, **changes)
 
     async def create_step(self, run: dict[str, Any], project: str,

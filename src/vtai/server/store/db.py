@@ -277,8 +277,10 @@ class Database:
                 yield await self._pg(aconn)
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[Connection]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
+    async def write(self, durable: bool = True) -> AsyncIterator[Connection]:
+        """One transaction: committed when the block ends, rolled back if it raises. On
+        PostgreSQL a transaction that need not be ``durable`` does not wait for the WAL
+        flush when it commits (see write_together)."""
         if self.is_sqlite:
             async with self._write_lock:
                 conn = self._writer
@@ -289,7 +291,7 @@ class Database:
         else:
             async with self._autocommit.connect() as aconn:
                 pg = await self._pg(aconn)
-                await pg.command(_BEGIN_DURABLE)
+                await pg.command(_BEGIN_DURABLE if durable else "BEGIN")
                 try:
                     yield pg
                 except BaseException:
