@@ -37,6 +37,10 @@ class RunFailure(Exception):
         self.message = message
 
 
+class _OverPromptLimit(Exception):
+    """The prompt is longer than the run's max_prompt_tokens."""
+
+
 @dataclass
 class _ToolCall:
     id: str
@@ -276,18 +280,11 @@ class Executor:
         while the run is stored. For a run of this process's worker whose thread holds all of
         its messages already. None when the call is not sent ahead (a prompt over
         ``max_prompt_tokens``, no provider for the model): the turn then deals with it."""
-        builtins = self._enabled_builtins(run)
-        messages, tool_steps = await self._load_thread(run)
-        chat, prompt_tokens = prompt.build_messages(run, messages, tool_steps, self._replay)
-        if run.get("max_prompt_tokens") is not None and prompt_tokens > run["max_prompt_tokens"]:
-            return None
         try:
-            route = await self.providers.route(run["model"])
-        except ProviderMissing:
+            call = await self._build_call(run, self._enabled_builtins(run), used=0)
+        except (_OverPromptLimit, ProviderMissing):
             return None
-        params = self._params(run, route, chat, builtins, used=0)
-        call = ModelCall(route, params, prompt_tokens,
-                         asyncio.ensure_future(route.open_chat(params)))
+        call.opening = asyncio.ensure_future(call.route.open_chat(call.params))
         # Two turns of the event loop let the request leave now, not when the caller next
         # waits (on SQLite, storing the run never does): the first runs the request's task
         # up to its wait for the answer, the second the task in which aiohttp writes the
@@ -295,6 +292,19 @@ class Executor:
         for _ in range(2):
             await asyncio.sleep(0)
         return call
+
+    async def _build_call(self, run: dict[str, Any],
+                          builtins: dict[str, tuple[BuiltinTool, dict[str, Any]]], used: int
+                          ) -> ModelCall:
+        """The next model request, from what is stored; ``used``: completion tokens the run
+        used so far. Raises _OverPromptLimit, or ProviderMissing when nothing serves the
+        run's model."""
+        messages, tool_steps = await self._load_thread(run)
+        chat, prompt_tokens = prompt.build_messages(run, messages, tool_steps, self._replay)
+        if run.get("max_prompt_tokens") is not None and prompt_tokens > run["max_prompt_tokens"]:
+            raise _OverPromptLimit
+        route = await self.providers.route(run["model"])
+        return ModelCall(route, self._params(run, route, chat, builtins, used), prompt_tokens)
 
     def _params(self, run: dict[str, Any], route: Route, chat: list[dict[str, Any]],
                 builtins: dict[str, tuple[BuiltinTool, dict[str, Any]]], used: int
@@ -327,27 +337,21 @@ class Executor:
         if ahead is not None:
             call = ahead
         else:
-            messages, tool_steps = await self._load_thread(run)
-            chat, prompt_tokens = prompt.build_messages(run, messages, tool_steps,
-                                                        self._replay)
-            if run.get("max_prompt_tokens") is not None and \
-                    prompt_tokens > run["max_prompt_tokens"]:
+            used = 0
+            if run.get("max_completion_tokens") is not None:
+                used = sum(int((s.get("usage") or {}).get("completion_tokens") or 0)
+                           for s in await self.records.run_steps(run["id"]))
+            try:
+                call = await self._build_call(run, builtins, used)
+            except _OverPromptLimit:
                 await self._start(run)
                 async with self.records.changes() as tx:
                     await self._end(tx, run, states.INCOMPLETE, turn,
                                     incomplete_details={"reason": "max_prompt_tokens"})
                 return states.INCOMPLETE
-            try:
-                route = await self.providers.route(run["model"])
             except ProviderMissing as err:
                 await self._start(run)
                 raise RunFailure("server_error", str(err)) from err
-            used = 0
-            if run.get("max_completion_tokens") is not None:
-                used = sum(int((s.get("usage") or {}).get("completion_tokens") or 0)
-                           for s in await self.records.run_steps(run["id"]))
-            call = ModelCall(route, self._params(run, route, chat, builtins, used),
-                             prompt_tokens)
         prompt_tokens = call.prompt_tokens
 
         metrics = self.records.metrics
