@@ -491,3 +491,34 @@ def test_hanging_upstream_can_be_cancelled(client: OpenAI, fake_model: FakeModel
     client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
     run = wait_for_status(client, thread.id, run.id, {"cancelled"})
     assert run.status == "cancelled" and time.monotonic() - started < 10
+
+
+def test_one_active_run_per_thread_when_runs_are_created_at_once(
+        client: OpenAI, fake_model: FakeModelServer) -> None:
+    """Runs created on one thread at the same moment: one is accepted, the others get 400."""
+    creates = 8
+    assistant, _ = scripted_assistant(
+        client, fake_model, *[Reply("late", first_token_delay=5.0) for _ in range(creates)])
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "x"}])
+    barrier = threading.Barrier(creates)
+    accepted: list[str] = []
+    refused: list[int] = []
+
+    def create() -> None:
+        barrier.wait()
+        try:
+            accepted.append(client.beta.threads.runs.create(
+                thread_id=thread.id, assistant_id=assistant.id).id)
+        except openai.BadRequestError as err:
+            refused.append(err.status_code)
+
+    workers = [threading.Thread(target=create) for _ in range(creates)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    assert len(accepted) == 1 and refused == [400] * (creates - 1)
+    runs = list(client.beta.threads.runs.list(thread_id=thread.id))
+    assert [run.id for run in runs] == accepted
+    client.beta.threads.runs.cancel(thread_id=thread.id, run_id=accepted[0])
+    assert wait_for_status(client, thread.id, accepted[0], {"cancelled"}).status == "cancelled"

@@ -277,6 +277,8 @@ async def create_run(
         ahead = await request.app.state.worker.send_ahead(run)
     try:
         async with request.app.state.db.write() as conn:
+            # One run at a time checks the thread's active run and inserts its own.
+            await request.app.state.db.take_turns(conn, f"runs of {thread_id}")
             exists, active = await queries.thread_activity(conn, thread_id, project)
             if not exists:
                 raise not_found("thread", thread_id)

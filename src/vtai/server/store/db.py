@@ -228,6 +228,9 @@ _NOTIFY_MANY = text(
 _BEGIN_DURABLE = "BEGIN; SET LOCAL synchronous_commit TO on"
 
 
+_ADVISORY_LOCK = Sql("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+
+
 class Listener:
     def __init__(self, conn: Any) -> None:
         self._conn = conn
@@ -299,6 +302,13 @@ class Database:
                         await pg.command("ROLLBACK")
                     raise
                 await pg.command("COMMIT")
+
+    async def take_turns(self, conn: Connection, key: str) -> None:
+        """Within ``conn``'s write transaction, wait until no other transaction holds ``key``
+        (held until commit), so that what this one reads cannot change before it writes. On
+        SQLite write transactions take turns anyway."""
+        if not self.is_sqlite:
+            await conn.sql(_ADVISORY_LOCK, {"key": key})
 
     async def write_together(self, statements: list[tuple[Sql, dict[str, Any]]], *,
                              durable: bool) -> list[int]:
