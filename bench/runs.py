@@ -471,7 +471,9 @@ async def run(out: Path, backends: list[str], levels: dict[str, dict[int, int]],
     found = [await bench_backend(out, b, levels, client, hold_runs, hold_pacing, profile)
              for b in backends]
     return {"backends": found, "client": client,
-            "shapes": {name: asdict(SHAPES[name]) for name in levels},
+            "shapes": {name: {**asdict(SHAPES[name]),
+                              "model_ms": SHAPES[name].pacing.model_seconds * 1000}
+                       for name in levels},
             "hold_pacing": asdict(hold_pacing)}
 
 
@@ -538,8 +540,7 @@ def _overhead_report(data: dict[str, Any], name: str, shape: dict[str, Any]) -> 
     if not ttft_rows:
         return ""
     pacing = shape["pacing"]
-    model_ms = (pacing["first_token_delay"] + (pacing["chunks"] - 1) * pacing["chunk_delay"]) \
-        * 1000
+    model_ms = shape["model_ms"]
     columns = ["direct p50", "ours p50", "overhead p50", "direct p99", "ours p99",
                "overhead p99"]
     client = ("the official `openai` SDK (`chat.completions.create(stream=True)` and "
@@ -548,7 +549,7 @@ def _overhead_report(data: dict[str, Any], name: str, shape: dict[str, Any]) -> 
     how = ("every worker starts at once and each run is measured" if not shape["steady"] else
            "workers start spread over one model time, so about as many runs as the "
            "concurrency are under way at every moment; each worker's first and last runs "
-           "(ramping up and down) are not measured")
+           "(ramping up and down) are not measured, except at concurrency 1")
     text = (f"**{name}**: {how}. Model time per answer: first token after "
             f"{pacing['first_token_delay'] * 1000:g} ms, {pacing['chunks']} words "
             f"{pacing['chunk_delay'] * 1000:g} ms apart (~{model_ms:g} ms).\n\n")

@@ -226,8 +226,7 @@ class EventBus:
                     "events": [ev.event for _, ev in batch],
                     "datas": [ev.data for _, ev in batch], "created_at": now,
                     "channel": CHANNEL, "payloads": self._payloads(
-                        list(dict.fromkeys(run_id for run_id, _ in batch)))})],
-                    durable=False)
+                        list(dict.fromkeys(run_id for run_id, _ in batch)))})])
         except Exception:
             self._pending[:0] = batch  # keep them for the next try
             raise

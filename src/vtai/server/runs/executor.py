@@ -37,6 +37,15 @@ class RunFailure(Exception):
         self.message = message
 
 
+async def _let_request_leave() -> None:
+    """Two turns of the event loop, so that a request just started (ModelCall.send) leaves
+    now, not when its sender next waits (on SQLite, storing a run never does): the first
+    runs the request's task up to its wait for the answer, the second the task in which
+    aiohttp writes the body (before Python 3.12)."""
+    for _ in range(2):
+        await asyncio.sleep(0)
+
+
 class _OverPromptLimit(Exception):
     """The prompt is longer than the run's max_prompt_tokens."""
 
@@ -57,6 +66,11 @@ class ModelCall:
     prompt_tokens: int
     opening: asyncio.Future[OpenAnswer] | None = None
     started: float = field(default_factory=time.monotonic)
+
+    def send(self) -> asyncio.Future[OpenAnswer]:
+        """Start the request (see _let_request_leave)."""
+        self.opening = asyncio.ensure_future(self.route.open_chat(self.params))
+        return self.opening
 
     def release(self) -> None:
         """Give up a request that was sent and will not be read."""
@@ -82,7 +96,6 @@ class _Turn:
     usage: dict[str, int] | None = None
     # calls of built-in tools made since the run's last message, by tool type
     builtin_calls: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    ahead: ModelCall | None = None  # the next model call, sent already
 
     def next_model_call(self) -> None:
         """Start another model call in the same turn (after built-in tools ran)."""
@@ -172,16 +185,9 @@ class Executor:
         """Take a queued (or cancelling) run through one turn; an in_progress run is one
         whose worker died, and its turn starts again from what is stored. ``run`` and
         ``project``, when the caller has them, save reading them again; ``ahead`` is the
-        turn's first model call if it was sent already (see send_ahead). Returns the status
-        the run was left in by this turn (None if it was not executed)."""
-        try:
-            return await self._execute(run_id, run, project, ahead)
-        finally:
-            if ahead is not None:
-                ahead.release()  # (nothing to do when the turn read its answer)
-
-    async def _execute(self, run_id: str, run: dict[str, Any] | None, project: str | None,
-                       ahead: ModelCall | None) -> str | None:
+        turn's first model call if it was sent already (see send_ahead; the caller releases
+        it if the turn did not read it). Returns the status the run was left in by this turn
+        (None if it was not executed)."""
         if run is None:
             run = await self.records.load(run_id)
         if run is None:
@@ -195,13 +201,13 @@ class Executor:
         logs.run_id_var.set(run_id)
         logs.thread_id_var.set(run["thread_id"])
         log.info("executing run %s (%s)", run_id, run["status"])
-        turn = _Turn(ahead=ahead)
+        turn = _Turn()
         try:
             if run["status"] == states.IN_PROGRESS:
                 await self._discard_lost_attempt(run)
             # A queued run turns in_progress while its first model request is on its way
             # (see _model_call).
-            return await self._turn(run, project, turn)
+            return await self._turn(run, project, turn, ahead)
         except asyncio.CancelledError:
             return await self._after_interrupt(run_id, turn)
         except Conflict:
@@ -264,11 +270,12 @@ class Executor:
         arguments, output = tool.replay(call)
         return tool.definition({"type": tool.type})["function"]["name"], arguments, output
 
-    async def _turn(self, run: dict[str, Any], project: str, turn: _Turn) -> str:
+    async def _turn(self, run: dict[str, Any], project: str, turn: _Turn,
+                    ahead: ModelCall | None = None) -> str:
         builtins = self._enabled_builtins(run)
         for _ in range(MAX_TOOL_ROUNDS):
-            ahead, turn.ahead = turn.ahead, None
             status = await self._model_call(run, project, turn, builtins, ahead)
+            ahead = None
             if status is not None:
                 return status
             turn.next_model_call()
@@ -284,13 +291,8 @@ class Executor:
             call = await self._build_call(run, self._enabled_builtins(run), used=0)
         except (_OverPromptLimit, ProviderMissing):
             return None
-        call.opening = asyncio.ensure_future(call.route.open_chat(call.params))
-        # Two turns of the event loop let the request leave now, not when the caller next
-        # waits (on SQLite, storing the run never does): the first runs the request's task
-        # up to its wait for the answer, the second the task in which aiohttp writes the
-        # body (before Python 3.12).
-        for _ in range(2):
-            await asyncio.sleep(0)
+        call.send()
+        await _let_request_leave()
         return call
 
     async def _build_call(self, run: dict[str, Any],
@@ -388,30 +390,28 @@ class Executor:
                           "total_tokens": prompt_tokens + completion}
         return await self._conclude(run, project, turn, builtins)
 
-    async def _start(self, run: dict[str, Any], after_send: bool = False) -> None:
-        """queued -> in_progress, once; ``run`` (shared by the whole turn) is updated.
-        ``after_send``: the model request is being sent beside it, and goes first."""
-        if after_send:
-            # Before Python 3.12, aiohttp writes a request's body in a task of its own,
-            # scheduled after this one: one turn of the loop lets the request leave first.
-            await asyncio.sleep(0)
+    async def _start(self, run: dict[str, Any]) -> None:
+        """queued -> in_progress, once; ``run`` (shared by the whole turn) is updated."""
         if run["status"] == states.QUEUED:
             # Not durable: the turn's end (or its failure) is, and makes this durable too.
             run.update(await self.records.move(run, states.IN_PROGRESS, durable=False))
+
+    async def _start_once_sent(self, run: dict[str, Any]) -> None:
+        await _let_request_leave()
+        await self._start(run)
 
     async def _open_and_start(self, run: dict[str, Any], call: ModelCall) -> OpenAnswer:
         """Send the model request (unless it was sent ahead), and store the run as
         in_progress while the model works on it: the request goes out first and the write is
         not added to the time to the first token. The answer is read only after the run's
         status is stored, so its events come after ``thread.run.in_progress``."""
-        opening, call.opening = call.opening, None
-        starting = asyncio.ensure_future(self._start(run, after_send=opening is None))
+        opening = call.opening if call.opening is not None else call.send()
+        call.opening = None  # the turn reads it, or releases it
+        starting = asyncio.ensure_future(self._start_once_sent(run))
         try:
-            answer = await (opening if opening is not None
-                            else call.route.open_chat(call.params))
+            answer = await opening
         except asyncio.CancelledError:
-            if opening is not None:
-                opening.cancel()
+            opening.cancel()
             starting.cancel()
             await asyncio.gather(starting, return_exceptions=True)
             raise

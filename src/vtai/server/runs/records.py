@@ -213,19 +213,19 @@ class RunRecords:
         step = _new_step(run, {"type": "message_creation",
                                "message_creation": {"message_id": message_id}})
         message = _new_message(run, message_id)
-        stamps = [Event.stamped(name, "") for name in (
-            "thread.run.step.created", "thread.run.step.in_progress",
-            "thread.message.created", "thread.message.in_progress")]
         step_data, message_data = objects.dumps(step), objects.dumps(message)
+        events = [Event.stamped("thread.run.step.created", step_data),
+                  Event.stamped("thread.run.step.in_progress", step_data),
+                  Event.stamped("thread.message.created", message_data),
+                  Event.stamped("thread.message.in_progress", message_data)]
         await self.db.write_together([
             objects.insert_statement(tables.run_steps, step, project, step_data,
                                      thread_id=run["thread_id"], run_id=run["id"]),
             objects.insert_statement(tables.messages, message, project, message_data,
                                      thread_id=run["thread_id"], run_id=run["id"]),
-        ], durable=False)  # the turn's end, a durable write, makes them durable too
-        for stamp, data in zip(stamps, (step_data, step_data, message_data, message_data),
-                               strict=True):
-            self.bus.publish(run["id"], Event(stamp.event, data, stamp.id))
+        ])  # not durable at once: the turn's end, a durable write, makes them durable too
+        for event in events:
+            self.bus.publish(run["id"], event)
         return step, message
 
     def delta(self, run_id: str, event: str, object_id: str, delta: dict[str, Any]) -> None:

@@ -62,16 +62,18 @@ class Worker:
         """Columns that claim a run for this worker as it is created (then ``adopt`` it), so
         a run made in this process starts without waiting for a claim; None when this
         process does not execute runs or has no room."""
-        if not self.running or len(self.tasks) >= self.max_concurrent_runs:
+        if not self._has_room():
             return None
         return {"worker_id": self.id, "lease_expires_at": ids.now() + self.lease_seconds}
+
+    def _has_room(self) -> bool:
+        """Whether this process executes runs and can take one more."""
+        return self.running and len(self.tasks) < self.max_concurrent_runs
 
     async def send_ahead(self, run: dict[str, Any]) -> ModelCall | None:
         """The first model call of a run this process will execute as it is created (see
         Executor.send_ahead); None if this process does not execute runs or has no room."""
-        if not self.running or len(self.tasks) >= self.max_concurrent_runs:
-            return None
-        return await self.executor.send_ahead(run)
+        return await self.executor.send_ahead(run) if self._has_room() else None
 
     def adopt(self, run: dict[str, Any], project: str, ahead: ModelCall | None = None) -> None:
         """Execute a run created with ``lease_for_new_run``'s columns; ``ahead``: its first
@@ -88,12 +90,14 @@ class Worker:
                project: str | None = None, ahead: ModelCall | None = None) -> None:
         task = asyncio.create_task(self._execute(run_id, run, project, ahead))
         self.tasks[run_id] = task
-        task.add_done_callback(functools.partial(self._never_ran, run_id, ahead))
+        task.add_done_callback(functools.partial(self._task_ended, run_id, ahead))
 
-    def _never_ran(self, run_id: str, ahead: ModelCall | None, task: asyncio.Task[None]
+    def _task_ended(self, run_id: str, ahead: ModelCall | None, task: asyncio.Task[None]
                    ) -> None:
-        """A task cancelled before its first step (a cancel right after the run was made)
-        never ran ``_execute``'s cleanup: release the run, so the loop finishes its cancel."""
+        """When a run's task ends: a model call sent ahead that its turn did not read is
+        released. A task cancelled before its first step (a cancel right after the run was
+        made) never ran ``_execute``'s cleanup: release the run, so the loop finishes its
+        cancel."""
         if ahead is not None:
             ahead.release()  # (nothing to do once the run's turn read its answer)
         if self.tasks.get(run_id) is task:

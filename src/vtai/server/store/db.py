@@ -219,8 +219,7 @@ def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> sa_engine.En
     return engine
 
 
-_NOTIFY_MANY = text(
-    "SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) AS payload")
+_NOTIFY = Sql("SELECT pg_notify(:channel, :payload)")
 
 
 # PostgreSQL sessions commit without waiting for the WAL flush (see write_together); a
@@ -310,16 +309,15 @@ class Database:
         if not self.is_sqlite:
             await conn.sql(_ADVISORY_LOCK, {"key": key})
 
-    async def write_together(self, statements: list[tuple[Sql, dict[str, Any]]], *,
-                             durable: bool) -> list[int]:
-        """Writes that stand or fall together, none reading what another one changes: the row
-        count of each. On PostgreSQL, writes that need not be ``durable`` go as one
-        statement, atomic by itself, in one round trip (a transaction takes BEGIN, each
+    async def write_together(self, statements: list[tuple[Sql, dict[str, Any]]]) -> list[int]:
+        """Writes that stand or fall together, none reading what another one changes, and
+        that need not be durable at once: the row count of each. On PostgreSQL they go as
+        one statement, atomic by itself, in one round trip (a transaction takes BEGIN, each
         statement and COMMIT), and their commit does not wait for the WAL to reach the disk:
         a crash of PostgreSQL itself can lose the last fraction of a second of them, as
         SQLite's WAL (synchronous=NORMAL) can on a power loss. A later durable commit makes
         them durable too."""
-        if self.is_sqlite or durable:
+        if self.is_sqlite:
             async with self.write() as conn:
                 return [(await conn.sql(statement, params)).rowcount
                         for statement, params in statements]
@@ -361,12 +359,8 @@ class Database:
     async def notify(self, conn: Connection, channel: str, payload: str = "") -> None:
         """NOTIFY listeners in other processes when ``conn``'s transaction commits; nothing on
         SQLite, where all work happens in one process."""
-        await self.notify_many(conn, channel, [payload])
-
-    async def notify_many(self, conn: Connection, channel: str, payloads: list[str]) -> None:
-        """One notification per payload, in one statement."""
-        if not self.is_sqlite and payloads:
-            await conn.execute(_NOTIFY_MANY, {"channel": channel, "payloads": payloads})
+        if not self.is_sqlite:
+            await conn.sql(_NOTIFY, {"channel": channel, "payload": payload})
 
     def describe(self) -> str:
         engine = self._sqlite_writer if self.is_sqlite else self._engine

@@ -9,16 +9,23 @@ from vtai.server.store.db import Connection, Sql
 
 _ACTIVE = ", ".join(f"'{status}'" for status in sorted(states.ACTIVE))
 _THREAD = Sql("SELECT id FROM threads WHERE id = :thread_id AND project_id = :project_id")
+
+
+def _active_run_of(thread: str) -> str:
+    """A subquery: the id of the thread's run that is not finished yet, if any."""
+    return (f"(SELECT r.id FROM runs AS r WHERE r.thread_id = {thread} "
+            f"AND r.status IN ({_ACTIVE}) LIMIT 1)")
+
+
 _THREAD_AND_ACTIVE_RUN = Sql(
-    "SELECT t.id, (SELECT r.id FROM runs AS r WHERE r.thread_id = t.id "
-    f"AND r.status IN ({_ACTIVE}) LIMIT 1) FROM threads AS t "
+    f"SELECT t.id, {_active_run_of('t.id')} FROM threads AS t "
     "WHERE t.id = :thread_id AND t.project_id = :project_id")
 _RUN_START = Sql(
     "SELECT a.data, (SELECT count(*) FROM runs AS r WHERE r.project_id = :project_id "
     f"AND r.status IN ({_ACTIVE})), "
     "(SELECT t.id FROM threads AS t WHERE t.id = :thread_id AND t.project_id = :project_id), "
-    f"(SELECT r.id FROM runs AS r WHERE r.thread_id = :thread_id AND r.status IN ({_ACTIVE}) "
-    "LIMIT 1) FROM assistants AS a WHERE a.id = :assistant_id AND a.project_id = :project_id")
+    f"{_active_run_of(':thread_id')} "
+    "FROM assistants AS a WHERE a.id = :assistant_id AND a.project_id = :project_id")
 
 
 class RunStart(NamedTuple):
@@ -28,6 +35,7 @@ class RunStart(NamedTuple):
     active_in_project: int  # runs of the project not finished yet
     thread_exists: bool
     thread_active_run: str | None
+
 
 async def thread_exists(conn: Connection, thread_id: str, project_id: str) -> bool:
     result = await conn.sql(_THREAD, {"thread_id": thread_id, "project_id": project_id})
