@@ -118,14 +118,16 @@ def _poll_headers(response: Response) -> Response:
 
 
 async def _assistant_for_run(request: Request, project: str, body: RunOptions,
-                             thread_id: str | None = None
+                             thread_id: str | None = None, thread_rows: bool = False
                              ) -> tuple[dict[str, Any], queries.RunStart]:
     """The run's assistant, after checking that a provider serves the run's model and that
-    the project may start another run; and what was read with it about the run's thread."""
+    the project may start another run; and what was read with it about the run's thread
+    (with its messages and steps if ``thread_rows``)."""
     settings = request.app.state.settings
     check_tools_size(body.tools, settings)
     async with request.app.state.db.read() as conn:
-        start = await queries.run_start(conn, body.assistant_id, project, thread_id)
+        start = await queries.run_start(conn, body.assistant_id, project, thread_id,
+                                        thread_rows)
     assistant = None if start.assistant is None else orjson.loads(start.assistant)
     if assistant is not None and settings.max_active_runs_per_project and \
             start.active_in_project >= settings.max_active_runs_per_project:
@@ -265,16 +267,19 @@ async def create_run(
     for index, extra in enumerate(body.additional_messages or []):
         check_message_size(extra.content, extra.attachments, request.app.state.settings,
                            f"additional_messages[{index}].content")
-    assistant, start = await _assistant_for_run(request, project, body, thread_id)
+    # The model starts on the thread while the run is stored, when the thread holds the
+    # whole prompt already and this process's worker will execute the run. (A message
+    # another request adds to the thread in between is stored before the run but is not in
+    # this first prompt.)
+    ahead_possible = not body.additional_messages and request.app.state.worker.has_room()
+    assistant, start = await _assistant_for_run(request, project, body, thread_id,
+                                                thread_rows=ahead_possible)
     if not start.thread_exists:
         raise not_found("thread", thread_id)
     run = _new_run(request, assistant, thread_id, body, body.additional_instructions)
     ahead = None
-    if start.thread_active_run is None and not body.additional_messages:
-        # The model starts on the thread while the run is stored. (A message another
-        # request adds to the thread in between is stored before the run but is not in
-        # this first prompt.)
-        ahead = await request.app.state.worker.send_ahead(run)
+    if start.thread_active_run is None and start.thread_rows is not None:
+        ahead = await request.app.state.worker.send_ahead(run, start.thread_rows)
     try:
         async with request.app.state.db.write() as conn:
             # One run at a time checks the thread's active run and inserts its own.

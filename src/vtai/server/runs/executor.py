@@ -22,7 +22,7 @@ from vtai.server.providers.chat_stream import UpstreamError
 from vtai.server.providers.routing import OpenAnswer, ProviderMissing, Providers, Route
 from vtai.server.runs import prompt, states
 from vtai.server.runs.records import Changes, Conflict, RunRecords
-from vtai.server.store import objects, tables
+from vtai.server.store import objects, queries, tables
 from vtai.server.store.blobs import BlobStore
 from vtai.server.store.db import Sql
 from vtai.server.tools.base import BuiltinTool, ToolContext
@@ -163,10 +163,6 @@ def _sum_usage(usages: list[dict[str, int] | None]) -> dict[str, int]:
 # What a turn reads, on every model call: plain SQL (see store.db.Sql).
 _RUN_PROJECT = Sql("SELECT project_id FROM runs WHERE id = :run_id")
 # The thread's messages (kind 0) and run steps (kind 1), each in order, in one query.
-_THREAD_ROWS = Sql("SELECT 0, id, data FROM messages WHERE thread_id = :thread_id UNION ALL "
-                   "SELECT 1, id, data FROM run_steps WHERE thread_id = :thread_id "
-                   "ORDER BY 1, 2")
-
 MAX_TOOL_ROUNDS = 12  # model calls per turn while it only calls built-in tools
 
 
@@ -237,9 +233,15 @@ class Executor:
         async with self.db.read() as conn:
             return str((await conn.sql(_RUN_PROJECT, {"run_id": run_id})).scalar())
 
-    async def _load_thread(self, run: dict[str, Any]) -> tuple[list[Any], list[Any]]:
-        async with self.db.read() as conn:
-            rows = (await conn.sql(_THREAD_ROWS, {"thread_id": run["thread_id"]})).rows
+    async def _load_thread(self, run: dict[str, Any],
+                           rows: list[tuple[int, str, str]] | None = None
+                           ) -> tuple[list[Any], list[Any]]:
+        """The thread's messages and the tool steps a prompt replays; from ``rows``
+        (queries.THREAD_ROWS, read already) if given."""
+        if rows is None:
+            async with self.db.read() as conn:
+                rows = (await conn.sql(queries.THREAD_ROWS,
+                                       {"thread_id": run["thread_id"]})).rows
         messages, tool_steps = [], []
         for kind, _, data in rows:
             if kind == 0:
@@ -282,13 +284,16 @@ class Executor:
         raise RunFailure("server_error", f"The model called built-in tools more than "
                                          f"{MAX_TOOL_ROUNDS} times in a row.")
 
-    async def send_ahead(self, run: dict[str, Any]) -> ModelCall | None:
+    async def send_ahead(self, run: dict[str, Any],
+                         thread_rows: list[tuple[int, str, str]]) -> ModelCall | None:
         """The first model call of a run that is being created, sent at once: the model works
         while the run is stored. For a run of this process's worker whose thread holds all of
-        its messages already. None when the call is not sent ahead (a prompt over
-        ``max_prompt_tokens``, no provider for the model): the turn then deals with it."""
+        its messages already, as ``thread_rows`` (queries.THREAD_ROWS). None when the call
+        is not sent ahead (a prompt over ``max_prompt_tokens``, no provider for the model):
+        the turn then deals with it."""
         try:
-            call = await self._build_call(run, self._enabled_builtins(run), used=0)
+            call = await self._build_call(run, self._enabled_builtins(run), used=0,
+                                          thread_rows=thread_rows)
         except (_OverPromptLimit, ProviderMissing):
             return None
         call.send()
@@ -296,12 +301,12 @@ class Executor:
         return call
 
     async def _build_call(self, run: dict[str, Any],
-                          builtins: dict[str, tuple[BuiltinTool, dict[str, Any]]], used: int
-                          ) -> ModelCall:
-        """The next model request, from what is stored; ``used``: completion tokens the run
-        used so far. Raises _OverPromptLimit, or ProviderMissing when nothing serves the
-        run's model."""
-        messages, tool_steps = await self._load_thread(run)
+                          builtins: dict[str, tuple[BuiltinTool, dict[str, Any]]], used: int,
+                          thread_rows: list[tuple[int, str, str]] | None = None) -> ModelCall:
+        """The next model request, from what is stored (``thread_rows``: the thread, read
+        already); ``used``: completion tokens the run used so far. Raises _OverPromptLimit,
+        or ProviderMissing when nothing serves the run's model."""
+        messages, tool_steps = await self._load_thread(run, thread_rows)
         chat, prompt_tokens = prompt.build_messages(run, messages, tool_steps, self._replay)
         if run.get("max_prompt_tokens") is not None and prompt_tokens > run["max_prompt_tokens"]:
             raise _OverPromptLimit
@@ -426,11 +431,14 @@ class Executor:
         return answer
 
     async def _on_text(self, run: dict[str, Any], project: str, turn: _Turn, text: str) -> None:
+        delta = {"content": [
+            {"index": 0, "type": "text", "text": {"value": text, "annotations": []}}]}
         if turn.message is None:
-            turn.message_step, turn.message = await self.records.open_message(run, project)
+            turn.message_step, turn.message = await self.records.open_message(run, project,
+                                                                              delta)
+        else:
+            self.records.delta(run["id"], "thread.message.delta", turn.message["id"], delta)
         turn.text += text
-        self.records.delta(run["id"], "thread.message.delta", turn.message["id"], {"content": [
-            {"index": 0, "type": "text", "text": {"value": text, "annotations": []}}]})
 
     async def _on_tool_call(self, run: dict[str, Any], project: str, turn: _Turn,
                             call: dict[str, Any], builtins: dict[str, Any]) -> None:

@@ -205,27 +205,31 @@ class RunRecords:
         async with self.changes() as tx:
             return await tx.create_step(run, project, details)
 
-    async def open_message(self, run: dict[str, Any], project: str
+    async def open_message(self, run: dict[str, Any], project: str, first: dict[str, Any]
                            ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The message a model's text goes into, and its message_creation step: both rows in
-        one write (the first token waits for it), then their four events."""
+        """The message a model's text goes into, and its message_creation step, opened with
+        the text's ``first`` delta. Their four events and that delta go out at once; both
+        rows are then stored in one write, which the model's next tokens wait for. So the
+        first token does not wait on the database, and a request for the message in that
+        moment (about a millisecond) does not find it yet; if the write fails, the run
+        fails."""
         message_id = ids.new_id("msg_")
         step = _new_step(run, {"type": "message_creation",
                                "message_creation": {"message_id": message_id}})
         message = _new_message(run, message_id)
         step_data, message_data = objects.dumps(step), objects.dumps(message)
-        events = [Event.stamped("thread.run.step.created", step_data),
-                  Event.stamped("thread.run.step.in_progress", step_data),
-                  Event.stamped("thread.message.created", message_data),
-                  Event.stamped("thread.message.in_progress", message_data)]
+        for event in (Event.stamped("thread.run.step.created", step_data),
+                      Event.stamped("thread.run.step.in_progress", step_data),
+                      Event.stamped("thread.message.created", message_data),
+                      Event.stamped("thread.message.in_progress", message_data)):
+            self.bus.publish(run["id"], event)
+        self.delta(run["id"], "thread.message.delta", message_id, first)
         await self.db.write_together([
             objects.insert_statement(tables.run_steps, step, project, step_data,
                                      thread_id=run["thread_id"], run_id=run["id"]),
             objects.insert_statement(tables.messages, message, project, message_data,
                                      thread_id=run["thread_id"], run_id=run["id"]),
         ])  # not durable at once: the turn's end, a durable write, makes them durable too
-        for event in events:
-            self.bus.publish(run["id"], event)
         return step, message
 
     def delta(self, run_id: str, event: str, object_id: str, delta: dict[str, Any]) -> None:

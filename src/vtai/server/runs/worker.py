@@ -62,18 +62,19 @@ class Worker:
         """Columns that claim a run for this worker as it is created (then ``adopt`` it), so
         a run made in this process starts without waiting for a claim; None when this
         process does not execute runs or has no room."""
-        if not self._has_room():
+        if not self.has_room():
             return None
         return {"worker_id": self.id, "lease_expires_at": ids.now() + self.lease_seconds}
 
-    def _has_room(self) -> bool:
+    def has_room(self) -> bool:
         """Whether this process executes runs and can take one more."""
         return self.running and len(self.tasks) < self.max_concurrent_runs
 
-    async def send_ahead(self, run: dict[str, Any]) -> ModelCall | None:
+    async def send_ahead(self, run: dict[str, Any],
+                         thread_rows: list[tuple[int, str, str]]) -> ModelCall | None:
         """The first model call of a run this process will execute as it is created (see
         Executor.send_ahead); None if this process does not execute runs or has no room."""
-        return await self.executor.send_ahead(run) if self._has_room() else None
+        return await self.executor.send_ahead(run, thread_rows) if self.has_room() else None
 
     def adopt(self, run: dict[str, Any], project: str, ahead: ModelCall | None = None) -> None:
         """Execute a run created with ``lease_for_new_run``'s columns; ``ahead``: its first

@@ -20,12 +20,20 @@ def _active_run_of(thread: str) -> str:
 _THREAD_AND_ACTIVE_RUN = Sql(
     f"SELECT t.id, {_active_run_of('t.id')} FROM threads AS t "
     "WHERE t.id = :thread_id AND t.project_id = :project_id")
-_RUN_START = Sql(
-    "SELECT a.data, (SELECT count(*) FROM runs AS r WHERE r.project_id = :project_id "
+_RUN_START = (
+    "a.data, (SELECT count(*) FROM runs AS r WHERE r.project_id = :project_id "
     f"AND r.status IN ({_ACTIVE})), "
     "(SELECT t.id FROM threads AS t WHERE t.id = :thread_id AND t.project_id = :project_id), "
     f"{_active_run_of(':thread_id')} "
     "FROM assistants AS a WHERE a.id = :assistant_id AND a.project_id = :project_id")
+_THREAD_ROWS = ("SELECT 0, id, data{pad} FROM messages WHERE thread_id = :thread_id UNION ALL "
+                "SELECT 1, id, data{pad} FROM run_steps WHERE thread_id = :thread_id")
+THREAD_ROWS = Sql(_THREAD_ROWS.format(pad="") + " ORDER BY 1, 2")
+"""A thread's messages (kind 0) and run steps (kind 1), oldest first: ``(kind, id, data)``."""
+_RUN_START_ONLY = Sql("SELECT " + _RUN_START)
+# The same, then the thread's rows (THREAD_ROWS) in the same result, the start row first.
+_RUN_START_AND_THREAD = Sql("SELECT -1, '', " + _RUN_START + " UNION ALL "
+                            + _THREAD_ROWS.format(pad=", NULL, NULL, NULL") + " ORDER BY 1, 2")
 
 
 class RunStart(NamedTuple):
@@ -35,6 +43,7 @@ class RunStart(NamedTuple):
     active_in_project: int  # runs of the project not finished yet
     thread_exists: bool
     thread_active_run: str | None
+    thread_rows: list[tuple[int, str, str]] | None = None  # THREAD_ROWS, when asked for
 
 
 async def thread_exists(conn: Connection, thread_id: str, project_id: str) -> bool:
@@ -51,12 +60,21 @@ async def thread_activity(conn: Connection, thread_id: str, project_id: str
 
 
 async def run_start(conn: Connection, assistant_id: str, project_id: str,
-                    thread_id: str | None) -> RunStart:
+                    thread_id: str | None, thread_rows: bool = False) -> RunStart:
     """The assistant, the project's active runs and (for an existing thread) whether the
-    thread exists and its active run: one query."""
-    result = await conn.sql(_RUN_START, {"assistant_id": assistant_id, "project_id": project_id,
-                                         "thread_id": thread_id or ""})
-    if not result.rows:
+    thread exists and its active run, and with ``thread_rows`` the thread's messages and
+    steps as THREAD_ROWS gives them (valid if the thread exists): one query."""
+    params = {"assistant_id": assistant_id, "project_id": project_id,
+              "thread_id": thread_id or ""}
+    if not thread_rows:
+        rows = (await conn.sql(_RUN_START_ONLY, params)).rows
+        if not rows:
+            return RunStart(None, 0, False, None)
+        data, active, thread, thread_run = rows[0]
+        return RunStart(data, int(active), thread is not None, thread_run)
+    rows = (await conn.sql(_RUN_START_AND_THREAD, params)).rows
+    if not rows or rows[0][0] != -1:
         return RunStart(None, 0, False, None)
-    data, active, thread, thread_run = result.rows[0]
-    return RunStart(data, int(active), thread is not None, thread_run)
+    _, _, data, active, thread, thread_run = rows[0]
+    return RunStart(data, int(active), thread is not None, thread_run,
+                    [(kind, id_, row_data) for kind, id_, row_data, *_ in rows[1:]])
