@@ -70,8 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     group.add_argument("--shape", choices=["burst", "steady", "both"], default="both",
                        help="burst: short answers, all runs started at once; steady: a served "
                             "model's pace, runs started spread out (default both)")
-    group.add_argument("--runs-client", choices=["sdk", "httpx"], default="sdk",
-                       help="overhead test client: the openai SDK (default) or raw httpx SSE")
+    group.add_argument("--runs-client", choices=["sdk", "httpx", "raw"], default="sdk",
+                       help="overhead test client: the openai SDK (default), SSE read with "
+                       "httpx, or SSE bytes scanned on bench.rawhttp (least client CPU)")
     group.add_argument("--hold", type=int,
                        help="streaming runs held open at once (default 1000, quick 200; 0: skip)")
     group.add_argument("--hold-seconds", type=float,
@@ -195,7 +196,8 @@ async def main(args: argparse.Namespace, argv: list[str]) -> int:
         data = await runs.run(out, backends, run_levels(args), args.runs_client, hold,
                               hold_pacing(args), args.profile)
         results["runs"] = data
-        sections["runs" if args.runs_client == "sdk" else "runs-httpx"] = runs.report(data)
+        section = "runs" if args.runs_client == "sdk" else f"runs-{args.runs_client}"
+        sections[section] = runs.report(data)
 
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     markdown = "\n\n".join(f"### {name}\n\n{describe(env)}\n\n{text}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 
@@ -35,9 +36,10 @@ class RawConnection:
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         return self._reader, self._writer
 
-    async def request(self, method: str, path: str, body: bytes | None = None
-                      ) -> tuple[int, bytes]:
-        """Send one request and read the whole response: (status, body)."""
+    async def _send(self, method: str, path: str, body: bytes | None
+                    ) -> tuple[asyncio.StreamReader, int, int | None, bool, bool]:
+        """Send a request and read the response head: (reader, status, content length,
+        chunked, keep-alive)."""
         reader, writer = await self._connect()
         head = f"{method} {self.prefix}{path} HTTP/1.1\r\n".encode() + self._host_header
         if body is not None:
@@ -62,6 +64,35 @@ class RawConnection:
                 chunked = True
             elif name == b"connection" and value.strip().lower() == b"close":
                 keep_alive = False
+        return reader, status, length, chunked, keep_alive
+
+    async def stream(self, method: str, path: str, body: bytes | None = None
+                     ) -> AsyncIterator[bytes]:
+        """Send one request and yield its chunked response body (an SSE stream) piece by
+        piece as it arrives; HTTPError if the status is not 200."""
+        reader, status, length, chunked, keep_alive = await self._send(method, path, body)
+        if status != 200 or not chunked:
+            data = await reader.readexactly(length) if length is not None else b""
+            await self.close()
+            raise HTTPError(f"HTTP {status}: {data[:300]!r}")
+        try:
+            while True:
+                size = int((await reader.readline()).split(b";", 1)[0], 16)
+                if size == 0:
+                    await reader.readline()
+                    break
+                yield await reader.readexactly(size)
+                await reader.readline()
+        except BaseException:
+            await self.close()  # left mid-body: the connection cannot be reused
+            raise
+        if not keep_alive:
+            await self.close()
+
+    async def request(self, method: str, path: str, body: bytes | None = None
+                      ) -> tuple[int, bytes]:
+        """Send one request and read the whole response: (status, body)."""
+        reader, status, length, chunked, keep_alive = await self._send(method, path, body)
         if chunked:
             data = await self._read_chunked(reader)
         elif length is not None:
@@ -75,7 +106,7 @@ class RawConnection:
 
     @staticmethod
     async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         while True:
             size = int((await reader.readline()).split(b";", 1)[0], 16)
             if size == 0:

@@ -21,6 +21,7 @@ many streams were open at once and how many were receiving tokens at once.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -45,6 +46,7 @@ from bench.harness import (
     vtai_server,
 )
 from bench.profile import profile_summary, sampled
+from bench.rawhttp import HTTPError, RawConnection
 
 PACED = "bench-paced"
 STEADY = "bench-steady"
@@ -196,7 +198,60 @@ class _HttpxPaths:
         await self.server.aclose()
 
 
-_Paths = _SdkPaths | _HttpxPaths
+_CONTENT = re.compile(rb'"content":"[^"]')
+_RUN_STATUS = re.compile(rb"event: (?:thread\.run\.(\w+)|(error))\n")
+_TAIL = 64  # bytes kept from one piece to the next, so a pattern split between them is found
+
+
+class _RawPaths:
+    """Both paths as SSE bytes over bench.rawhttp, scanned without parsing: the least
+    client CPU of all, so the load generator takes the least from the server's cores."""
+
+    def __init__(self, model_url: str, server_url: str) -> None:
+        self.model = RawConnection(model_url)
+        self.server = RawConnection(server_url)
+
+    async def direct(self, model: str) -> tuple[float | None, str]:
+        first = None
+        finish = "no finish_reason"
+        body = orjson.dumps({"model": model, "messages": [{"role": "user", "content": PROMPT}],
+                             "stream": True})
+        seen = b""
+        try:
+            async for piece in self.model.stream("POST", "/chat/completions", body):
+                seen = seen[-_TAIL:] + piece
+                if first is None and _CONTENT.search(seen):
+                    first = time.perf_counter()
+                if b'"finish_reason":"stop"' in seen:
+                    finish = "stop"
+        except HTTPError as err:
+            return None, str(err)
+        return first, finish
+
+    async def ours(self, thread_id: str, assistant_id: str) -> tuple[float | None, str]:
+        first = None
+        status = "no status"
+        body = orjson.dumps({"assistant_id": assistant_id, "stream": True})
+        seen = b""
+        try:
+            async for piece in self.server.stream("POST", f"/threads/{thread_id}/runs", body):
+                seen = seen[-_TAIL:] + piece
+                if first is None and b"event: thread.message.delta\n" in seen:
+                    first = time.perf_counter()
+                for run_status, _ in _RUN_STATUS.findall(piece):
+                    status = run_status.decode() if run_status else "error event"
+        except HTTPError as err:
+            return None, str(err)
+        return first, status
+
+    async def close(self) -> None:
+        await self.model.close()
+        await self.server.close()
+
+
+_Paths = _SdkPaths | _HttpxPaths | _RawPaths
+_CLIENTS: dict[str, type[_SdkPaths] | type[_HttpxPaths] | type[_RawPaths]] = {
+    "sdk": _SdkPaths, "httpx": _HttpxPaths, "raw": _RawPaths}
 _ROLES = ("server", "model", "client", "postgres", "irq", "rest")
 _ENDS = {"direct": "stop", "ours": "completed"}
 
@@ -300,7 +355,7 @@ async def overhead(server: Server, model: FakeModel, shape: Shape, levels: dict[
 async def _phases(server: Server, model: FakeModel, shape: Shape, assistant_id: str,
                   concurrency: int, per_worker: int, client: str) -> list[Phase]:
     threads = await _create_threads(server.base_url, concurrency * per_worker)
-    make = _SdkPaths if client == "sdk" else _HttpxPaths
+    make = _CLIENTS[client]
     workers = [make(model.base_url, server.base_url) for _ in range(concurrency)]
     try:
         return [await _phase(path, shape, concurrency, per_worker, threads, workers,
@@ -543,9 +598,11 @@ def _overhead_report(data: dict[str, Any], name: str, shape: dict[str, Any]) -> 
     model_ms = shape["model_ms"]
     columns = ["direct p50", "ours p50", "overhead p50", "direct p99", "ours p99",
                "overhead p99"]
-    client = ("the official `openai` SDK (`chat.completions.create(stream=True)` and "
-              "`beta.threads.runs.stream`)" if data["client"] == "sdk"
-              else "raw SSE over `httpx` (no SDK)")
+    client = {"sdk": "the official `openai` SDK (`chat.completions.create(stream=True)` and "
+                     "`beta.threads.runs.stream`)",
+              "httpx": "raw SSE over `httpx` (no SDK)",
+              "raw": "SSE bytes scanned for the events that matter, over a minimal HTTP/1.1 "
+                     "client (`bench.rawhttp`: no SDK, no parsing)"}[data["client"]]
     how = ("every worker starts at once and each run is measured" if not shape["steady"] else
            "workers start spread over one model time, so about as many runs as the "
            "concurrency are under way at every moment; each worker's first and last runs "
