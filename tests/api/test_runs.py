@@ -142,6 +142,22 @@ def test_function_call_round_trip_with_parallel_calls(
     final = client.beta.threads.runs.retrieve(run["id"], thread_id=thread.id)
     assert final.status == "completed" and final.required_action is None
 
+    # The next run's prompt is read together with the run's start (assistant, thread, active
+    # run): it holds the earlier run's calls, their outputs and its answer, in order.
+    fake_model.script(model, Reply("Noted."))
+    client.beta.threads.messages.create(thread.id, role="user", content="And tomorrow?")
+    again = client.beta.threads.runs.create_and_poll(thread_id=thread.id,
+                                                     assistant_id=assistant.id)
+    assert again.status == "completed"
+    replayed = fake_model.requests(model)[-1]["messages"]
+    assert replayed[0] == {"role": "user", "content": "Weather?"}
+    assert [c["id"] for c in replayed[1]["tool_calls"]] == [c["id"] for c in calls]
+    assert replayed[2:] == [
+        {"role": "tool", "tool_call_id": calls[0]["id"], "content": "sunny"},
+        {"role": "tool", "tool_call_id": calls[1]["id"], "content": "snowy"},
+        {"role": "assistant", "content": "Paris is sunny, Oslo is snowy."},
+        {"role": "user", "content": "And tomorrow?"}]
+
 
 def test_submit_tool_outputs_and_poll(client: OpenAI, fake_model: FakeModelServer) -> None:
     assistant, _ = scripted_assistant(client, fake_model,
