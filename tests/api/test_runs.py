@@ -13,6 +13,7 @@ from openai import AssistantEventHandler, OpenAI
 
 from tests.api.runs_support import WEATHER_TOOL, event_names, scripted_assistant, wait_for_status
 from tests.support import ServerProcess, sse_events
+from vtai.server.store import queries
 from vtai.testing import Call, Drop, Echo, Error, FakeModelServer, Hang, Reply, ToolCalls
 
 TEXT_EVENTS = [
@@ -507,6 +508,31 @@ def test_hanging_upstream_can_be_cancelled(client: OpenAI, fake_model: FakeModel
     client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
     run = wait_for_status(client, thread.id, run.id, {"cancelled"})
     assert run.status == "cancelled" and time.monotonic() - started < 10
+
+
+def test_a_message_added_while_a_run_is_being_started_waits_for_it(
+        server: ServerProcess, client: OpenAI) -> None:
+    """On PostgreSQL, adding a message takes its turn after a run being started on the same
+    thread (whose transaction holds the thread's lock), so it sees that run once it is
+    active. SQLite's write transactions take turns anyway."""
+    url = server.env.get("VTAI_DATABASE_URL", "")
+    if not url.startswith("postgresql"):
+        pytest.skip("the lock is PostgreSQL's; SQLite's writes take turns in the process")
+    import psycopg
+
+    thread = client.beta.threads.create()
+    added: list[str] = []
+    adder = threading.Thread(target=lambda: added.append(client.beta.threads.messages.create(
+        thread.id, role="user", content="x").id))
+    with psycopg.connect(url.replace("+asyncpg", "")) as conn:  # a run's start, held open
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                     (queries.thread_turn(thread.id),))
+        adder.start()
+        adder.join(1.5)
+        assert not added  # waiting for its turn
+    adder.join(30)  # the transaction committed: the lock is released
+    assert len(added) == 1
+    assert [m.id for m in client.beta.threads.messages.list(thread.id)] == added
 
 
 def test_one_active_run_per_thread_when_runs_are_created_at_once(

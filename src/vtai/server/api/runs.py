@@ -282,8 +282,8 @@ async def create_run(
         ahead = await request.app.state.worker.send_ahead(run, start.thread_rows)
     try:
         async with request.app.state.db.write() as conn:
-            # One run at a time checks the thread's active run and inserts its own.
-            await request.app.state.db.take_turns(conn, f"runs of {thread_id}")
+            # One run (or message) at a time checks the thread's active run and writes.
+            await request.app.state.db.take_turns(conn, queries.thread_turn(thread_id))
             exists, active = await queries.thread_activity(conn, thread_id, project)
             if not exists:
                 raise not_found("thread", thread_id)

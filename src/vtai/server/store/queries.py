@@ -46,6 +46,12 @@ class RunStart(NamedTuple):
     thread_rows: list[tuple[int, str, str]] | None = None  # THREAD_ROWS, when asked for
 
 
+def thread_turn(thread_id: str) -> str:
+    """The ``Database.take_turns`` key of the writes that depend on a thread's active run:
+    starting a run on the thread, and adding a message to it."""
+    return f"runs of {thread_id}"
+
+
 async def thread_exists(conn: Connection, thread_id: str, project_id: str) -> bool:
     result = await conn.sql(_THREAD, {"thread_id": thread_id, "project_id": project_id})
     return bool(result.rows)
