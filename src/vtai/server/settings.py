@@ -19,7 +19,7 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default_factory=_default_data_dir)
     database_url: str | None = None
-    db_pool_size: int = 10  # PostgreSQL connections per process (as many again on overflow)
+    db_pool_size: int = 20  # PostgreSQL connections per process, kept open (no overflow)
     host: str = "127.0.0.1"
     port: int = 8000
     # Comma-separated; an entry is "key" (a project of its own) or "project:key".

@@ -239,7 +239,7 @@ class Listener:
 
 
 class Database:
-    def __init__(self, url: str, pool_size: int = 10) -> None:
+    def __init__(self, url: str, pool_size: int = 20) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._write_lock = asyncio.Lock()
@@ -255,13 +255,15 @@ class Database:
         else:
             # Small per process: several servers and workers share PostgreSQL's
             # max_connections (100 by default), and each statement holds a connection briefly.
+            # No overflow: connections beyond the pool would be opened and closed again under
+            # load (a new server process for PostgreSQL each time); waiting for one is cheaper.
             # No ping before each use (two round trips per transaction): a connection found
             # broken fails its request with 503, and SQLAlchemy then drops the whole pool, so
             # the requests after it reconnect.
             # Commits wait for the WAL flush only in write() (see there): the writes that
             # do not wait are the volatile ones of write_together().
             self._engine = create_async_engine(
-                url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=60,
+                url, pool_size=pool_size, max_overflow=0, pool_timeout=60,
                 connect_args={"server_settings": {"synchronous_commit": "off"}})
             # Reads outside a transaction: under READ COMMITTED each statement sees what was
             # committed when it started either way, and BEGIN and ROLLBACK around a read
