@@ -127,7 +127,7 @@ async def _assistant_for_run(request: Request, project: str, body: RunOptions,
     check_tools_size(body.tools, settings)
     async with request.app.state.db.read() as conn:
         start = await queries.run_start(conn, body.assistant_id, project, thread_id,
-                                        thread_rows)
+                                        settings.max_active_runs_per_project, thread_rows)
     assistant = None if start.assistant is None else orjson.loads(start.assistant)
     if assistant is not None and settings.max_active_runs_per_project and \
             start.active_in_project >= settings.max_active_runs_per_project:

@@ -20,9 +20,11 @@ def _active_run_of(thread: str) -> str:
 _THREAD_AND_ACTIVE_RUN = Sql(
     f"SELECT t.id, {_active_run_of('t.id')} FROM threads AS t "
     "WHERE t.id = :thread_id AND t.project_id = :project_id")
+# The project's active runs are counted up to the limit only (``:limit``; 0: not counted):
+# whether the project is at it is all that matters, so the scan stops there.
 _RUN_START = (
-    "a.data, (SELECT count(*) FROM runs AS r WHERE r.project_id = :project_id "
-    f"AND r.status IN ({_ACTIVE})), "
+    "a.data, (SELECT count(*) FROM (SELECT 1 FROM runs AS r WHERE r.project_id = :project_id "
+    f"AND r.status IN ({_ACTIVE}) LIMIT :limit) AS counted), "
     "(SELECT t.id FROM threads AS t WHERE t.id = :thread_id AND t.project_id = :project_id), "
     f"{_active_run_of(':thread_id')} "
     "FROM assistants AS a WHERE a.id = :assistant_id AND a.project_id = :project_id")
@@ -40,7 +42,7 @@ class RunStart(NamedTuple):
     """What starting a run checks, read at once."""
 
     assistant: str | None  # the assistant's stored JSON, None if it is not in the project
-    active_in_project: int  # runs of the project not finished yet
+    active_in_project: int  # runs of the project not finished yet, counted up to the limit
     thread_exists: bool
     thread_active_run: str | None
     thread_rows: list[tuple[int, str, str]] | None = None  # THREAD_ROWS, when asked for
@@ -66,12 +68,13 @@ async def thread_activity(conn: Connection, thread_id: str, project_id: str
 
 
 async def run_start(conn: Connection, assistant_id: str, project_id: str,
-                    thread_id: str | None, thread_rows: bool = False) -> RunStart:
-    """The assistant, the project's active runs and (for an existing thread) whether the
-    thread exists and its active run, and with ``thread_rows`` the thread's messages and
-    steps as THREAD_ROWS gives them (valid if the thread exists): one query."""
+                    thread_id: str | None, limit: int, thread_rows: bool = False) -> RunStart:
+    """The assistant, the project's active runs (counted up to ``limit``; 0: not counted)
+    and (for an existing thread) whether the thread exists and its active run, and with
+    ``thread_rows`` the thread's messages and steps as THREAD_ROWS gives them (valid if the
+    thread exists): one query."""
     params = {"assistant_id": assistant_id, "project_id": project_id,
-              "thread_id": thread_id or ""}
+              "thread_id": thread_id or "", "limit": limit}
     if not thread_rows:
         rows = (await conn.sql(_RUN_START_ONLY, params)).rows
         if not rows:
