@@ -50,9 +50,12 @@ def _records(fail: bool) -> tuple[RunRecords, _Bus, _Db]:
 
 async def test_the_opened_message_and_first_delta_go_out_before_the_rows_are_stored() -> None:
     records, bus, db = _records(fail=False)
-    step, message = await records.open_message(RUN, "proj", FIRST)
+    opened = records.open_message(RUN, "proj", FIRST)
+    assert [event.event for event in bus.published] == ANNOUNCED and not db.written
+    await records.store_opened(opened)
     assert db.announced_before_write == ANNOUNCED
     assert len(db.written) == 2  # the step and the message, in one write
+    step, message = opened.step, opened.message
     created = orjson.loads(bus.published[2].data)
     assert created["id"] == message["id"] and created["status"] == "in_progress"
     assert step["step_details"]["message_creation"]["message_id"] == message["id"]
@@ -64,6 +67,7 @@ async def test_the_opened_message_and_first_delta_go_out_before_the_rows_are_sto
 
 async def test_a_failed_write_of_the_opened_message_reaches_the_turn() -> None:
     records, _, db = _records(fail=True)
+    opened = records.open_message(RUN, "proj", FIRST)
     with pytest.raises(OSError):  # the turn then fails the run with server_error
-        await records.open_message(RUN, "proj", FIRST)
+        await records.store_opened(opened)
     assert db.announced_before_write == ANNOUNCED

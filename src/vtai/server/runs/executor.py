@@ -162,7 +162,7 @@ def _sum_usage(usages: list[dict[str, int] | None]) -> dict[str, int]:
 
 # What a turn reads, on every model call: plain SQL (see store.db.Sql).
 _RUN_PROJECT = Sql("SELECT project_id FROM runs WHERE id = :run_id")
-# The thread's messages (kind 0) and run steps (kind 1), each in order, in one query.
+
 MAX_TOOL_ROUNDS = 12  # model calls per turn while it only calls built-in tools
 
 
@@ -434,8 +434,11 @@ class Executor:
         delta = {"content": [
             {"index": 0, "type": "text", "text": {"value": text, "annotations": []}}]}
         if turn.message is None:
-            turn.message_step, turn.message = await self.records.open_message(run, project,
-                                                                              delta)
+            opened = self.records.open_message(run, project, delta)
+            # The turn holds them before they are stored: if it is interrupted meanwhile,
+            # what was stored is closed (see _close_open_objects).
+            turn.message_step, turn.message = opened.step, opened.message
+            await self.records.store_opened(opened)
         else:
             self.records.delta(run["id"], "thread.message.delta", turn.message["id"], delta)
         turn.text += text

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -29,6 +30,15 @@ from vtai.server.store.db import Connection, Database, Sql
 
 class Conflict(Exception):
     """The run's stored status is no longer the one the caller read."""
+
+
+@dataclass
+class OpenedMessage:
+    """A message (and its step) announced to the run's streams, with the rows to store."""
+
+    step: dict[str, Any]
+    message: dict[str, Any]
+    rows: list[tuple[Sql, dict[str, Any]]]
 
 
 class Changes:
@@ -205,14 +215,13 @@ class RunRecords:
         async with self.changes() as tx:
             return await tx.create_step(run, project, details)
 
-    async def open_message(self, run: dict[str, Any], project: str, first: dict[str, Any]
-                           ) -> tuple[dict[str, Any], dict[str, Any]]:
+    def open_message(self, run: dict[str, Any], project: str, first: dict[str, Any]
+                     ) -> OpenedMessage:
         """The message a model's text goes into, and its message_creation step, opened with
-        the text's ``first`` delta. Their four events and that delta go out at once; both
-        rows are then stored in one write, which the model's next tokens wait for. So the
-        first token does not wait on the database, and a request for the message in that
-        moment (about a millisecond) does not find it yet; if the write fails, the run
-        fails."""
+        the text's ``first`` delta: their four events and that delta go out at once, before
+        the rows are stored (``store_opened``, which the model's next tokens wait for). So
+        the first token does not wait on the database, and a request for the message in
+        that moment (about a millisecond) does not find it yet."""
         message_id = ids.new_id("msg_")
         step = _new_step(run, {"type": "message_creation",
                                "message_creation": {"message_id": message_id}})
@@ -224,13 +233,17 @@ class RunRecords:
                       Event.stamped("thread.message.in_progress", message_data)):
             self.bus.publish(run["id"], event)
         self.delta(run["id"], "thread.message.delta", message_id, first)
-        await self.db.write_together([
+        return OpenedMessage(step, message, [
             objects.insert_statement(tables.run_steps, step, project, step_data,
                                      thread_id=run["thread_id"], run_id=run["id"]),
             objects.insert_statement(tables.messages, message, project, message_data,
                                      thread_id=run["thread_id"], run_id=run["id"]),
-        ])  # not durable at once: the turn's end, a durable write, makes them durable too
-        return step, message
+        ])
+
+    async def store_opened(self, opened: OpenedMessage) -> None:
+        """Both rows of an opened message in one write, not durable at once: the turn's end,
+        a durable write, makes it durable too. If it fails, the run fails."""
+        await self.db.write_together(opened.rows)
 
     def delta(self, run_id: str, event: str, object_id: str, delta: dict[str, Any]) -> None:
         kind = "thread.message.delta" if event == "thread.message.delta" else \
