@@ -398,8 +398,7 @@ class Executor:
     async def _start(self, run: dict[str, Any]) -> None:
         """queued -> in_progress, once; ``run`` (shared by the whole turn) is updated."""
         if run["status"] == states.QUEUED:
-            # Not durable: the turn's end (or its failure) is, and makes this durable too.
-            run.update(await self.records.move(run, states.IN_PROGRESS, durable=False))
+            run.update(await self.records.start(run))
 
     async def _start_once_sent(self, run: dict[str, Any]) -> None:
         await _let_request_leave()

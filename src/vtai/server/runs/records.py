@@ -58,12 +58,7 @@ class Changes:
                    lease: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any]:
         """Change a run's status (and other fields), store it, and publish the event.
         ``lease``: a worker's claim columns, for a run queued for this process's worker."""
-        states.check(run["status"], target)
-        new = shaped(Run, {**run, **changes, "status": target})
-        stamp = states.STAMPS.get(target)
-        if stamp and new.get(stamp) is None:
-            new[stamp] = ids.now()
-        event = Event.stamped(f"thread.run.{target}", "")
+        new, event = _moved(run, target, changes)
         data = await self._write_run(run["status"], new, lease)
         self.events.append((new["id"], Event(event.event, data, event.id)))
         if target in states.TERMINAL:
@@ -83,21 +78,12 @@ class Changes:
 
     async def _write_run(self, expected_status: str, new: dict[str, Any],
                          lease: dict[str, Any] | None = None) -> str:
-        data = objects.dumps(new)
-        values: dict[str, Any] = {"id": new["id"], "expected": expected_status, "data": data,
-                                  "status": new["status"]}
-        if new["status"] in states.PAUSING:  # nothing left to execute: no lease either
-            statement = _WRITE_RUN_RELEASED
-        elif lease is not None:
-            statement = _WRITE_RUN_LEASED
-            values.update(lease)
-        else:
-            statement = _WRITE_RUN
+        statement, values = _run_write(expected_status, new, lease)
         if not (await self.conn.sql(statement, values)).rowcount:
             raise Conflict(new["id"])
         if new["status"] in (states.QUEUED, states.CANCELLING) and lease is None:
             await self.records.db.notify(self.conn, WORK_CHANNEL)  # workers should look
-        return data
+        return str(values["data"])
 
     # steps ---------------------------------------------------------------------------------
 
@@ -151,6 +137,30 @@ _RUN_STEPS = Sql("SELECT data FROM run_steps WHERE run_id = :run_id ORDER BY id"
 _RUN_MESSAGES = Sql("SELECT id, data FROM messages WHERE run_id = :run_id")
 
 
+def _moved(run: dict[str, Any], target: str, changes: dict[str, Any]
+           ) -> tuple[dict[str, Any], Event]:
+    """The run in its ``target`` status (checked against the state machine, its time
+    stamped), and the event that reports it, its id taken now and its data to be added."""
+    states.check(run["status"], target)
+    new = shaped(Run, {**run, **changes, "status": target})
+    stamp = states.STAMPS.get(target)
+    if stamp and new.get(stamp) is None:
+        new[stamp] = ids.now()
+    return new, Event.stamped(f"thread.run.{target}", "")
+
+
+def _run_write(expected_status: str, new: dict[str, Any], lease: dict[str, Any] | None
+               ) -> tuple[Sql, dict[str, Any]]:
+    """The compare-and-set write of a run's new state (``data``: its JSON)."""
+    values: dict[str, Any] = {"id": new["id"], "expected": expected_status,
+                              "data": objects.dumps(new), "status": new["status"]}
+    if new["status"] in states.PAUSING:  # nothing left to execute: no lease either
+        return _WRITE_RUN_RELEASED, values
+    if lease is not None:
+        return _WRITE_RUN_LEASED, {**values, **lease}
+    return _WRITE_RUN, values
+
+
 def _new_step(run: dict[str, Any], details: dict[str, Any]) -> dict[str, Any]:
     return shaped(RunStep, {
         "id": ids.new_id("step_"), "object": "thread.run.step", "created_at": ids.now(),
@@ -183,10 +193,9 @@ class RunRecords:
         self.metrics = metrics or Metrics()
 
     @asynccontextmanager
-    async def changes(self, durable: bool = True) -> AsyncIterator[Changes]:
-        """One transaction of run changes; its events go out once it has committed. See
-        Database.write_together for what not ``durable`` means."""
-        async with self.db.write(durable) as conn:
+    async def changes(self) -> AsyncIterator[Changes]:
+        """One transaction of run changes; its events go out once it has committed."""
+        async with self.db.write() as conn:
             changes = Changes(self, conn)
             yield changes
         for run_id, event in changes.events:
@@ -205,10 +214,20 @@ class RunRecords:
 
     # one change, one transaction -------------------------------------------------------------
 
-    async def move(self, run: dict[str, Any], target: str, *, durable: bool = True,
-                   **changes: Any) -> dict[str, Any]:
-        async with self.changes(durable) as tx:
+    async def move(self, run: dict[str, Any], target: str, **changes: Any) -> dict[str, Any]:
+        async with self.changes() as tx:
             return await tx.move(run, target, **changes)
+
+    async def start(self, run: dict[str, Any]) -> dict[str, Any]:
+        """queued -> in_progress: one statement, not durable at once (see
+        Database.write_together): the turn's end (or its failure) is, and makes this
+        durable too."""
+        new, event = _moved(run, states.IN_PROGRESS, {})
+        statement, values = _run_write(run["status"], new, None)
+        if not (await self.db.write_together([(statement, values)]))[0]:
+            raise Conflict(new["id"])
+        self.bus.publish(new["id"], Event(event.event, values["data"], event.id))
+        return new
 
     async def create_step(self, run: dict[str, Any], project: str,
                           details: dict[str, Any]) -> dict[str, Any]:

@@ -281,10 +281,10 @@ class Database:
                 yield await self._pg(aconn)
 
     @asynccontextmanager
-    async def write(self, durable: bool = True) -> AsyncIterator[Connection]:
-        """One transaction: committed when the block ends, rolled back if it raises. On
-        PostgreSQL a transaction that need not be ``durable`` does not wait for the WAL
-        flush when it commits (see write_together)."""
+    async def write(self) -> AsyncIterator[Connection]:
+        """One transaction: committed when the block ends, rolled back if it raises. Its
+        commit is durable (on PostgreSQL it waits for the WAL flush; see write_together
+        for the writes that need not)."""
         if self.is_sqlite:
             async with self._write_lock:
                 conn = self._writer
@@ -295,7 +295,7 @@ class Database:
         else:
             async with self._autocommit.connect() as aconn:
                 pg = await self._pg(aconn)
-                await pg.command(_BEGIN_DURABLE if durable else "BEGIN")
+                await pg.command(_BEGIN_DURABLE)
                 try:
                     yield pg
                 except BaseException:
