@@ -126,9 +126,8 @@ async def create_message(
 ) -> Response:
     check_message_size(body.content, body.attachments, request.app.state.settings)
     obj = new_message(thread_id, body)
-    async with request.app.state.db.write() as conn:
-        # After any run being started on the thread: then its active run is seen.
-        await request.app.state.db.take_turns(conn, queries.thread_turn(thread_id))
+    # After any run being started on the thread: then its active run is seen.
+    async with request.app.state.db.write(turn=queries.thread_turn(thread_id)) as conn:
         exists, run_id = await queries.thread_activity(conn, thread_id, project)
         if not exists:
             raise not_found("thread", thread_id)

@@ -281,9 +281,8 @@ async def create_run(
     if start.thread_active_run is None and start.thread_rows is not None:
         ahead = await request.app.state.worker.send_ahead(run, start.thread_rows)
     try:
-        async with request.app.state.db.write() as conn:
-            # One run (or message) at a time checks the thread's active run and writes.
-            await request.app.state.db.take_turns(conn, queries.thread_turn(thread_id))
+        # One run (or message) at a time checks the thread's active run and writes.
+        async with request.app.state.db.write(turn=queries.thread_turn(thread_id)) as conn:
             exists, active = await queries.thread_activity(conn, thread_id, project)
             if not exists:
                 raise not_found("thread", thread_id)

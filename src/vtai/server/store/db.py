@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
@@ -227,7 +228,10 @@ _NOTIFY = Sql("SELECT pg_notify(:channel, :payload)")
 _BEGIN_DURABLE = "BEGIN; SET LOCAL synchronous_commit TO on"
 
 
-_ADVISORY_LOCK = Sql("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+def turn_lock(key: str) -> int:
+    """The PostgreSQL advisory lock that ``Database.write(turn=key)`` takes: a 64-bit id."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big",
+                          signed=True)
 
 
 class Listener:
@@ -281,10 +285,13 @@ class Database:
                 yield await self._pg(aconn)
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[Connection]:
+    async def write(self, turn: str | None = None) -> AsyncIterator[Connection]:
         """One transaction: committed when the block ends, rolled back if it raises. Its
         commit is durable (on PostgreSQL it waits for the WAL flush; see write_together
-        for the writes that need not)."""
+        for the writes that need not). With ``turn``, it starts once no other transaction
+        with the same ``turn`` is under way, so that what it reads cannot change before it
+        writes: on PostgreSQL an advisory lock held until it ends, taken with BEGIN in the
+        same round trip; on SQLite write transactions take turns anyway."""
         if self.is_sqlite:
             async with self._write_lock:
                 conn = self._writer
@@ -295,7 +302,9 @@ class Database:
         else:
             async with self._autocommit.connect() as aconn:
                 pg = await self._pg(aconn)
-                await pg.command(_BEGIN_DURABLE)
+                await pg.command(_BEGIN_DURABLE if turn is None else
+                                 f"{_BEGIN_DURABLE}; SELECT pg_advisory_xact_lock("
+                                 f"{turn_lock(turn)})")
                 try:
                     yield pg
                 except BaseException:
@@ -303,13 +312,6 @@ class Database:
                         await pg.command("ROLLBACK")
                     raise
                 await pg.command("COMMIT")
-
-    async def take_turns(self, conn: Connection, key: str) -> None:
-        """Within ``conn``'s write transaction, wait until no other transaction holds ``key``
-        (held until commit), so that what this one reads cannot change before it writes. On
-        SQLite write transactions take turns anyway."""
-        if not self.is_sqlite:
-            await conn.sql(_ADVISORY_LOCK, {"key": key})
 
     async def write_together(self, statements: list[tuple[Sql, dict[str, Any]]]) -> list[int]:
         """Writes that stand or fall together, none reading what another one changes, and

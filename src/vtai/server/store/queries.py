@@ -49,7 +49,7 @@ class RunStart(NamedTuple):
 
 
 def thread_turn(thread_id: str) -> str:
-    """The ``Database.take_turns`` key of the writes that depend on a thread's active run:
+    """The ``Database.write`` turn of the writes that depend on a thread's active run:
     starting a run on the thread, and adding a message to it."""
     return f"runs of {thread_id}"
 
