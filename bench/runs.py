@@ -495,29 +495,45 @@ async def bench_backend(out: Path, backend: str, levels: dict[str, dict[int, int
     pacing[HOLD] = hold_pacing
     profiles: dict[str, Any] = {}
 
-    def profiling(name: str) -> AbstractContextManager[Path | None]:
+    def profiling(server: Server, name: str) -> AbstractContextManager[Path | None]:
         raw = out / f"profile-runs-{name}-{backend}.txt"
         return sampled(server.process.pid, raw) if profile else nullcontext()
 
-    with fake_model(out, pacing) as model, vtai_server(out, backend, model) as server:
+    problems: list[str] = []
+    exited: list[str] = []
+
+    def check(server: Server) -> None:
+        problems.extend(server.problems())
+        if not server.process.alive():
+            exited.append(str(server.process.log_path))
+
+    # Each shape, and the held streams, on a server and database of their own: what one
+    # leaves behind (bigger tables, index entries not yet vacuumed, a longer WAL) does not
+    # weigh on the next one's numbers.
+    with fake_model(out, pacing) as model:
         phases = []
         for name, shape_levels in levels.items():
-            print(f"  runs {backend}: overhead, {name} ({client} client)", flush=True)
-            with profiling(f"overhead-{name}") as raw:
-                phases += await overhead(server, model, SHAPES[name], shape_levels, client)
-            profiles[f"overhead ({name})"] = profile_summary(raw) if raw else None
+            with vtai_server(out, backend, model) as server:
+                print(f"  runs {backend}: overhead, {name} ({client} client)", flush=True)
+                with profiling(server, f"overhead-{name}") as raw:
+                    phases += await overhead(server, model, SHAPES[name], shape_levels,
+                                             client)
+                profiles[f"overhead ({name})"] = profile_summary(raw) if raw else None
+                check(server)
         held = None
         if hold_runs:
-            print(f"  runs {backend}: holding {hold_runs} streams", flush=True)
-            with profiling("hold") as raw:
-                held = await hold(server, model, hold_runs, hold_pacing)
-            profiles["hold"] = profile_summary(raw) if raw else None
+            with vtai_server(out, backend, model) as server:
+                print(f"  runs {backend}: holding {hold_runs} streams", flush=True)
+                with profiling(server, "hold") as raw:
+                    held = await hold(server, model, hold_runs, hold_pacing)
+                profiles["hold"] = profile_summary(raw) if raw else None
+                check(server)
             print(f"    completed {held.completed}/{held.runs}, errors {held.errors}, "
                   f"max open {held.max_open}, max streaming {held.max_streaming}", flush=True)
         return {"backend": backend, "phases": [asdict(p) for p in phases],
-                "hold": asdict(held) if held else None, "server_problems": server.problems(),
-                "server_alive": server.process.alive(), "profiles": profiles,
-                "server_log": str(server.process.log_path)}
+                "hold": asdict(held) if held else None, "server_problems": problems,
+                "server_alive": not exited, "profiles": profiles,
+                "server_log": ", ".join(exited)}
 
 
 async def run(out: Path, backends: list[str], levels: dict[str, dict[int, int]], client: str,
