@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from vtai.server.api import assistants, errors, files, messages, runs, threads
 from vtai.server.api.auth import KeyRing
-from vtai.server.api.limits import BodyLimit, NoNulInUrl, RateLimiter
+from vtai.server.api.limits import ActiveRunLimit, BodyLimit, NoNulInUrl, RateLimiter
 from vtai.server.api.responses import json_response
 from vtai.server.runtime import Runtime
 from vtai.server.settings import Settings
@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_methods=["*"], allow_headers=["*"],
                            allow_origins=[o.strip() for o in settings.cors_origins.split(",")])
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.active_runs = ActiveRunLimit(settings.max_active_runs_per_project)
     app.state.settings = settings
     app.state.runtime = runtime
     app.state.db = runtime.db

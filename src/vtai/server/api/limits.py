@@ -97,6 +97,46 @@ class RateLimiter:
         self._buckets[key] = (tokens - 1.0, now)
 
 
+class ActiveRunLimit:
+    """The limit on a project's active runs (``limit``; 0: none), checked at each run's start
+    against the count the start's query makes. That count is skipped while the last one, made
+    less than ``max_age`` seconds ago, plus the runs this process started since, stays under
+    ``NEAR`` of the limit: counting scans the runs table, and far from the limit it tells
+    nothing. Runs started by other processes are seen within ``max_age``: the limit is a
+    ceiling against runaway clients, not an exact quota."""
+
+    NEAR = 0.8
+    MAX_PROJECTS = 10_000  # projects remembered; past that, all are forgotten
+
+    def __init__(self, limit: int, max_age: float = 1.0) -> None:
+        self.limit = limit
+        self.max_age = max_age
+        self._seen: dict[str, list[float]] = {}  # project -> [counted at, count + started]
+
+    def to_count(self, project: str) -> int:
+        """How far the start's query should count the project's active runs: 0 (not at all)
+        or the limit."""
+        seen = self._seen.get(project)
+        if not self.limit or (seen is not None and time.monotonic() - seen[0] < self.max_age
+                              and seen[1] < self.limit * self.NEAR):
+            return 0
+        return self.limit
+
+    def check(self, project: str, counted: int | None) -> None:
+        """429 if the project is at its limit (``counted``: what the start's query counted,
+        None if it did not count); otherwise the run is taken as started."""
+        if counted is not None:
+            if len(self._seen) >= self.MAX_PROJECTS:
+                self._seen.clear()
+            self._seen[project] = [time.monotonic(), float(counted)]
+            if counted >= self.limit:
+                raise APIError(429, f"Too many active runs: this project has {counted}, the "
+                               f"limit is {self.limit}.", type="requests",
+                               code="rate_limit_exceeded", headers={"retry-after": "1"})
+        if project in self._seen:
+            self._seen[project][1] += 1
+
+
 def check_message_size(content: Any, attachments: list[Any] | None, settings: Settings,
                        param: str = "content") -> None:
     """Text length, number of content parts and of attachments of one message."""

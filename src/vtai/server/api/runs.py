@@ -26,8 +26,8 @@ from vtai.server.api.common import (
     dump_tools,
     shaped,
 )
-from vtai.server.api.errors import APIError, bad_request, not_found
-from vtai.server.api.limits import check_message_size, check_tools_size
+from vtai.server.api.errors import bad_request, not_found
+from vtai.server.api.limits import ActiveRunLimit, check_message_size, check_tools_size
 from vtai.server.api.messages import MessageCreate, insert_message, new_message
 from vtai.server.api.pagination import ListParams, list_params
 from vtai.server.api.references import message_file_ids, require_files
@@ -123,21 +123,16 @@ async def _assistant_for_run(request: Request, project: str, body: RunOptions,
     """The run's assistant, after checking that a provider serves the run's model and that
     the project may start another run; and what was read with it about the run's thread
     (with its messages and steps if ``thread_rows``)."""
-    settings = request.app.state.settings
-    check_tools_size(body.tools, settings)
+    check_tools_size(body.tools, request.app.state.settings)
+    active_runs: ActiveRunLimit = request.app.state.active_runs
+    count = active_runs.to_count(project)
     async with request.app.state.db.read() as conn:
-        start = await queries.run_start(conn, body.assistant_id, project, thread_id,
-                                        settings.max_active_runs_per_project, thread_rows)
-    assistant = None if start.assistant is None else orjson.loads(start.assistant)
-    if assistant is not None and settings.max_active_runs_per_project and \
-            start.active_in_project >= settings.max_active_runs_per_project:
-        raise APIError(429, f"Too many active runs: this project has "
-                       f"{start.active_in_project}, the limit is "
-                       f"{settings.max_active_runs_per_project}.",
-                       type="requests", code="rate_limit_exceeded",
-                       headers={"retry-after": "1"})
-    if assistant is None:
+        start = await queries.run_start(conn, body.assistant_id, project, thread_id, count,
+                                        thread_rows)
+    if start.assistant is None:
         raise not_found("assistant", body.assistant_id)
+    active_runs.check(project, start.active_in_project if count else None)
+    assistant = orjson.loads(start.assistant)
     model = body.model or assistant["model"]
     try:
         await request.app.state.providers.route(model)
