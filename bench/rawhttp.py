@@ -76,13 +76,8 @@ class RawConnection:
             await self.close()
             raise HTTPError(f"HTTP {status}: {data[:300]!r}")
         try:
-            while True:
-                size = int((await reader.readline()).split(b";", 1)[0], 16)
-                if size == 0:
-                    await reader.readline()
-                    break
-                yield await reader.readexactly(size)
-                await reader.readline()
+            async for piece in self._chunks(reader):
+                yield piece
         except BaseException:
             await self.close()  # left mid-body: the connection cannot be reused
             raise
@@ -104,15 +99,19 @@ class RawConnection:
             await self.close()
         return status, data
 
+    @classmethod
+    async def _read_chunked(cls, reader: asyncio.StreamReader) -> bytes:
+        return b"".join([piece async for piece in cls._chunks(reader)])
+
     @staticmethod
-    async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-        parts: list[bytes] = []
+    async def _chunks(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+        """A chunked body's pieces, up to and with its last (empty) chunk's end."""
         while True:
             size = int((await reader.readline()).split(b";", 1)[0], 16)
             if size == 0:
                 await reader.readline()
-                return b"".join(parts)
-            parts.append(await reader.readexactly(size))
+                return
+            yield await reader.readexactly(size)
             await reader.readline()
 
     async def close(self) -> None:

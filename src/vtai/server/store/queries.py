@@ -75,15 +75,15 @@ async def run_start(conn: Connection, assistant_id: str, project_id: str,
     thread exists): one query."""
     params = {"assistant_id": assistant_id, "project_id": project_id,
               "thread_id": thread_id or "", "limit": limit}
-    if not thread_rows:
+    rest: list[tuple[int, str, str]] | None = None
+    if thread_rows:
+        rows = (await conn.sql(_RUN_START_AND_THREAD, params)).rows
+        start = rows[0][2:] if rows and rows[0][0] == -1 else None
+        rest = [(kind, id_, data) for kind, id_, data, *_ in rows[1:]]
+    else:
         rows = (await conn.sql(_RUN_START_ONLY, params)).rows
-        if not rows:
-            return RunStart(None, 0, False, None)
-        data, active, thread, thread_run = rows[0]
-        return RunStart(data, int(active), thread is not None, thread_run)
-    rows = (await conn.sql(_RUN_START_AND_THREAD, params)).rows
-    if not rows or rows[0][0] != -1:
+        start = rows[0] if rows else None
+    if start is None:
         return RunStart(None, 0, False, None)
-    _, _, data, active, thread, thread_run = rows[0]
-    return RunStart(data, int(active), thread is not None, thread_run,
-                    [(kind, id_, row_data) for kind, id_, row_data, *_ in rows[1:]])
+    data, active, thread, thread_run = start
+    return RunStart(data, int(active), thread is not None, thread_run, rest)
