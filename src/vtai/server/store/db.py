@@ -22,7 +22,7 @@ import functools
 import hashlib
 import logging
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, TypeVar
@@ -146,31 +146,28 @@ class _PgConnection:
 
     async def sql(self, statement: Sql, params: dict[str, Any] | None = None) -> Rows:
         args = statement.positional(params or {})
-        try:
-            if statement.returns_rows:
-                rows = await self._raw.fetch(statement.postgres, *args)
-                return Rows(rows, len(rows))
-            status = await self._raw.execute(statement.postgres, *args)
-        except _PG_ERRORS as err:
-            raise await self._translated(err, statement.postgres) from err
+        if statement.returns_rows:
+            rows = await self._run(statement.postgres, self._raw.fetch(statement.postgres, *args))
+            return Rows(rows, len(rows))
+        status = await self._run(statement.postgres, self._raw.execute(statement.postgres, *args))
         count = status.rsplit(" ", 1)[-1]  # "UPDATE 1", "INSERT 0 1"
         return Rows([], int(count) if count.isdigit() else 0)
 
     async def sql_many(self, statement: Sql, rows: list[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        try:
-            await self._raw.executemany(statement.postgres,
-                                        [statement.positional(row) for row in rows])
-        except _PG_ERRORS as err:
-            raise await self._translated(err, statement.postgres) from err
+        if rows:
+            await self._run(statement.postgres, self._raw.executemany(
+                statement.postgres, [statement.positional(row) for row in rows]))
 
     async def command(self, sql: str) -> None:
         """BEGIN, COMMIT, ROLLBACK."""
+        await self._run(sql, self._raw.execute(sql))
+
+    async def _run(self, statement: str, call: Awaitable[T]) -> T:
+        """``call``'s result, its asyncpg error raised as SQLAlchemy's."""
         try:
-            await self._raw.execute(sql)
+            return await call
         except _PG_ERRORS as err:
-            raise await self._translated(err, sql) from err
+            raise await self._translated(err, statement) from err
 
     async def _translated(self, err: BaseException, statement: str) -> sa_exc.DBAPIError:
         import asyncpg
