@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,11 +38,27 @@ class RunFailure(Exception):
         self.message = message
 
 
+_EAGER = sys.version_info >= (3, 12)  # tasks can start at once (Task's eager_start)
+
+
+def _start_now(coro: Coroutine[Any, Any, OpenAnswer]) -> asyncio.Task[OpenAnswer]:
+    """A task for a model request. From Python 3.12 it starts at once and runs up to its wait
+    for the answer, aiohttp writing the request on the way (eagerly too), so the request is
+    on the wire when ModelCall.send returns; before 3.12 it starts at the event loop's next
+    turn (see _let_request_leave). Under load every turn waits behind all that is ready, a
+    millisecond or more with a few hundred streams."""
+    if sys.version_info >= (3, 12):
+        return asyncio.Task(coro, loop=asyncio.get_running_loop(), eager_start=True)
+    return asyncio.ensure_future(coro)
+
+
 async def _let_request_leave() -> None:
-    """Two turns of the event loop, so that a request just started (ModelCall.send) leaves
-    now, not when its sender next waits (on SQLite, storing a run never does): the first
-    runs the request's task up to its wait for the answer, the second the task in which
-    aiohttp writes the body (before Python 3.12)."""
+    """Before Python 3.12, two turns of the event loop, so that a request just started
+    (ModelCall.send) leaves now, not when its sender next waits (on SQLite, storing a run
+    never does): the first runs the request's task up to its wait for the answer, the second
+    the task in which aiohttp writes the body. From 3.12 the request has left already."""
+    if _EAGER:
+        return
     for _ in range(2):
         await asyncio.sleep(0)
 
@@ -68,8 +85,8 @@ class ModelCall:
     started: float = field(default_factory=time.monotonic)
 
     def send(self) -> asyncio.Future[OpenAnswer]:
-        """Start the request (see _let_request_leave)."""
-        self.opening = asyncio.ensure_future(self.route.open_chat(self.params))
+        """Start the request (see _start_now)."""
+        self.opening = _start_now(self.route.open_chat(self.params))
         return self.opening
 
     def release(self) -> None:
