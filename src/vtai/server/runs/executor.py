@@ -38,9 +38,6 @@ class RunFailure(Exception):
         self.message = message
 
 
-_EAGER = sys.version_info >= (3, 12)  # tasks can start at once (Task's eager_start)
-
-
 def _start_now(coro: Coroutine[Any, Any, OpenAnswer]) -> asyncio.Task[OpenAnswer]:
     """A task for a model request. From Python 3.12 it starts at once and runs up to its wait
     for the answer, aiohttp writing the request on the way (eagerly too), so the request is
@@ -57,7 +54,7 @@ async def _let_request_leave() -> None:
     (ModelCall.send) leaves now, not when its sender next waits (on SQLite, storing a run
     never does): the first runs the request's task up to its wait for the answer, the second
     the task in which aiohttp writes the body. From 3.12 the request has left already."""
-    if _EAGER:
+    if sys.version_info >= (3, 12):
         return
     for _ in range(2):
         await asyncio.sleep(0)
