@@ -136,6 +136,9 @@ class _PgConnection:
     def __init__(self, conn: AsyncConnection, raw: Any) -> None:
         self._conn = conn
         self._raw = raw  # asyncpg.Connection
+        # Set while a transaction is open or being ended: if the connection goes back to
+        # the pool so (its COMMIT or ROLLBACK was interrupted), its state is unknown.
+        self.in_transaction = False
 
     async def execute(self, statement: Executable, parameters: Any = None
                       ) -> CursorResult[Any]:
@@ -157,6 +160,10 @@ class _PgConnection:
         if rows:
             await self._run(statement.postgres, self._raw.executemany(
                 statement.postgres, [statement.positional(row) for row in rows]))
+
+    def terminate(self) -> None:
+        """Close the connection to PostgreSQL at once, without waiting for anything."""
+        self._raw.terminate()
 
     async def command(self, sql: str) -> None:
         """BEGIN, COMMIT, ROLLBACK."""
@@ -298,6 +305,7 @@ class Database:
                     yield _LoopConnection(conn)
         else:
             async with self._pg_connection() as pg:
+                pg.in_transaction = True
                 await pg.command(_BEGIN_DURABLE if turn is None else
                                  f"{_BEGIN_DURABLE}; SELECT pg_advisory_xact_lock("
                                  f"{turn_lock(turn)})")
@@ -306,8 +314,10 @@ class Database:
                 except BaseException:
                     with contextlib.suppress(Exception):  # a broken connection is invalidated
                         await pg.command("ROLLBACK")
+                        pg.in_transaction = False
                     raise
                 await pg.command("COMMIT")
+                pg.in_transaction = False
 
     async def write_together(self, statements: list[tuple[Sql, dict[str, Any]]]) -> list[int]:
         """Writes that stand or fall together, none reading what another one changes, and
@@ -338,12 +348,21 @@ class Database:
         cancelled): waiting for that task costs two turns of the event loop, milliseconds
         under load. Here the return does no I/O, so nothing can interrupt it: no transaction
         is left open (``read`` opens none, ``write`` ends its own), and there is no reset
-        round trip in autocommit mode."""
+        round trip in autocommit mode. A connection whose transaction did not end (its
+        task was cancelled in BEGIN, COMMIT or ROLLBACK) is closed instead."""
         aconn = await self._autocommit.connect()
+        conn = None
         try:
             raw = (await aconn.get_raw_connection()).driver_connection
-            yield _PgConnection(aconn, raw)
+            conn = _PgConnection(aconn, raw)
+            yield conn
         finally:
+            if conn is not None and conn.in_transaction:
+                # Cancelled while its transaction ended (or began): closed at once, so
+                # that no later request runs in what is left of it.
+                conn.terminate()
+                with contextlib.suppress(Exception):
+                    await aconn.invalidate()
             await aconn.close()
 
     async def migrate(self) -> None:
