@@ -9,7 +9,7 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from openai.types.beta.threads import Run
 from pydantic import Field
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from vtai.server import ids
 from vtai.server.api.auth import project_id
@@ -35,9 +35,10 @@ from vtai.server.api.responses import json_response
 from vtai.server.api.threads import ThreadCreate, check_thread_request, insert_thread
 from vtai.server.providers.routing import ProviderMissing
 from vtai.server.runs import states
-from vtai.server.runs.events import WORK_CHANNEL, Event, Subscription, sse_body
+from vtai.server.runs.events import WORK_CHANNEL, Event, Subscription
 from vtai.server.runs.executor import ModelCall
 from vtai.server.runs.records import Conflict, RunRecords
+from vtai.server.runs.sse import EventStream
 from vtai.server.store import objects, queries, tables
 from vtai.server.store.db import Connection
 from vtai.server.tools.file_search.tool import without_result_content
@@ -211,15 +212,11 @@ def _without_result_content(event: Event) -> Event:
 
 
 def _stream(request: Request, sub: Subscription, first: list[Event], live: bool = True,
-            include: list[str] | None = None) -> StreamingResponse:
+            include: list[str] | None = None) -> EventStream:
     """An SSE response; step events lose their file_search results' content unless
     ``include[]`` asks for it, as when steps are retrieved."""
     rewrite = None if FILE_SEARCH_CONTENT in (include or []) else _without_result_content
-    # No keep-alive comments: after an event with an id, the SDK's decoder turns the blank
-    # line ending a comment into an empty event and fails to parse it.
-    return StreamingResponse(sse_body(first, sub, live, rewrite),
-                             media_type="text/event-stream",
-                             headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+    return EventStream(first, sub, live, rewrite)
 
 
 def _creation_events(run_data: str, thread_data: str | None = None) -> list[Event]:

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import secrets
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,10 +82,12 @@ _STORE_EVENTS_PG = Sql(
     "SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) AS payload")
 
 DONE = b"event: done\ndata: [DONE]\n\n"
+_WAKE = Event("", "")  # queued by Subscription.interrupt
 
 
 class Subscription:
-    """A run's events after ``after`` (an event id), each delivered once."""
+    """A run's events after ``after`` (an event id), each delivered once: handed to
+    ``writer`` if it takes them (returns True), queued otherwise."""
 
     def __init__(self, bus: EventBus, run_id: str, after: str) -> None:
         self.bus = bus
@@ -93,6 +95,8 @@ class Subscription:
         self.after = after
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
         self.seen: set[str] = set()
+        self.writer: Callable[[Event], bool] | None = None
+        self.interrupted = False
 
     @property
     def cursor(self) -> str:
@@ -102,7 +106,8 @@ class Subscription:
     def deliver(self, event: Event) -> None:
         if event.id > self.after and event.id not in self.seen:
             self.seen.add(event.id)
-            self.queue.put_nowait(event)
+            if self.writer is None or not self.writer(event):
+                self.queue.put_nowait(event)
 
     def take_delivered(self) -> list[Event]:
         """The events delivered and not yet read, taken out of the subscription."""
@@ -111,20 +116,22 @@ class Subscription:
             taken.append(self.queue.get_nowait())
         return taken
 
-    async def events(self) -> AsyncIterator[list[Event]]:
-        """Events until the run finishes or waits for tool outputs, in batches: each batch
-        holds every event that had arrived by then, so a busy stream is written in fewer
-        sends."""
-        try:
-            while True:
-                batch = [await self.queue.get()]
-                while not batch[-1].ends_stream and not self.queue.empty():
-                    batch.append(self.queue.get_nowait())
-                yield batch
-                if batch[-1].ends_stream:
-                    return
-        finally:
-            self.close()
+    async def next_batch(self) -> list[Event]:
+        """Every queued event, up to one that ends the stream, waiting for one if none is;
+        [] once interrupted. Batches let a busy stream be written in fewer sends."""
+        event = await self.queue.get()
+        batch = []
+        while not self.interrupted:
+            batch.append(event)
+            if event.ends_stream or self.queue.empty():
+                return batch
+            event = self.queue.get_nowait()
+        return []
+
+    def interrupt(self) -> None:
+        """Wake next_batch for good: it returns [] from now on."""
+        self.interrupted = True
+        self.queue.put_nowait(_WAKE)
 
     def close(self) -> None:
         subs = self.bus._subscribers.get(self.run_id)
@@ -255,30 +262,3 @@ class EventBus:
         for event in await self.history(run_id, min(s.cursor for s in subs) or None):
             for sub in subs:
                 sub.deliver(event)
-
-
-async def sse_body(first: list[Event], sub: Subscription, live: bool = True,
-                   rewrite: Callable[[Event], Event] | None = None) -> AsyncIterator[bytes]:
-    """An SSE response body: the given events, then (when ``live``) the run's next ones until
-    it finishes or pauses, then ``done``. ``rewrite`` changes events on their way out."""
-
-    def encode(events: list[Event]) -> bytes:
-        if rewrite is not None:
-            events = [rewrite(event) for event in events]
-        return b"".join(event.encode() for event in events)
-
-    for index, event in enumerate(first):
-        if event.ends_stream:
-            first = first[:index + 1]
-            live = False
-            break
-    if first:
-        yield encode(first)
-    ended = False
-    if live:
-        async for batch in sub.events():
-            ended = batch[-1].ends_stream
-            yield encode(batch) + (DONE if ended else b"")
-    sub.close()
-    if not ended:
-        yield DONE

@@ -1,0 +1,160 @@
+"""The SSE response of a run's events, written as they are published.
+
+While the response waits for the run's next event, an event published by the run's task is
+written to the client from that task, at once: the response's own task would start only at a
+later turn of the event loop, which under load is a millisecond or more behind. Only when a
+write has to wait (the client reads slower than the run writes), or the stream ends, does the
+response's task take over, and events wait their turn in the subscription's queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+
+from vtai.server.runs.events import DONE, Event, Subscription
+
+
+def send_now(awaitable: Awaitable[None]) -> asyncio.Future[None] | None:
+    """Run a coroutine here, in the caller's turn of the event loop. None if it ran to its
+    end; if it had to wait, the task in which the rest of it runs. (Another awaitable is
+    simply awaited in a task.)"""
+    if not isinstance(awaitable, Coroutine):
+        return asyncio.ensure_future(awaitable)
+    coro = awaitable
+    try:
+        waiting_for = coro.send(None)
+    except StopIteration:
+        return None
+    task = asyncio.get_running_loop().create_task(_go_on(coro, waiting_for))
+    task.add_done_callback(lambda _: coro.close())  # cancelled before it began: ends too
+    return task
+
+
+async def _go_on(coro: Coroutine[Any, Any, None], waiting_for: Any) -> None:
+    """The rest of ``coro``, which waits for ``waiting_for`` (a future, or None for a bare
+    yield to the event loop), as a task would run it."""
+    while True:
+        try:
+            if waiting_for is None:
+                await asyncio.sleep(0)
+            else:
+                # Taken over from the coroutine, as a task does with what a coroutine yields.
+                waiting_for._asyncio_future_blocking = False
+                await waiting_for
+        except BaseException as err:
+            if waiting_for is None or not waiting_for.done():
+                # This task was interrupted, not the future: tell the coroutine.
+                try:
+                    waiting_for = coro.throw(err)
+                except StopIteration:
+                    return
+                continue
+            # The future failed: the coroutine reads that from it when it goes on.
+        try:
+            waiting_for = coro.send(None)
+        except StopIteration:
+            return
+
+
+def _body(data: bytes, more: bool = True) -> Message:
+    return {"type": "http.response.body", "body": data, "more_body": more}
+
+
+class EventStream(Response):
+    """SSE of ``first`` (events already known), then, when ``live``, the run's next events
+    from ``sub`` until the run finishes or pauses, then ``done``. ``rewrite`` changes events
+    on their way out. The client leaving ends the response (not the run)."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, first: list[Event], sub: Subscription, live: bool = True,
+                 rewrite: Callable[[Event], Event] | None = None) -> None:
+        self.status_code = 200
+        self.background = None
+        # No keep-alive comments: after an event with an id, the SDK's decoder turns the
+        # blank line ending a comment into an empty event and fails to parse it.
+        self.init_headers({"cache-control": "no-cache", "x-accel-buffering": "no"})
+        self.first = first
+        self.sub = sub
+        self.live = live
+        self.rewrite = rewrite
+
+    def _encode(self, events: list[Event]) -> bytes:
+        if self.rewrite is not None:
+            events = [self.rewrite(event) for event in events]
+        return b"".join(event.encode() for event in events)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        first, live = self.first, self.live
+        for index, event in enumerate(first):
+            if event.ends_stream:
+                first, live = first[:index + 1], False
+                break
+        try:
+            await send({"type": "http.response.start", "status": self.status_code,
+                        "headers": self.raw_headers})
+            if first:
+                await send(_body(self._encode(first)))
+            ended = live and await self._live(receive, send)
+            await send(_body(b"" if ended else DONE, more=False))
+        finally:
+            self.sub.close()
+
+    async def _live(self, receive: Receive, send: Send) -> bool:
+        """The run's events until one ends the stream (True: it was written, with ``done``),
+        or the client leaves (False)."""
+        sub = self.sub
+        parked = False  # this task waits for the next event, with nothing queued or sending
+        sending: asyncio.Future[None] | None = None  # a write from the run's task that waits
+        failed: list[BaseException] = []
+
+        def write_now(event: Event) -> bool:
+            nonlocal sending
+            if not parked or sending is not None or event.ends_stream or failed \
+                    or not sub.queue.empty():
+                return False
+            try:
+                sending = send_now(send(_body(self._encode([event]))))
+            except Exception as err:  # kept for this task: the run's task goes on
+                failed.append(err)
+                sub.interrupt()
+            return True
+
+        left = asyncio.ensure_future(_client_leaves(receive))
+        left.add_done_callback(lambda _: sub.interrupt())
+        sub.writer = write_now
+        try:
+            while True:
+                parked = sending is None
+                batch = await sub.next_batch()
+                parked = False
+                if sending is not None:
+                    await sending  # written first: it came first
+                    sending = None
+                if failed:
+                    raise failed[0]
+                if not batch:  # interrupted: the client left
+                    return False
+                ended = batch[-1].ends_stream
+                await send(_body(self._encode(batch) + (DONE if ended else b"")))
+                if ended:
+                    return True
+        finally:
+            sub.writer = None
+            left.cancel()
+            if sending is not None and not sending.done():
+                sending.cancel()
+                with contextlib.suppress(BaseException):
+                    await sending
+
+
+async def _client_leaves(receive: Receive) -> None:
+    with contextlib.suppress(Exception):  # the connection is unusable: as good as gone
+        while (await receive())["type"] != "http.disconnect":
+            pass
