@@ -148,10 +148,10 @@ class EventStream(Response):
         finally:
             sub.writer = None
             left.cancel()
-            if sending is not None and not sending.done():
+            if sending is not None:  # ended by the client leaving or a failure: not needed
                 sending.cancel()
                 with contextlib.suppress(BaseException):
-                    await sending
+                    await sending  # (and a failure of it is not left unread)
 
 
 async def _client_leaves(receive: Receive) -> None:
