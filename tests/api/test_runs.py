@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
 import threading
 import time
 
@@ -70,6 +72,47 @@ def test_exact_sse_order_for_text(server: ServerProcess, client: OpenAI,
     run_id = events[0][1]["id"]
     stored = client.beta.threads.runs.retrieve(run_id, thread_id=thread.id)
     assert stored.model_dump() == events[-2][1]  # what was streamed is what is stored
+
+
+class _SlowReader(http.client.HTTPConnection):
+    """A client with a small receive buffer, so that a stream it does not read soon fills
+    the server's buffers and the server's writes have to wait."""
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect((self.host, self.port))
+
+
+def test_a_client_reading_late_gets_the_whole_stream_in_order(
+        server: ServerProcess, client: OpenAI, fake_model: FakeModelServer) -> None:
+    text = "".join(f"{n:07d} " for n in range(1_000_000))  # 8 MB in 4,000 deltas
+    assistant, _ = scripted_assistant(client, fake_model, Reply(text, chunk_size=2_000))
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "all of it"}])
+    conn = _SlowReader("127.0.0.1", server.port, timeout=120)
+    try:
+        conn.request("POST", f"/v1/threads/{thread.id}/runs",
+                     json.dumps({"assistant_id": assistant.id, "stream": True}),
+                     {"content-type": "application/json"})
+        response = conn.getresponse()
+        assert response.status == 200
+        time.sleep(2)  # the run answers meanwhile; its stream waits in the buffers
+        body = response.read().decode()
+    finally:
+        conn.close()
+    events = []
+    for block in body.split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in lines:
+            data = lines["data"]
+            events.append((lines["event"], data if data == "[DONE]" else json.loads(data)))
+    assert event_names(events) == TEXT_EVENTS
+    deltas = [d for n, d in events if n == "thread.message.delta"]
+    assert len(deltas) == 4_000
+    assert "".join(d["delta"]["content"][0]["text"]["value"] for d in deltas) == text
+    run = client.beta.threads.runs.retrieve(events[0][1]["id"], thread_id=thread.id)
+    assert run.status == "completed"
 
 
 def test_sdk_stream_helper(client: OpenAI, fake_model: FakeModelServer) -> None:
