@@ -604,10 +604,10 @@ def _overhead_report(data: dict[str, Any], name: str, shape: dict[str, Any]) -> 
             direct, ours = by_key[("direct", concurrency)], by_key[("ours", concurrency)]
             head = [b["backend"], concurrency, ours["measured"]]
             ttft_rows.append(head + _side_by_side(direct["ttft"], ours["ttft"]) + [
-                f"{direct['errors']}/{ours['errors']}"])
+                f"{direct['errors']}/{ours['errors']}", _per_run_ms(direct, "model")])
             total_rows.append(head + _side_by_side(direct["total"], ours["total"]) + [
                 cpu_cell(direct["cpu"], *_ROLES), cpu_cell(ours["cpu"], *_ROLES),
-                f"{ours['cpu']['server'] * ours['seconds'] / max(ours['runs'], 1) * 1000:.1f}"])
+                _per_run_ms(ours, "server")])
     if not ttft_rows:
         return ""
     pacing = shape["pacing"]
@@ -628,8 +628,8 @@ def _overhead_report(data: dict[str, Any], name: str, shape: dict[str, Any]) -> 
             f"{pacing['chunk_delay'] * 1000:g} ms apart (~{model_ms:g} ms).\n\n")
     text += ("Time to first token, ms (direct: first content delta; ours: first "
              "`thread.message.delta`):\n\n")
-    text += table(["backend", "concurrent", "runs measured", *columns, "errors direct/ours"],
-                  ttft_rows)
+    text += table(["backend", "concurrent", "runs measured", *columns, "errors direct/ours",
+                   "gauge: fake model CPU ms/answer (direct)"], ttft_rows)
     text += "\n\nTotal time to the end of the stream, ms:\n\n"
     text += table(["backend", "concurrent", "runs measured", *columns, "cores direct",
                    "cores ours", "server CPU ms/run"], total_rows)
@@ -637,8 +637,15 @@ def _overhead_report(data: dict[str, Any], name: str, shape: dict[str, Any]) -> 
              "CPU used on average during the phase by our server / the fake model / the load "
              "generator / PostgreSQL / interrupts (mostly loopback networking) / the rest "
              "(other processes), 1.00 being one core busy all the time; then the share of "
-             "both cores that was busy.")
+             "both cores that was busy. Gauge: the fake model does the same work for every "
+             "answer of the direct phase, so its CPU time per answer shows how fast the "
+             "machine ran (higher: slower; compare runs on the same machine).")
     return text
+
+
+def _per_run_ms(phase: dict[str, Any], role: str) -> str:
+    """CPU milliseconds that ``role`` used per run of the phase."""
+    return f"{phase['cpu'][role] * phase['seconds'] / max(phase['runs'], 1) * 1000:.1f}"
 
 
 def _side_by_side(direct: dict[str, float], ours: dict[str, float]) -> list[float]:
