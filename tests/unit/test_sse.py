@@ -198,3 +198,47 @@ async def test_a_failed_write_ends_the_response_not_the_publisher(bus: EventBus)
     with pytest.raises(RuntimeError, match="write failed"):
         await asyncio.wait_for(task, 5)
     assert "run_1" not in bus._subscribers
+
+
+async def test_send_now_passes_a_cancellation_on_even_once_the_future_is_done() -> None:
+    gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    seen = []
+
+    async def waits() -> None:
+        try:
+            await gate
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+        seen.append("went on")
+
+    task = send_now(waits())
+    assert task is not None
+    await asyncio.sleep(0)  # the task waits for the gate
+    gate.set_result(None)
+    task.cancel()  # before the task's next step: as a task would, the coroutine is told
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert seen == ["cancelled"]
+
+
+async def test_a_write_failing_after_a_wait_ends_the_response(bus: EventBus) -> None:
+    client = _Client()
+
+    async def fails_after_waiting(message: dict[str, Any]) -> None:
+        if b"delta" in message.get("body", b""):
+            await client.slow.wait()
+            raise RuntimeError("write failed late")
+        await _Client.send(client, message)
+
+    client.slow.clear()
+    sub = bus.subscribe("run_1")
+    task = asyncio.create_task(
+        EventStream([], sub)({"type": "http"}, client.receive, fails_after_waiting))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    bus.publish("run_1", _delta(1))  # its write waits, then fails
+    client.slow.set()
+    with pytest.raises(RuntimeError, match="write failed late"):
+        await asyncio.wait_for(task, 5)  # without another event to wake it
+    assert "run_1" not in bus._subscribers

@@ -5,6 +5,11 @@ written to the client from that task, at once: the response's own task would sta
 later turn of the event loop, which under load is a millisecond or more behind. Only when a
 write has to wait (the client reads slower than the run writes), or the stream ends, does the
 response's task take over, and events wait their turn in the subscription's queue.
+
+The write runs as the publisher: its first steps in the publisher's task, the rest in a task
+that copies the publisher's context. Nothing on the send path (uvicorn's send and the
+Starlette and FastAPI middlewares' wrappers of it) uses the current task, a timeout or a
+cancel scope; a middleware whose send does would tie them to the run's task instead.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ async def _go_on(coro: Coroutine[Any, Any, None], waiting_for: Any) -> None:
                 waiting_for._asyncio_future_blocking = False
                 await waiting_for
         except BaseException as err:
-            if waiting_for is None or not waiting_for.done():
+            if not _raised_by(waiting_for, err):
                 # This task was interrupted, not the future: tell the coroutine.
                 try:
                     waiting_for = coro.throw(err)
@@ -60,6 +65,15 @@ async def _go_on(coro: Coroutine[Any, Any, None], waiting_for: Any) -> None:
             waiting_for = coro.send(None)
         except StopIteration:
             return
+
+
+def _raised_by(future: Any, err: BaseException) -> bool:
+    """Whether ``err`` is ``future``'s own outcome (not an interruption of its waiter)."""
+    if future is None or not future.done():
+        return False
+    if future.cancelled():
+        return isinstance(err, asyncio.CancelledError)
+    return bool(future.exception() is err)
 
 
 def _body(data: bytes, more: bool = True) -> Message:
@@ -114,6 +128,11 @@ class EventStream(Response):
         sending: asyncio.Future[None] | None = None  # a write from the run's task that waits
         failed: list[BaseException] = []
 
+        def fail(err: BaseException) -> None:
+            """A write failed: kept for this task, which ends the response (the run goes on)."""
+            failed.append(err)
+            sub.interrupt()
+
         def write_now(event: Event) -> bool:
             nonlocal sending
             if not parked or sending is not None or event.ends_stream or failed \
@@ -121,9 +140,13 @@ class EventStream(Response):
                 return False
             try:
                 sending = send_now(send(_body(self._encode([event]))))
-            except Exception as err:  # kept for this task: the run's task goes on
-                failed.append(err)
-                sub.interrupt()
+            except (Exception, asyncio.CancelledError) as err:
+                fail(err)
+                return True
+            if sending is not None:
+                sending.add_done_callback(
+                    lambda done: None if done.cancelled() or done.exception() is None
+                    else fail(done.exception()))  # type: ignore[arg-type]
             return True
 
         left = asyncio.ensure_future(_client_leaves(receive))
@@ -131,16 +154,16 @@ class EventStream(Response):
         sub.writer = write_now
         try:
             while True:
-                parked = sending is None
+                parked = True
                 batch = await sub.next_batch()
                 parked = False
-                if sending is not None:
-                    await sending  # written first: it came first
-                    sending = None
                 if failed:
                     raise failed[0]
                 if not batch:  # interrupted: the client left
                     return False
+                if sending is not None:
+                    await sending  # written first: it came first
+                    sending = None
                 ended = batch[-1].ends_stream
                 await send(_body(self._encode(batch) + (DONE if ended else b"")))
                 if ended:
