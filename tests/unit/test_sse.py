@@ -4,6 +4,7 @@ response's task once a write has to wait; in order either way."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -119,10 +120,14 @@ def _events(body: bytes) -> list[str]:
             if line.startswith(b"event: ")]
 
 
-async def _respond(bus: EventBus, client: _Client, first: list[Event]) -> asyncio.Task[None]:
+async def _respond(bus: EventBus, client: _Client, first: list[Event],
+                   send: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+                   ) -> asyncio.Task[None]:
+    """The response to ``client`` (written with ``send``, by default the client's), once it
+    waits for the run's next event."""
     sub = bus.subscribe("run_1")
     response = EventStream(first, sub)
-    task = asyncio.create_task(response({"type": "http"}, client.receive, client.send),
+    task = asyncio.create_task(response({"type": "http"}, client.receive, send or client.send),
                                name="response")
     for _ in range(3):
         await asyncio.sleep(0)  # the response writes `first` and waits
@@ -190,10 +195,7 @@ async def test_a_failed_write_ends_the_response_not_the_publisher(bus: EventBus)
             raise RuntimeError("write failed")
         await _Client.send(client, message)
 
-    sub = bus.subscribe("run_1")
-    task = asyncio.create_task(EventStream([], sub)({"type": "http"}, client.receive, broken))
-    for _ in range(3):
-        await asyncio.sleep(0)
+    task = await _respond(bus, client, [], broken)
     bus.publish("run_1", _delta(1))  # no exception here
     with pytest.raises(RuntimeError, match="write failed"):
         await asyncio.wait_for(task, 5)
@@ -232,11 +234,7 @@ async def test_a_write_failing_after_a_wait_ends_the_response(bus: EventBus) -> 
         await _Client.send(client, message)
 
     client.slow.clear()
-    sub = bus.subscribe("run_1")
-    task = asyncio.create_task(
-        EventStream([], sub)({"type": "http"}, client.receive, fails_after_waiting))
-    for _ in range(3):
-        await asyncio.sleep(0)
+    task = await _respond(bus, client, [], fails_after_waiting)
     bus.publish("run_1", _delta(1))  # its write waits, then fails
     client.slow.set()
     with pytest.raises(RuntimeError, match="write failed late"):
