@@ -22,6 +22,7 @@ import functools
 import hashlib
 import logging
 import re
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -47,6 +48,10 @@ _SQLITE_PRAGMAS = (
     "PRAGMA foreign_keys=ON",
 )
 
+
+# SQLite write transactions between two WAL checkpoints: a run's few writes add a few pages
+# each, so this is about SQLite's own threshold of 1,000 pages.
+CHECKPOINT_EVERY = 250
 
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
 
@@ -202,6 +207,10 @@ _PG_ERRORS = _pg_errors()
 
 
 def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> sa_engine.Engine:
+    """``immediate``: the writer's engine, whose transactions begin with BEGIN IMMEDIATE and
+    which leaves WAL checkpoints to ``Database``."""
+    pragmas = (*_SQLITE_PRAGMAS, "PRAGMA wal_autocheckpoint=0") if immediate \
+        else _SQLITE_PRAGMAS
     engine = create_engine(
         url.replace("sqlite+aiosqlite:", "sqlite:"), pool_size=pool_size, max_overflow=0,
         pool_reset_on_return=None,  # no transaction is left open: see write() and read()
@@ -212,7 +221,7 @@ def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> sa_engine.En
         # Let the "begin" event below issue BEGIN instead of the driver.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in _SQLITE_PRAGMAS:
+        for pragma in pragmas:
             cursor.execute(pragma)
         cursor.close()
 
@@ -260,6 +269,13 @@ class Database:
             # Writes take turns (the lock), so one connection serves them all, kept open:
             # taking it from the pool for each transaction costs as much as a statement.
             self._writer: sa_engine.Connection | None = None
+            # WAL checkpoints run in a thread of their own (see _after_commit), not in the
+            # commit that happens to cross SQLite's threshold, in the event loop.
+            self._sqlite_file = path if path and path != ":memory:" else None
+            self._commits = 0
+            self._checkpointer: sqlite3.Connection | None = None
+            self._checkpointing: asyncio.Task[None] | None = None
+            self.checkpoints = 0  # done so far
         else:
             # Small per process: several servers and workers share PostgreSQL's
             # max_connections (100 by default), and each statement holds a connection briefly.
@@ -303,6 +319,7 @@ class Database:
                     conn = self._writer = self._sqlite_writer.connect()
                 with conn.begin():
                     yield _LoopConnection(conn)
+            self._after_commit()
         else:
             async with self._pg_connection() as pg:
                 pg.in_transaction = True
@@ -318,6 +335,33 @@ class Database:
                     raise
                 await pg.command("COMMIT")
                 pg.in_transaction = False
+
+    def _after_commit(self) -> None:
+        """Every ``CHECKPOINT_EVERY`` SQLite write transactions, copy the WAL's pages into the
+        database file in a thread (a passive checkpoint: writers and readers go on meanwhile).
+        SQLite's own checkpoint would run inside the committing transaction, in the event
+        loop, every 1,000 pages: several milliseconds (the copy and an fsync of the database
+        file) that every stream would wait for."""
+        self._commits += 1
+        if self._commits < CHECKPOINT_EVERY or self._sqlite_file is None or (
+                self._checkpointing is not None and not self._checkpointing.done()):
+            return
+        self._commits = 0
+        self._checkpointing = asyncio.get_running_loop().create_task(self._checkpoint())
+
+    async def _checkpoint(self) -> None:
+        try:
+            await asyncio.to_thread(self._checkpoint_now)
+            self.checkpoints += 1
+        except Exception:
+            log.exception("WAL checkpoint failed (SQLite's next one will try again)")
+
+    def _checkpoint_now(self) -> None:
+        if self._checkpointer is None:
+            assert self._sqlite_file is not None
+            self._checkpointer = sqlite3.connect(self._sqlite_file, isolation_level=None,
+                                                 check_same_thread=False)
+        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     async def write_together(self, statements: list[tuple[Sql, dict[str, Any]]]) -> list[int]:
         """Writes that stand or fall together, none reading what another one changes, and
@@ -398,6 +442,11 @@ class Database:
 
     async def close(self) -> None:
         if self.is_sqlite:
+            if self._checkpointing is not None:
+                await asyncio.wait([self._checkpointing])
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
