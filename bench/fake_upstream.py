@@ -17,6 +17,7 @@ from typing import Any
 
 import uvicorn
 
+from vtai.heap import settle_heap
 from vtai.testing import FakeModelState, Reply, create_app
 from vtai.testing.chat import last_user_text
 
@@ -43,6 +44,7 @@ def main() -> None:
         return reply if reply is not None else Reply("You said: " + last_user_text(body))
 
     app = create_app(FakeModelState(default=answer))
+    settle_heap()  # no collector pauses in the answers' timing
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False,
                 backlog=4096)
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import uvicorn
 
+from vtai.heap import settle_heap
+
 from .app import FakeModelState, create_app
 from .steps import ScriptItem, Step, StepFn
 
@@ -123,4 +125,6 @@ class FakeModelServer:
 
 def run(host: str = "127.0.0.1", port: int = 8001, log_level: str = "info") -> None:
     """Serve the fake model until interrupted (`vtai fake-model`)."""
-    uvicorn.run(create_app(), host=host, port=port, log_level=log_level, access_log=False)
+    app = create_app()
+    settle_heap()  # no collector pauses in the answers' timing
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
