@@ -7,6 +7,7 @@ streams need two thousand sockets in the server (one to the client, one to the m
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -126,6 +127,19 @@ def settle() -> None:
         if waited > 1.5:
             print(f"    (waited {waited:.0f} s for other work on the machine to stop)",
                   flush=True)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The load generator's garbage collector off while it measures, as `timeit` does: a full
+    collection of its heap takes 50-100 ms here, which every stream it reads would wait out,
+    on either path, a p99 of noise."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def wait_for_quiet(max_wait: float, busy_below: float = 0.1) -> float:

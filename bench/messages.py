@@ -32,6 +32,7 @@ from bench.harness import (
     CpuMeter,
     cpu_cell,
     fake_model,
+    gc_paused,
     others_note,
     percentiles,
     settle,
@@ -186,13 +187,14 @@ async def measure(base_url: str, clients: int, seconds: float, client: str = "ra
 
         tasks = [asyncio.create_task(loop(i)) for i in range(clients)]
         await asyncio.sleep(0.05)
-        meter = (meter or CpuMeter()).start()
-        start = time.perf_counter()
-        deadline = start + seconds
-        go.set()
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - start
-        cpu = meter.stop()
+        with gc_paused():
+            meter = (meter or CpuMeter()).start()
+            start = time.perf_counter()
+            deadline = start + seconds
+            go.set()
+            await asyncio.gather(*tasks)
+            elapsed = time.perf_counter() - start
+            cpu = meter.stop()
     finally:
         await asyncio.gather(*(c.close() for c in conns))
     return MessagesResult(

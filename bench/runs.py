@@ -39,6 +39,7 @@ from bench.harness import (
     Server,
     cpu_cell,
     fake_model,
+    gc_paused,
     others_note,
     percentiles,
     settle,
@@ -290,10 +291,11 @@ async def _phase(path: str, shape: Shape, concurrency: int, per_worker: int,
             timing.total.append(time.perf_counter() - start)
 
     settle()
-    meter = CpuMeter(server=server.process.pid, model=model.process.pid).start()
-    start = time.perf_counter()
-    await asyncio.gather(*(worker(i, paths) for i, paths in enumerate(workers)))
-    elapsed = time.perf_counter() - start
+    with gc_paused():
+        meter = CpuMeter(server=server.process.pid, model=model.process.pid).start()
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(i, paths) for i, paths in enumerate(workers)))
+        elapsed = time.perf_counter() - start
     return Phase(path=path, shape=shape.name, concurrency=concurrency,
                  runs=concurrency * per_worker, measured=len(timing.ttft), seconds=elapsed,
                  ttft=percentiles(timing.ttft), total=percentiles(timing.total),
@@ -459,13 +461,14 @@ async def hold(server: Server, model: FakeModel, runs: int, pacing: Pacing,
             timing.error(f"run on {threads[index]} ended with status {status}")
 
     settle()
-    meter = CpuMeter(server=server.process.pid, model=model.process.pid).start()
-    start = time.perf_counter()
-    try:
-        await asyncio.gather(*(one(i) for i in range(runs)))
-    finally:
-        await asyncio.gather(*(p.aclose() for p in pools))
-    elapsed = time.perf_counter() - start
+    with gc_paused():
+        meter = CpuMeter(server=server.process.pid, model=model.process.pid).start()
+        start = time.perf_counter()
+        try:
+            await asyncio.gather(*(one(i) for i in range(runs)))
+        finally:
+            await asyncio.gather(*(p.aclose() for p in pools))
+        elapsed = time.perf_counter() - start
     return HoldResult(
         runs=runs, model_seconds=pacing.model_seconds, completed=statuses.get("completed", 0),
         errors=timing.errors, max_open=open_.max, max_streaming=streaming.max,
