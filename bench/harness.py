@@ -121,7 +121,10 @@ QUIET = {"max_wait": 0.0}  # set from --wait-quiet
 
 
 def settle() -> None:
-    """Before a measurement: wait for the machine to be quiet, if --wait-quiet asks to."""
+    """Before a measurement: write what earlier phases left in the page cache to the disk
+    now (the kernel would do it within 30 s, in the middle of this one), and wait for the
+    machine to be quiet if --wait-quiet asks to."""
+    os.sync()
     if QUIET["max_wait"] > 0:
         waited = wait_for_quiet(QUIET["max_wait"])
         if waited > 1.5:
