@@ -43,7 +43,7 @@ def main() -> None:
         reply = replies.get(body.get("model", ""))
         return reply if reply is not None else Reply("You said: " + last_user_text(body))
 
-    app = create_app(FakeModelState(default=answer))
+    app = create_app(FakeModelState(default=answer, max_recorded=100))  # never read here
     settle_heap()  # no collector pauses in the answers' timing
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False,
                 backlog=4096)

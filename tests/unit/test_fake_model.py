@@ -20,6 +20,7 @@ from vtai.testing import (
     Echo,
     Error,
     FakeModelServer,
+    FakeModelState,
     Garbage,
     Hang,
     Reply,
@@ -442,6 +443,22 @@ def test_create_app_runs_in_process() -> None:
     assert response.headers["content-type"].startswith("text/event-stream")
     assert lines[-1] == "data: [DONE]"
     assert json.loads(lines[1].removeprefix("data: "))["choices"][0]["delta"] == {"content": "You "}
+
+
+def test_recorded_requests_keep_the_newest() -> None:
+    state = FakeModelState(max_recorded=3)
+    with TestClient(create_app(state)) as http:
+        for n in range(5):
+            http.post("/v1/chat/completions", json={
+                "model": "m", "messages": [{"role": "user", "content": f"hi {n}"}]})
+        listed = http.get("/_fake/requests").json()["data"]
+    assert [body["messages"][0]["content"] for body in state.requests()] == \
+        ["hi 2", "hi 3", "hi 4"]
+    assert [body["messages"][0]["content"] for body in listed] == ["hi 2", "hi 3", "hi 4"]
+    unbounded = FakeModelState(max_recorded=None)
+    for n in range(20_000):
+        unbounded.record({"model": "m", "n": n})
+    assert len(unbounded.requests()) == 20_000
 
 
 def test_stop_does_not_wait_for_hung_requests() -> None:

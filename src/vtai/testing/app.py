@@ -42,14 +42,20 @@ def _strip_provider(model: str) -> str | None:
     return model.split("/", 1)[1] if "/" in model else None
 
 
+MAX_RECORDED = 10_000  # request bodies kept by default
+
+
 class FakeModelState:
     """Scripts, recorded requests and the default step; safe to use from any thread."""
 
-    def __init__(self, default: Step | StepFn | None = None) -> None:
+    def __init__(self, default: Step | StepFn | None = None,
+                 max_recorded: int | None = MAX_RECORDED) -> None:
+        """``max_recorded``: how many request bodies are kept, the newest (None: all), so a
+        fake model serving a long load test does not grow without end."""
         self.default = default
         self._lock = threading.Lock()
         self._scripts: dict[str, deque[ScriptItem]] = {}
-        self._requests: list[dict[str, Any]] = []
+        self._requests: deque[dict[str, Any]] = deque(maxlen=max_recorded)
 
     def script(self, model: str, *steps: ScriptItem) -> None:
         for step in steps:
