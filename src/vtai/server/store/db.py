@@ -354,7 +354,7 @@ class Database:
             await asyncio.to_thread(self._checkpoint_now)
             self.checkpoints += 1
         except Exception:
-            log.exception("WAL checkpoint failed (SQLite's next one will try again)")
+            log.exception("WAL checkpoint failed (the next one will try again)")
 
     def _checkpoint_now(self) -> None:
         if self._checkpointer is None:
