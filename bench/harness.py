@@ -120,7 +120,7 @@ class CpuMeter:
 QUIET = {"max_wait": 0.0}  # set from --wait-quiet
 
 
-def settle() -> None:
+def _settle() -> None:
     """Before a measurement: write what earlier phases left in the page cache to the disk
     now (the kernel would do it within 30 s, in the middle of this one), and wait for the
     machine to be quiet if --wait-quiet asks to."""
@@ -133,10 +133,12 @@ def settle() -> None:
 
 
 @contextmanager
-def gc_paused() -> Iterator[None]:
-    """The load generator's garbage collector off while it measures, as `timeit` does: a full
-    collection of its heap takes 50-100 ms here, which every stream it reads would wait out,
-    on either path, a p99 of noise."""
+def measuring() -> Iterator[None]:
+    """Around a measured phase: the machine settled first (`_settle`), and the load
+    generator's garbage collector off while it measures, as `timeit` does: a full collection
+    of its heap takes 50-100 ms here, which every stream it reads would wait out, on either
+    path, a p99 of noise."""
+    _settle()
     gc.collect()
     gc.disable()
     try:

@@ -32,10 +32,9 @@ from bench.harness import (
     CpuMeter,
     cpu_cell,
     fake_model,
-    gc_paused,
+    measuring,
     others_note,
     percentiles,
-    settle,
     table,
     vtai_server,
 )
@@ -156,7 +155,6 @@ def _describe(response: httpx.Response) -> str:
 async def measure(base_url: str, clients: int, seconds: float, client: str = "raw",
                   meter: CpuMeter | None = None, backend: str = "") -> MessagesResult:
     """`clients` loops of create + list for `seconds`; threads are made before the clock."""
-    settle()
     make = {"raw": _RawClient, "httpx": _HttpxClient, "sdk": _SdkClient}[client]
     conns = [make(base_url) for _ in range(clients)]
     tally = _Tally()
@@ -187,7 +185,7 @@ async def measure(base_url: str, clients: int, seconds: float, client: str = "ra
 
         tasks = [asyncio.create_task(loop(i)) for i in range(clients)]
         await asyncio.sleep(0.05)
-        with gc_paused():
+        with measuring():
             meter = (meter or CpuMeter()).start()
             start = time.perf_counter()
             deadline = start + seconds

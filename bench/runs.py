@@ -39,10 +39,9 @@ from bench.harness import (
     Server,
     cpu_cell,
     fake_model,
-    gc_paused,
+    measuring,
     others_note,
     percentiles,
-    settle,
     table,
     vtai_server,
 )
@@ -290,8 +289,7 @@ async def _phase(path: str, shape: Shape, concurrency: int, per_worker: int,
             timing.ttft.append(first - start)
             timing.total.append(time.perf_counter() - start)
 
-    settle()
-    with gc_paused():
+    with measuring():
         meter = CpuMeter(server=server.process.pid, model=model.process.pid).start()
         start = time.perf_counter()
         await asyncio.gather(*(worker(i, paths) for i, paths in enumerate(workers)))
@@ -460,8 +458,7 @@ async def hold(server: Server, model: FakeModel, runs: int, pacing: Pacing,
         elif status not in ("failed", "client exception"):  # those were counted already
             timing.error(f"run on {threads[index]} ended with status {status}")
 
-    settle()
-    with gc_paused():
+    with measuring():
         meter = CpuMeter(server=server.process.pid, model=model.process.pid).start()
         start = time.perf_counter()
         try:
