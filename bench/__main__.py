@@ -8,7 +8,6 @@ directory under /tmp/vtai-bench; `--write-docs` also puts the tables into docs/b
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import os
@@ -20,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import uvloop
 
 from bench import messages, runs
 from bench.harness import PG_ADMIN_DSN, QUIET, ROOT, Pacing, raise_nofile, run_dir
@@ -64,15 +65,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     group.add_argument("--concurrency", type=_ints, default=[1, 50, 200],
                        help="concurrent runs, comma-separated (default 1,50,200)")
     group.add_argument("--samples", type=int,
-                       help="runs per path at each level above 1 (default 200, quick 100)")
+                       help="measured runs per path at each level above 1 (default 400, quick 100)")
     group.add_argument("--serial-samples", type=int,
                        help="runs per path at concurrency 1 (default 30, quick 10)")
     group.add_argument("--shape", choices=["burst", "steady", "both"], default="both",
                        help="burst: short answers, all runs started at once; steady: a served "
                             "model's pace, runs started spread out (default both)")
-    group.add_argument("--runs-client", choices=["sdk", "httpx", "raw"], default="sdk",
-                       help="overhead test client: the openai SDK (default), SSE read with "
-                       "httpx, or SSE bytes scanned on bench.rawhttp (least client CPU)")
+    group.add_argument("--runs-client", choices=["probes", "sdk", "httpx", "raw"],
+                       default="probes",
+                       help="overhead test client: probes (default: one worker in 4 on the "
+                       "openai SDK, measured; the others load the server over raw SSE), sdk "
+                       "(every worker on the SDK), SSE read with httpx, or SSE bytes scanned "
+                       "on bench.rawhttp (least client CPU)")
     group.add_argument("--hold", type=int,
                        help="streaming runs held open at once (default 1000, quick 200; 0: skip)")
     group.add_argument("--hold-seconds", type=float,
@@ -82,16 +86,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run_levels(args: argparse.Namespace) -> dict[str, dict[int, int]]:
     """For each shape measured: concurrency -> runs per worker."""
-    samples = args.samples or (100 if args.quick else 200)
+    samples = args.samples or (100 if args.quick else 400)
     serial = args.serial_samples or (10 if args.quick else 30)
+
+    def timed(concurrency: int) -> int:  # workers whose runs are measured
+        return runs.measured_workers(args.runs_client, concurrency)
+
     levels = {}
     if args.shape in ("burst", "both"):
-        levels["burst"] = {c: serial if c == 1 else max(2, math.ceil(samples / c))
+        levels["burst"] = {c: serial if c == 1 else max(2, math.ceil(samples / timed(c)))
                            for c in args.concurrency}
     if args.shape in ("steady", "both"):
         # Each worker's first and last runs are not measured; runs are seconds long here.
         levels["steady"] = {c: (4 if args.quick else 8) if c == 1 else
-                            max(4, 2 + math.ceil(samples / c)) for c in args.concurrency}
+                            max(4, 2 + math.ceil(samples / timed(c)))
+                            for c in args.concurrency}
     return levels
 
 
@@ -196,7 +205,7 @@ async def main(args: argparse.Namespace, argv: list[str]) -> int:
         data = await runs.run(out, backends, run_levels(args), args.runs_client, hold,
                               hold_pacing(args), args.profile)
         results["runs"] = data
-        section = "runs" if args.runs_client == "sdk" else f"runs-{args.runs_client}"
+        section = "runs" if args.runs_client == "probes" else f"runs-{args.runs_client}"
         sections[section] = runs.report(data)
 
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
@@ -229,4 +238,6 @@ def _server_problems(results: dict[str, Any]) -> list[str]:
 
 if __name__ == "__main__":
     argv = sys.argv[1:]
-    sys.exit(asyncio.run(main(parse_args(argv), argv)))
+    # The load generator runs on uvloop, as the server does, so its own event loop takes as
+    # little as it can of the cores it shares with the server.
+    sys.exit(uvloop.run(main(parse_args(argv), argv)))

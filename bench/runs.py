@@ -83,6 +83,10 @@ class Phase:
     cpu: dict[str, float]  # cores used on average, by role (see CpuMeter)
     other_processes: dict[str, float]
     error_samples: list[str]
+    # With the `probes` client: the workers that are not probes (raw SSE), timed apart.
+    rest_measured: int = 0
+    rest_ttft: dict[str, float] | None = None
+    rest_total: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -252,22 +256,47 @@ class _RawPaths:
 _Paths = _SdkPaths | _HttpxPaths | _RawPaths
 _CLIENTS: dict[str, type[_SdkPaths] | type[_HttpxPaths] | type[_RawPaths]] = {
     "sdk": _SdkPaths, "httpx": _HttpxPaths, "raw": _RawPaths}
+# `probes`: one worker in PROBE_EVERY (the first, the fifth, ...) is an application on the
+# official SDK, and only those are measured; the others load the server as many clients do,
+# reading raw SSE bytes, so the load generator's SDK parsing does not take the cores the
+# server needs (as it would not with the applications on machines of their own).
+PROBE_EVERY = 4
+
+
+def is_probe(client: str, index: int) -> bool:
+    """Whether worker ``index`` is measured (with any client but `probes`, all are)."""
+    return client != "probes" or index % PROBE_EVERY == 0
+
+
+def measured_workers(client: str, concurrency: int) -> int:
+    return sum(is_probe(client, i) for i in range(concurrency))
+
+
+def _make_paths(client: str, index: int, model_url: str, server_url: str) -> _Paths:
+    if client == "probes":
+        return (_SdkPaths if is_probe(client, index) else _RawPaths)(model_url, server_url)
+    return _CLIENTS[client](model_url, server_url)
+
 _ROLES = ("server", "model", "client", "postgres", "irq", "rest")
 _ENDS = {"direct": "stop", "ours": "completed"}
 
 
 async def _phase(path: str, shape: Shape, concurrency: int, per_worker: int,
                  threads: list[str], workers: list[_Paths], assistant_id: str, server: Server,
-                 model: FakeModel) -> Phase:
+                 model: FakeModel, client: str) -> Phase:
     """`concurrency` workers, each doing `per_worker` runs one after the other. In a burst
     they all start at once and every run is measured; steadily, worker i starts i/concurrency
     of one model time late, so about `concurrency` runs are under way at any moment, and only
-    the runs between a worker's first and last (when all workers are busy) are measured."""
+    the runs between a worker's first and last (when all workers are busy) are measured.
+    With the `probes` client, the probes' runs are the phase's timing and the other workers'
+    runs its `rest_*` timing."""
     timing = Timing()
+    rest = Timing()
     pending = iter(threads)
     stagger = shape.pacing.model_seconds if shape.steady and concurrency > 1 else 0.0
 
     async def worker(index: int, paths: _Paths) -> None:
+        timed = timing if is_probe(client, index) else rest
         await asyncio.sleep(stagger * index / concurrency)
         for n in range(per_worker):
             thread_id = next(pending)
@@ -278,16 +307,16 @@ async def _phase(path: str, shape: Shape, concurrency: int, per_worker: int,
                 else:
                     first, end = await paths.ours(thread_id, assistant_id)
             except Exception as err:
-                timing.error(f"{path}: {type(err).__name__}: {err}")
+                timed.error(f"{path}: {type(err).__name__}: {err}")
                 continue
             if first is None or end != _ENDS[path]:
-                timing.error(f"{path} ({thread_id}): ended with {end}, "
-                             f"first delta {'seen' if first else 'never seen'}")
+                timed.error(f"{path} ({thread_id}): ended with {end}, "
+                            f"first delta {'seen' if first else 'never seen'}")
                 continue
             if stagger and not 0 < n < per_worker - 1:
                 continue  # ramping up or down: fewer runs than `concurrency` under way
-            timing.ttft.append(first - start)
-            timing.total.append(time.perf_counter() - start)
+            timed.ttft.append(first - start)
+            timed.total.append(time.perf_counter() - start)
 
     with measuring():
         meter = CpuMeter(server=server.process.pid, model=model.process.pid).start()
@@ -297,8 +326,12 @@ async def _phase(path: str, shape: Shape, concurrency: int, per_worker: int,
     return Phase(path=path, shape=shape.name, concurrency=concurrency,
                  runs=concurrency * per_worker, measured=len(timing.ttft), seconds=elapsed,
                  ttft=percentiles(timing.ttft), total=percentiles(timing.total),
-                 errors=timing.errors, cpu=meter.stop(), other_processes=meter.top_other,
-                 error_samples=timing.error_samples)
+                 errors=timing.errors + rest.errors, cpu=meter.stop(),
+                 other_processes=meter.top_other,
+                 error_samples=(timing.error_samples + rest.error_samples)[:5],
+                 rest_measured=len(rest.ttft),
+                 rest_ttft=percentiles(rest.ttft) if rest.ttft else None,
+                 rest_total=percentiles(rest.total) if rest.total else None)
 
 
 # ------------------------------------------------------------------------- setup helpers
@@ -355,11 +388,12 @@ async def overhead(server: Server, model: FakeModel, shape: Shape, levels: dict[
 async def _phases(server: Server, model: FakeModel, shape: Shape, assistant_id: str,
                   concurrency: int, per_worker: int, client: str) -> list[Phase]:
     threads = await _create_threads(server.base_url, concurrency * per_worker)
-    make = _CLIENTS[client]
-    workers = [make(model.base_url, server.base_url) for _ in range(concurrency)]
+    workers = [_make_paths(client, i, model.base_url, server.base_url)
+               for i in range(concurrency)]
     try:
         return [await _phase(path, shape, concurrency, per_worker, threads, workers,
-                             assistant_id, server, model) for path in ("direct", "ours")]
+                             assistant_id, server, model, client)
+                for path in ("direct", "ours")]
     finally:
         await asyncio.gather(*(paths.close() for paths in workers))
 
@@ -596,7 +630,9 @@ def report(data: dict[str, Any]) -> str:
 
 
 def _overhead_report(data: dict[str, Any], name: str, shape: dict[str, Any]) -> str:
-    ttft_rows, total_rows = [], []
+    ttft_rows: list[list[Any]] = []
+    total_rows: list[list[Any]] = []
+    rest_rows: list[list[Any]] = []
     for b in data["backends"]:
         phases = [p for p in b["phases"] if p["shape"] == name]
         by_key = {(p["path"], p["concurrency"]): p for p in phases}
@@ -608,6 +644,11 @@ def _overhead_report(data: dict[str, Any], name: str, shape: dict[str, Any]) -> 
             total_rows.append(head + _side_by_side(direct["total"], ours["total"]) + [
                 cpu_cell(direct["cpu"], *_ROLES), cpu_cell(ours["cpu"], *_ROLES),
                 _per_run_ms(ours, "server")])
+            if direct.get("rest_ttft") and ours.get("rest_ttft"):
+                ttft = _side_by_side(direct["rest_ttft"], ours["rest_ttft"])
+                total = _side_by_side(direct["rest_total"], ours["rest_total"])
+                rest_rows.append([b["backend"], concurrency, ours["rest_measured"], ttft[2],
+                                  ttft[5], total[2], total[5]])
     if not ttft_rows:
         return ""
     pacing = shape["pacing"]
@@ -618,7 +659,15 @@ def _overhead_report(data: dict[str, Any], name: str, shape: dict[str, Any]) -> 
                      "`beta.threads.runs.stream`)",
               "httpx": "raw SSE over `httpx` (no SDK)",
               "raw": "SSE bytes scanned for the events that matter, over a minimal HTTP/1.1 "
-                     "client (`bench.rawhttp`: no SDK, no parsing)"}[data["client"]]
+                     "client (`bench.rawhttp`: no SDK, no parsing)",
+              "probes": f"one worker in {PROBE_EVERY} is an application on the official "
+                        "`openai` SDK (`chat.completions.create(stream=True)` and "
+                        "`beta.threads.runs.stream`), and only those probes are measured "
+                        "(\"runs measured\"); the other workers load the server with the same "
+                        "runs read as raw SSE bytes (`bench.rawhttp`), so that the load "
+                        "generator's SDK parsing does not take the cores the server needs, "
+                        "as with applications on machines of their own. The raw workers' "
+                        "own timings are in the last table"}[data["client"]]
     how = ("every worker starts at once and each run is measured" if not shape["steady"] else
            "workers start spread over one model time, so about as many runs as the "
            "concurrency are under way at every moment; each worker's first and last runs "
@@ -640,6 +689,12 @@ def _overhead_report(data: dict[str, Any], name: str, shape: dict[str, Any]) -> 
              "both cores that was busy. Gauge: the fake model does the same work for every "
              "answer of the direct phase, so its CPU time per answer shows how fast the "
              "machine ran (higher: slower; compare runs on the same machine).")
+    if rest_rows:
+        text += ("\n\nThe same phases timed by the other workers (raw SSE bytes, no SDK), "
+                 "time to first token and to the end, overhead p50 / p99, ms:\n\n")
+        text += table(["backend", "concurrent", "runs measured", "first token overhead p50",
+                       "first token overhead p99", "end overhead p50", "end overhead p99"],
+                      rest_rows)
     return text
 
 
