@@ -491,7 +491,7 @@ class Executor:
         truncated = turn.finish_reason == "length"
         ends = truncated or not turn.calls or turn.tool_step is None
         if ends or turn.message is not None:  # (a model call that only called tools: no text)
-            async with self.records.changes() as tx:
+            async with self.records.changes(gather=True) as tx:
                 if turn.message is not None:
                     await self._close_message(
                         tx, turn, "incomplete" if truncated else "completed",
@@ -521,7 +521,7 @@ class Executor:
         turn.tool_step["step_details"]["tool_calls"] = step_calls
         turn.tool_step["usage"] = turn.usage
         pending = [c for c in step_calls if c["type"] == "function"]
-        async with self.records.changes() as tx:
+        async with self.records.changes(gather=True) as tx:
             if not pending:
                 turn.tool_step.update(status="completed", completed_at=ids.now())
                 turn.tool_step = await tx.save_step(turn.tool_step, "completed")

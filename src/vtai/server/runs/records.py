@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from openai.types.beta.threads import Message, Run
 from openai.types.beta.threads.runs import RunStep
+from sqlalchemy import Table
 
 from vtai.server import ids
 from vtai.server.api.common import shaped
@@ -44,13 +45,33 @@ class OpenedMessage:
 class Changes:
     """Writes inside one transaction; their events are published after it commits. Each
     event's id is taken when its change is made, so the events of one transaction keep
-    their order in the stored stream too (other processes read it by id)."""
+    their order in the stored stream too (other processes read it by id).
 
-    def __init__(self, records: RunRecords, conn: Connection) -> None:
+    Without a connection (``RunRecords.changes(gather=True)``), saves of steps and messages
+    and one move of the run are gathered instead, and made at the end in one write that
+    stands or falls with the move's compare-and-set (Database.write_guarded)."""
+
+    def __init__(self, records: RunRecords, conn: Connection | None) -> None:
         self.records = records
-        self.conn = conn
+        self._conn = conn
         self.events: list[tuple[str, Event]] = []
         self.after_commit: list[Callable[[], None]] = []
+        self.gathered: list[tuple[Sql, dict[str, Any]]] = []
+        self.guard: tuple[Sql, dict[str, Any]] | None = None  # the gathered move
+        self._saved_steps: dict[str, dict[str, Any]] = {}
+
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            raise TypeError("this change needs a transaction: use changes(gather=False)")
+        return self._conn
+
+    async def _save(self, table: Table, obj: dict[str, Any]) -> str:
+        if self._conn is not None:
+            return await objects.save_object(self._conn, table, obj)
+        statement, params = objects.update_statement(table, obj)
+        self.gathered.append((statement, params))
+        return str(params["data"])
 
     # runs ----------------------------------------------------------------------------------
 
@@ -79,9 +100,13 @@ class Changes:
     async def _write_run(self, expected_status: str, new: dict[str, Any],
                          lease: dict[str, Any] | None = None) -> str:
         statement, values = _run_write(expected_status, new, lease)
+        wakes_workers = new["status"] in (states.QUEUED, states.CANCELLING) and lease is None
+        if self._conn is None and self.guard is None and not wakes_workers:
+            self.guard = statement, values
+            return str(values["data"])
         if not (await self.conn.sql(statement, values)).rowcount:
             raise Conflict(new["id"])
-        if new["status"] in (states.QUEUED, states.CANCELLING) and lease is None:
+        if wakes_workers:
             await self.records.db.notify(self.conn, WORK_CHANNEL)  # workers should look
         return str(values["data"])
 
@@ -99,13 +124,18 @@ class Changes:
     async def save_step(self, step: dict[str, Any], event: str | None = None) -> dict[str, Any]:
         """Store a step; ``event`` (completed, cancelled, ...) is published when given."""
         step = shaped(RunStep, step)
-        data = await objects.save_object(self.conn, tables.run_steps, step)
+        data = await self._save(tables.run_steps, step)
+        self._saved_steps[step["id"]] = step
         if event:
             self.events.append((step["run_id"], Event.stamped(f"thread.run.step.{event}", data)))
         return step
 
     async def run_steps(self, run_id: str) -> list[dict[str, Any]]:
-        return await _run_steps(self.conn, run_id)
+        """The run's steps as this transaction leaves them so far."""
+        if self._conn is not None:
+            return await _run_steps(self._conn, run_id)
+        return [self._saved_steps.get(step["id"], step)
+                for step in await self.records.run_steps(run_id)]
 
     # messages ------------------------------------------------------------------------------
 
@@ -117,7 +147,7 @@ class Changes:
     async def save_message(self, message: dict[str, Any], event: str | None = None
                            ) -> dict[str, Any]:
         message = shaped(Message, message)
-        data = await objects.save_object(self.conn, tables.messages, message)
+        data = await self._save(tables.messages, message)
         if event:
             self.events.append((message["run_id"],
                                 Event.stamped(f"thread.message.{event}", data)))
@@ -193,15 +223,32 @@ class RunRecords:
         self.metrics = metrics or Metrics()
 
     @asynccontextmanager
-    async def changes(self) -> AsyncIterator[Changes]:
-        """One transaction of run changes; its events go out once it has committed."""
-        async with self.db.write() as conn:
-            changes = Changes(self, conn)
+    async def changes(self, gather: bool = False) -> AsyncIterator[Changes]:
+        """One transaction of run changes; its events go out once it has committed.
+        ``gather``: on PostgreSQL, the changes are gathered and written at the end in one
+        round trip, the steps read meanwhile in another: for a turn's end, two round trips
+        instead of six. Only saves of steps and messages and one move of the run gather
+        (another change needs a transaction and raises TypeError)."""
+        if gather and not self.db.is_sqlite:
+            changes = Changes(self, None)
             yield changes
+            await self._write_gathered(changes)
+        else:
+            async with self.db.write() as conn:
+                changes = Changes(self, conn)
+                yield changes
         for run_id, event in changes.events:
             self.bus.publish(run_id, event)
         for callback in changes.after_commit:
             callback()
+
+    async def _write_gathered(self, changes: Changes) -> None:
+        if changes.guard is None:  # no move: the saves alone, in a transaction
+            async with self.db.write() as conn:
+                for statement, params in changes.gathered:
+                    await conn.sql(statement, params)
+        elif not await self.db.write_guarded(changes.guard, changes.gathered):
+            raise Conflict(changes.guard[1]["id"])
 
     async def load(self, run_id: str) -> dict[str, Any] | None:
         async with self.db.read() as conn:

@@ -86,6 +86,24 @@ def _together(statements: tuple[Sql, ...]) -> Sql:
     return Sql(f"WITH {', '.join(parts)} SELECT {', '.join(counts)}")
 
 
+@functools.cache
+def _guarded(guard: Sql, statements: tuple[Sql, ...]) -> Sql:
+    """``guard`` and ``statements`` as one durable statement, for PostgreSQL: data-modifying
+    CTEs, each of ``statements`` (which end in their WHERE clause) changing rows only if the
+    guard changed one; the guard's row count. ``set_config(..., true)`` is SET LOCAL for the
+    statement's own transaction, so its commit waits for the WAL flush as write()'s does."""
+    parts = ["g AS (" + _PARAM.sub(":g_\\1", guard.sqlite) + " RETURNING 1)"]
+    for k, statement in enumerate(statements):
+        text = _PARAM.sub(f":b{k}_\\1", statement.sqlite)
+        parts.append(f"b{k} AS ({text} AND EXISTS (SELECT 1 FROM g) RETURNING 1)")
+    return Sql(f"WITH {', '.join(parts)} SELECT (SELECT count(*) FROM g), "
+               "set_config('synchronous_commit', 'on', true)")
+
+
+class _Unchanged(Exception):
+    """The guard of Database.write_guarded changed no row: its transaction is rolled back."""
+
+
 class Rows(NamedTuple):
     rows: list[Any]  # tuples (or rows that index like them)
     rowcount: int
@@ -384,6 +402,36 @@ class Database:
         async with self._pg_connection() as conn:
             result = await conn.sql(statement, params)
         return [result.rowcount] if len(statements) == 1 else [int(n) for n in result.rows[0]]
+
+    async def write_guarded(self, guard: tuple[Sql, dict[str, Any]],
+                            statements: list[tuple[Sql, dict[str, Any]]]) -> bool:
+        """``statements`` made only if ``guard`` (a compare-and-set write) changes a row, and
+        all of them durably at once, as a write() transaction would: whether it did. On
+        PostgreSQL that is one statement in one round trip (see _guarded) instead of BEGIN,
+        each statement and COMMIT. The guard changes its row first, so of two writers that
+        also lock the statements' rows, the one that takes them before the guard's row
+        could wait for the other until PostgreSQL ends one of them as a deadlock."""
+        for statement, _ in statements:
+            if " WHERE " not in statement.sqlite.upper():
+                raise ValueError(f"not a statement that ends in its WHERE clause: "
+                                 f"{statement.sqlite}")
+        if self.is_sqlite:
+            try:
+                async with self.write() as conn:
+                    if not (await conn.sql(*guard)).rowcount:
+                        raise _Unchanged
+                    for statement, params in statements:
+                        await conn.sql(statement, params)
+            except _Unchanged:
+                return False
+            return True
+        together = _guarded(guard[0], tuple(statement for statement, _ in statements))
+        params = {f"g_{name}": value for name, value in guard[1].items()}
+        params.update({f"b{k}_{name}": value for k, (_, given) in enumerate(statements)
+                       for name, value in given.items()})
+        async with self._pg_connection() as conn:
+            result = await conn.sql(together, params)
+        return bool(result.rows[0][0])
 
     @asynccontextmanager
     async def _pg_connection(self) -> AsyncIterator[_PgConnection]:

@@ -94,11 +94,17 @@ async def get_object(conn: Connection, table: Table, object_id: str, project_id:
     return None if data is None else orjson.loads(data)
 
 
+def update_statement(table: Table, obj: dict[str, Any],
+                     **columns: Any) -> tuple[Sql, dict[str, Any]]:
+    """The statement and parameters that store a changed object (its JSON is ``data``)."""
+    return _update(table, tuple(columns)), {"id": obj["id"], "data": dumps(obj), **columns}
+
+
 async def save_object(conn: Connection, table: Table, obj: dict[str, Any],
                       **columns: Any) -> str:
-    data = dumps(obj)
-    await conn.sql(_update(table, tuple(columns)), {"id": obj["id"], "data": data, **columns})
-    return data
+    statement, params = update_statement(table, obj, **columns)
+    await conn.sql(statement, params)
+    return str(params["data"])
 
 
 async def delete_objects(conn: Connection, table: Table,

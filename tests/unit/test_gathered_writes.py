@@ -1,0 +1,227 @@
+"""A turn's end in one write: Database.write_guarded, and RunRecords.changes(gather=True)
+built on it. The statements stand or fall with the guard's compare-and-set, and their commit
+is durable, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.conftest import _require_postgres
+from tests.support import postgres_database
+from vtai.server import ids
+from vtai.server.runs import states
+from vtai.server.runs.events import Event
+from vtai.server.runs.records import Conflict, RunRecords
+from vtai.server.store import objects, tables
+from vtai.server.store.db import Database, Sql
+
+_STATUS = Sql("UPDATE runs SET status = :status WHERE id = :id AND status = :expected")
+_DATA = Sql("UPDATE messages SET data = :data WHERE id = :id")
+_ROWS = Sql("SELECT id, status, data FROM runs UNION ALL SELECT id, '', data FROM messages "
+            "ORDER BY 1")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/vtai.db"
+        return
+    _require_postgres()
+    with postgres_database() as pg_url:
+        yield pg_url
+
+
+@pytest.fixture
+async def db(url: str) -> AsyncIterator[Database]:
+    database = Database(url)
+    await database.migrate()
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+class _Bus:
+    def __init__(self) -> None:
+        self.published: list[tuple[str, Event]] = []
+
+    def publish(self, run_id: str, event: Event) -> Event:
+        self.published.append((run_id, event))
+        return event
+
+
+def _run(status: str = states.IN_PROGRESS) -> dict[str, Any]:
+    now = ids.now()
+    return {
+        "id": ids.new_id("run_"), "object": "thread.run", "created_at": now,
+        "thread_id": "thread_1", "assistant_id": "asst_1", "status": status,
+        "required_action": None, "last_error": None, "expires_at": now + 600,
+        "started_at": now, "cancelled_at": None, "failed_at": None, "completed_at": None,
+        "incomplete_details": None, "model": "m", "instructions": "", "tools": [],
+        "metadata": {}, "usage": None, "temperature": None, "top_p": None,
+        "max_prompt_tokens": None, "max_completion_tokens": None,
+        "truncation_strategy": {"type": "auto", "last_messages": None},
+        "response_format": "auto", "tool_choice": "auto", "parallel_tool_calls": True,
+    }
+
+
+async def _stored(db: Database) -> list[tuple[str, str, str]]:
+    async with db.read() as conn:
+        return [tuple(row) for row in (await conn.sql(_ROWS)).rows]
+
+
+async def _insert_run(db: Database, run: dict[str, Any]) -> None:
+    async with db.write() as conn:
+        await conn.sql(*objects.insert_statement(
+            tables.runs, run, "proj", objects.dumps(run), thread_id=run["thread_id"],
+            status=run["status"]))
+
+
+async def _opened(db: Database, records: RunRecords, run: dict[str, Any]) -> Any:
+    first = {"content": [{"index": 0, "type": "text",
+                          "text": {"value": "Hi", "annotations": []}}]}
+    opened = records.open_message(run, "proj", first)
+    await records.store_opened(opened)
+    return opened
+
+
+async def test_the_statements_are_made_when_the_guard_changes_a_row(db: Database) -> None:
+    run = _run()
+    await _insert_run(db, run)
+    message = {"id": "msg_1", "created_at": 1}
+    async with db.write() as conn:
+        await conn.sql(*objects.insert_statement(tables.messages, message, "proj", "{}",
+                                                 thread_id="thread_1", run_id=run["id"]))
+    done = await db.write_guarded(
+        (_STATUS, {"id": run["id"], "status": "completed", "expected": "in_progress"}),
+        [(_DATA, {"id": "msg_1", "data": '{"text": "all of it"}'})])
+    assert done
+    assert await _stored(db) == [("msg_1", "", '{"text": "all of it"}'),
+                                 (run["id"], "completed", objects.dumps(run))]
+
+
+async def test_nothing_is_made_when_the_guard_changes_no_row(db: Database) -> None:
+    run = _run(states.CANCELLING)
+    await _insert_run(db, run)
+    async with db.write() as conn:
+        await conn.sql(*objects.insert_statement(tables.messages, {"id": "msg_1",
+                                                                   "created_at": 1},
+                                                 "proj", "{}", thread_id="thread_1"))
+    before = await _stored(db)
+    done = await db.write_guarded(
+        (_STATUS, {"id": run["id"], "status": "completed", "expected": "in_progress"}),
+        [(_DATA, {"id": "msg_1", "data": '{"text": "all of it"}'})])
+    assert not done
+    assert await _stored(db) == before
+
+
+async def test_a_statement_without_its_where_clause_is_refused(db: Database) -> None:
+    with pytest.raises(ValueError, match="WHERE"):
+        await db.write_guarded((_STATUS, {"id": "x", "status": "a", "expected": "b"}),
+                               [(Sql("UPDATE messages SET data = :data"), {"data": "{}"})])
+
+
+async def test_the_guarded_write_is_durable_on_postgresql(url: str) -> None:
+    """The server's connections commit without waiting for the WAL flush unless told to
+    (write_together's writes); a guarded write waits for it, as a write() transaction does.
+    Checked by PostgreSQL's own WAL positions: right after each write, the WAL is flushed past
+    where it ended before the write. (Without the wait, the WAL writer flushes within its
+    200 ms delay, after the check.)"""
+    if url.startswith("sqlite"):
+        pytest.skip("SQLite's commits are durable in their transaction (see Database)")
+    db = Database(url)
+    await db.migrate()
+    try:
+        async with db.read() as conn:
+            assert (await conn.sql(Sql("SELECT current_setting('synchronous_commit')"))).scalar() == "off"
+        run = _run()
+        await _insert_run(db, run)
+        for n in range(5):
+            async with db.read() as conn:
+                before = (await conn.sql(Sql(
+                    "SELECT CAST(pg_current_wal_insert_lsn() AS text)"))).scalar()
+            statuses = (states.IN_PROGRESS, states.REQUIRES_ACTION)
+            assert await db.write_guarded((_STATUS, {
+                "id": run["id"], "status": statuses[(n + 1) % 2],
+                "expected": statuses[n % 2]}), [])
+            async with db.read() as conn:
+                flushed = (await conn.sql(Sql(
+                    "SELECT pg_current_wal_flush_lsn() > CAST(CAST(:before AS text) AS pg_lsn)"),
+                    {"before": before})).scalar()
+            assert flushed, f"write {n}: the WAL was not flushed past {before}"
+    finally:
+        await db.close()
+
+
+async def test_a_turns_end_is_gathered_into_one_write(db: Database) -> None:
+    bus = _Bus()
+    records = RunRecords(db, bus)  # type: ignore[arg-type]
+    run = _run()
+    await _insert_run(db, run)
+    opened = await _opened(db, records, run)
+    bus.published.clear()
+    step, message = opened.step, opened.message
+    async with records.changes(gather=True) as tx:
+        await tx.save_message({**message, "status": "completed",
+                               "content": [{"type": "text", "text": {
+                                   "value": "Hi there", "annotations": []}}]}, "completed")
+        step.update(status="completed", completed_at=ids.now(),
+                    usage={"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5})
+        await tx.save_step(step, "completed")
+        # The steps as this transaction leaves them, before anything is written.
+        steps = await tx.run_steps(run["id"])
+        assert [s["status"] for s in steps] == ["completed"]
+        await tx.move(run, states.COMPLETED, usage=steps[0]["usage"])
+        assert not bus.published  # not before the write
+    assert [event.event for _, event in bus.published] == [
+        "thread.message.completed", "thread.run.step.completed", "thread.run.completed"]
+    stored = {row[0]: row for row in await _stored(db)}
+    assert stored[run["id"]][1] == "completed"
+    assert orjson.loads(stored[run["id"]][2])["usage"]["total_tokens"] == 5
+    assert orjson.loads(stored[message["id"]][2])["content"][0]["text"]["value"] == "Hi there"
+    assert [s["status"] for s in await records.run_steps(run["id"])] == ["completed"]
+
+
+async def test_a_gathered_turns_end_is_not_written_if_the_run_moved_meanwhile(
+        db: Database) -> None:
+    bus = _Bus()
+    records = RunRecords(db, bus)  # type: ignore[arg-type]
+    run = _run()
+    await _insert_run(db, run)
+    opened = await _opened(db, records, run)
+    await records.move(run, states.CANCELLING)  # a cancel, between the read and the write
+    bus.published.clear()
+    before = await _stored(db)
+    with pytest.raises(Conflict):
+        async with records.changes(gather=True) as tx:
+            await tx.save_message({**opened.message, "status": "completed"}, "completed")
+            await tx.save_step({**opened.step, "status": "completed"}, "completed")
+            await tx.move(run, states.COMPLETED)
+    assert await _stored(db) == before
+    assert [s["status"] for s in await records.run_steps(run["id"])] == ["in_progress"]
+    assert not bus.published
+
+
+async def test_a_change_that_needs_a_transaction_is_refused_when_gathering(url: str) -> None:
+    if url.startswith("sqlite"):
+        pytest.skip("on SQLite, changes(gather=True) is a transaction")
+    db = Database(url)
+    await db.migrate()
+    try:
+        records = RunRecords(db, _Bus())  # type: ignore[arg-type]
+        run = _run()
+        await _insert_run(db, run)
+        with pytest.raises(TypeError, match="transaction"):
+            async with records.changes(gather=True) as tx:
+                await tx.open_messages(run["id"])
+        with pytest.raises(TypeError, match="transaction"):
+            async with records.changes(gather=True) as tx:
+                await tx.move(run, states.REQUIRES_ACTION)
+                await tx.move({**run, "status": states.REQUIRES_ACTION}, states.QUEUED)
+    finally:
+        await db.close()
