@@ -244,6 +244,8 @@ class RunRecords:
 
     async def _write_gathered(self, changes: Changes) -> None:
         if changes.guard is None:  # no move: the saves alone, in a transaction
+            if not changes.gathered:
+                return
             async with self.db.write() as conn:
                 for statement, params in changes.gathered:
                     await conn.sql(statement, params)
