@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
+from tests.conftest import _require_postgres
+from tests.support import postgres_database
+from vtai.server.store.db import Database
 from vtai.testing import FakeModelServer
 
 
@@ -22,3 +26,25 @@ def fm(fm_server: FakeModelServer) -> FakeModelServer:
     """The module's fake model, with no scripts and no recorded requests."""
     fm_server.reset()
     return fm_server
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty database: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/vtai.db"
+        return
+    _require_postgres()
+    with postgres_database() as pg_url:
+        yield pg_url
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Database]:
+    """A Database on ``store_url`` with the server's tables."""
+    database = Database(store_url)
+    await database.migrate()
+    try:
+        yield database
+    finally:
+        await database.close()

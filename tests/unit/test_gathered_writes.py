@@ -4,15 +4,11 @@ is durable, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from tests.conftest import _require_postgres
-from tests.support import postgres_database
 from vtai.server import ids
 from vtai.server.runs import states
 from vtai.server.runs.events import Event
@@ -24,26 +20,6 @@ _STATUS = Sql("UPDATE runs SET status = :status WHERE id = :id AND status = :exp
 _DATA = Sql("UPDATE messages SET data = :data WHERE id = :id")
 _ROWS = Sql("SELECT id, status, data FROM runs UNION ALL SELECT id, '', data FROM messages "
             "ORDER BY 1")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/vtai.db"
-        return
-    _require_postgres()
-    with postgres_database() as pg_url:
-        yield pg_url
-
-
-@pytest.fixture
-async def db(url: str) -> AsyncIterator[Database]:
-    database = Database(url)
-    await database.migrate()
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 class _Bus:
@@ -90,55 +66,56 @@ async def _opened(db: Database, records: RunRecords, run: dict[str, Any]) -> Any
     return opened
 
 
-async def test_the_statements_are_made_when_the_guard_changes_a_row(db: Database) -> None:
+async def test_the_statements_are_made_when_the_guard_changes_a_row(store: Database) -> None:
     run = _run()
-    await _insert_run(db, run)
+    await _insert_run(store, run)
     message = {"id": "msg_1", "created_at": 1}
-    async with db.write() as conn:
+    async with store.write() as conn:
         await conn.sql(*objects.insert_statement(tables.messages, message, "proj", "{}",
                                                  thread_id="thread_1", run_id=run["id"]))
-    done = await db.write_guarded(
+    done = await store.write_guarded(
         (_STATUS, {"id": run["id"], "status": "completed", "expected": "in_progress"}),
         [(_DATA, {"id": "msg_1", "data": '{"text": "all of it"}'})])
     assert done
-    assert await _stored(db) == [("msg_1", "", '{"text": "all of it"}'),
+    assert await _stored(store) == [("msg_1", "", '{"text": "all of it"}'),
                                  (run["id"], "completed", objects.dumps(run))]
 
 
-async def test_nothing_is_made_when_the_guard_changes_no_row(db: Database) -> None:
+async def test_nothing_is_made_when_the_guard_changes_no_row(store: Database) -> None:
     run = _run(states.CANCELLING)
-    await _insert_run(db, run)
-    async with db.write() as conn:
+    await _insert_run(store, run)
+    async with store.write() as conn:
         await conn.sql(*objects.insert_statement(tables.messages, {"id": "msg_1",
                                                                    "created_at": 1},
                                                  "proj", "{}", thread_id="thread_1"))
-    before = await _stored(db)
-    done = await db.write_guarded(
+    before = await _stored(store)
+    done = await store.write_guarded(
         (_STATUS, {"id": run["id"], "status": "completed", "expected": "in_progress"}),
         [(_DATA, {"id": "msg_1", "data": '{"text": "all of it"}'})])
     assert not done
-    assert await _stored(db) == before
+    assert await _stored(store) == before
 
 
-async def test_a_statement_without_its_where_clause_is_refused(db: Database) -> None:
+async def test_a_statement_without_its_where_clause_is_refused(store: Database) -> None:
     with pytest.raises(ValueError, match="WHERE"):
-        await db.write_guarded((_STATUS, {"id": "x", "status": "a", "expected": "b"}),
+        await store.write_guarded((_STATUS, {"id": "x", "status": "a", "expected": "b"}),
                                [(Sql("UPDATE messages SET data = :data"), {"data": "{}"})])
 
 
-async def test_the_guarded_write_is_durable_on_postgresql(url: str) -> None:
+async def test_the_guarded_write_is_durable_on_postgresql(store_url: str) -> None:
     """The server's connections commit without waiting for the WAL flush unless told to
     (write_together's writes); a guarded write waits for it, as a write() transaction does.
     Checked by PostgreSQL's own WAL positions: right after each write, the WAL is flushed past
     where it ended before the write. (Without the wait, the WAL writer flushes within its
     200 ms delay, after the check.)"""
-    if url.startswith("sqlite"):
+    if store_url.startswith("sqlite"):
         pytest.skip("SQLite's commits are durable in their transaction (see Database)")
-    db = Database(url)
+    db = Database(store_url)
     await db.migrate()
     try:
         async with db.read() as conn:
-            assert (await conn.sql(Sql("SELECT current_setting('synchronous_commit')"))).scalar() == "off"
+            setting = Sql("SELECT current_setting('synchronous_commit')")
+            assert (await conn.sql(setting)).scalar() == "off"
         run = _run()
         await _insert_run(db, run)
         for n in range(5):
@@ -158,12 +135,12 @@ async def test_the_guarded_write_is_durable_on_postgresql(url: str) -> None:
         await db.close()
 
 
-async def test_a_turns_end_is_gathered_into_one_write(db: Database) -> None:
+async def test_a_turns_end_is_gathered_into_one_write(store: Database) -> None:
     bus = _Bus()
-    records = RunRecords(db, bus)  # type: ignore[arg-type]
+    records = RunRecords(store, bus)  # type: ignore[arg-type]
     run = _run()
-    await _insert_run(db, run)
-    opened = await _opened(db, records, run)
+    await _insert_run(store, run)
+    opened = await _opened(store, records, run)
     bus.published.clear()
     step, message = opened.step, opened.message
     async with records.changes(gather=True) as tx:
@@ -180,7 +157,7 @@ async def test_a_turns_end_is_gathered_into_one_write(db: Database) -> None:
         assert not bus.published  # not before the write
     assert [event.event for _, event in bus.published] == [
         "thread.message.completed", "thread.run.step.completed", "thread.run.completed"]
-    stored = {row[0]: row for row in await _stored(db)}
+    stored = {row[0]: row for row in await _stored(store)}
     assert stored[run["id"]][1] == "completed"
     assert orjson.loads(stored[run["id"]][2])["usage"]["total_tokens"] == 5
     assert orjson.loads(stored[message["id"]][2])["content"][0]["text"]["value"] == "Hi there"
@@ -188,29 +165,29 @@ async def test_a_turns_end_is_gathered_into_one_write(db: Database) -> None:
 
 
 async def test_a_gathered_turns_end_is_not_written_if_the_run_moved_meanwhile(
-        db: Database) -> None:
+        store: Database) -> None:
     bus = _Bus()
-    records = RunRecords(db, bus)  # type: ignore[arg-type]
+    records = RunRecords(store, bus)  # type: ignore[arg-type]
     run = _run()
-    await _insert_run(db, run)
-    opened = await _opened(db, records, run)
+    await _insert_run(store, run)
+    opened = await _opened(store, records, run)
     await records.move(run, states.CANCELLING)  # a cancel, between the read and the write
     bus.published.clear()
-    before = await _stored(db)
+    before = await _stored(store)
     with pytest.raises(Conflict):
         async with records.changes(gather=True) as tx:
             await tx.save_message({**opened.message, "status": "completed"}, "completed")
             await tx.save_step({**opened.step, "status": "completed"}, "completed")
             await tx.move(run, states.COMPLETED)
-    assert await _stored(db) == before
+    assert await _stored(store) == before
     assert [s["status"] for s in await records.run_steps(run["id"])] == ["in_progress"]
     assert not bus.published
 
 
-async def test_a_change_that_needs_a_transaction_is_refused_when_gathering(url: str) -> None:
-    if url.startswith("sqlite"):
+async def test_a_change_that_needs_a_transaction_is_refused_when_gathering(store_url: str) -> None:
+    if store_url.startswith("sqlite"):
         pytest.skip("on SQLite, changes(gather=True) is a transaction")
-    db = Database(url)
+    db = Database(store_url)
     await db.migrate()
     try:
         records = RunRecords(db, _Bus())  # type: ignore[arg-type]

@@ -30,6 +30,7 @@ log = logging.getLogger("vtai.runs")
 POLL_SECONDS = 1.0
 WATCH_SECONDS = 0.5  # how soon a cancel made in another process reaches the running task
 CLAIM_BATCH = 200
+RENEW_BATCH = 50  # leases renewed per transaction (each holds its rows briefly)
 MAX_ATTEMPTS = 3  # a run whose worker died this often fails instead of being retried
 EVENTS_KEPT_SECONDS = 3600  # how long a stream can be resumed (Last-Event-ID)
 
@@ -270,13 +271,20 @@ class Worker:
                 log.exception("worker watch error; retrying")
 
     async def _renew_leases(self) -> None:
-        if not self.tasks:
-            return
+        """Extend the leases of the runs this worker executes, RENEW_BATCH runs per
+        transaction. A run whose row another transaction holds (its own step being written)
+        is passed over, not waited for: the renewal then never holds the other rows' locks
+        while it waits, which would hold up every run among them at its next write."""
+        running = list(self.tasks)
         r = tables.runs
-        async with self.db.write() as conn:
-            await conn.execute(update(r).where(r.c.worker_id == self.id,
-                                               r.c.id.in_(list(self.tasks)))
-                               .values(lease_expires_at=ids.now() + self.lease_seconds))
+        until = ids.now() + self.lease_seconds
+        for start in range(0, len(running), RENEW_BATCH):
+            free = select(r.c.id).where(r.c.worker_id == self.id,
+                                        r.c.id.in_(running[start:start + RENEW_BATCH]))
+            async with self.db.write() as conn:
+                await conn.execute(update(r).where(r.c.id.in_(
+                    free.with_for_update(skip_locked=True)))
+                    .values(lease_expires_at=until))
 
     async def _expire_waiting_runs(self) -> None:
         r = tables.runs
