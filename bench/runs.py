@@ -21,6 +21,7 @@ many streams were open at once and how many were receiving tokens at once.
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import time
 from contextlib import AbstractContextManager, nullcontext
@@ -261,6 +262,7 @@ _CLIENTS: dict[str, type[_SdkPaths] | type[_HttpxPaths] | type[_RawPaths]] = {
 # reading raw SSE bytes, so the load generator's SDK parsing does not take the cores the
 # server needs (as it would not with the applications on machines of their own).
 PROBE_EVERY = 4
+STEADY_JITTER = 0.02  # of one model time: 48 ms in the steady shape
 
 
 def is_probe(client: str, index: int) -> bool:
@@ -294,11 +296,18 @@ async def _phase(path: str, shape: Shape, concurrency: int, per_worker: int,
     rest = Timing()
     pending = iter(threads)
     stagger = shape.pacing.model_seconds if shape.steady and concurrency > 1 else 0.0
+    # Steadily, each run after a worker's first starts after a random pause of up to
+    # STEADY_JITTER of one model time: without it, the runs' moments stay locked in the
+    # pattern of the first runs' starts for the whole phase, and one phase measures one
+    # alignment of them (which runs' tokens meet which runs' ends) rather than many.
+    jitter = random.Random(concurrency)
 
     async def worker(index: int, paths: _Paths) -> None:
         timed = timing if is_probe(client, index) else rest
         await asyncio.sleep(stagger * index / concurrency)
         for n in range(per_worker):
+            if stagger and n:
+                await asyncio.sleep(jitter.uniform(0, STEADY_JITTER * stagger))
             thread_id = next(pending)
             start = time.perf_counter()
             try:
