@@ -223,6 +223,37 @@ def test_submit_tool_outputs_and_poll(client: OpenAI, fake_model: FakeModelServe
         "Warm."
 
 
+def test_a_runs_usage_is_the_sum_of_its_steps(client: OpenAI,
+                                              fake_model: FakeModelServer) -> None:
+    """Across a function call's round trip: the turn that ends the run adds its own step's
+    usage to the usage of the steps stored by the turns before it."""
+    answer = {"prompt_tokens": 40, "completion_tokens": 7, "total_tokens": 47}
+    assistant, _ = scripted_assistant(client, fake_model,
+                                      ToolCalls([Call("get_weather", {"city": "Oslo"})]),
+                                      Reply("Cold.", usage=answer), tools=[WEATHER_TOOL])
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Oslo?"}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id,
+                                                   assistant_id=assistant.id)
+    assert run.status == "requires_action" and run.usage is None
+    call = run.required_action.submit_tool_outputs.tool_calls[0]
+    with client.beta.threads.runs.submit_tool_outputs_stream(
+            run_id=run.id, thread_id=thread.id,
+            tool_outputs=[{"tool_call_id": call.id, "output": "-5C"}]) as stream:
+        stream.until_done()
+        streamed = stream.current_run
+    done = client.beta.threads.runs.retrieve(run.id, thread_id=thread.id)
+    steps = list(client.beta.threads.runs.steps.list(run.id, thread_id=thread.id,
+                                                     order="asc"))
+    assert [s.type for s in steps] == ["tool_calls", "message_creation"]
+    assert steps[1].usage is not None and steps[1].usage.model_dump() == answer
+    first = steps[0].usage
+    assert first is not None and first.total_tokens > 0
+    assert done.status == "completed" and done.usage is not None
+    assert done.usage.model_dump() == {
+        key: getattr(first, key) + answer[key] for key in answer}
+    assert streamed is not None and streamed.usage == done.usage
+
+
 def test_submit_tool_outputs_stream_helper(client: OpenAI, fake_model: FakeModelServer) -> None:
     assistant, _ = scripted_assistant(client, fake_model,
                                       ToolCalls([Call("get_weather", {"city": "Lima"})]),
