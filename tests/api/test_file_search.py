@@ -105,6 +105,12 @@ def test_no_store_means_no_results(client: OpenAI, fake_model: FakeModelServer) 
     steps = client.beta.threads.runs.steps.list(run.id, thread_id=run.thread_id, order="asc")
     call = steps.data[0].step_details.tool_calls[0]  # type: ignore[union-attr]
     assert call.type == "file_search" and call.file_search.results == []
+    # Two model calls in one turn, a step each: the run's usage sums both.
+    usages = [step.usage for step in steps.data]
+    assert len(usages) == 2 and all(usage is not None for usage in usages)
+    assert run.usage is not None and run.usage.model_dump() == {
+        key: sum(getattr(usage, key) for usage in usages)
+        for key in ("prompt_tokens", "completion_tokens", "total_tokens")}
 
 
 def test_result_content_only_when_included(client: OpenAI, fake_model: FakeModelServer) -> None:

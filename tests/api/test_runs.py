@@ -235,6 +235,10 @@ def test_a_runs_usage_is_the_sum_of_its_steps(client: OpenAI,
     run = client.beta.threads.runs.create_and_poll(thread_id=thread.id,
                                                    assistant_id=assistant.id)
     assert run.status == "requires_action" and run.usage is None
+    fresh, _ = scripted_assistant(client, fake_model, Reply("Hi.", usage=answer))
+    alone = client.beta.threads.create_and_run_poll(
+        assistant_id=fresh.id, thread={"messages": [{"role": "user", "content": "Hi"}]})
+    assert alone.usage is not None and alone.usage.model_dump() == answer
     call = run.required_action.submit_tool_outputs.tool_calls[0]
     with client.beta.threads.runs.submit_tool_outputs_stream(
             run_id=run.id, thread_id=thread.id,

@@ -110,6 +110,13 @@ class _Turn:
     usage: dict[str, int] | None = None
     # calls of built-in tools made since the run's last message, by tool type
     builtin_calls: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # The run's steps by id, as they change, when this turn made all of them (the run's
+    # first turn): its end needs not read them back. None: they are read.
+    steps: dict[str, dict[str, Any]] | None = None
+
+    def made_step(self, step: dict[str, Any]) -> None:
+        if self.steps is not None:
+            self.steps[step["id"]] = step
 
     def next_model_call(self) -> None:
         """Start another model call in the same turn (after built-in tools ran)."""
@@ -212,6 +219,8 @@ class Executor:
         logs.thread_id_var.set(run["thread_id"])
         log.info("executing run %s (%s)", run_id, run["status"])
         turn = _Turn()
+        if run["status"] == states.QUEUED and run.get("started_at") is None:
+            turn.steps = {}  # never started: it has no steps yet
         try:
             if run["status"] == states.IN_PROGRESS:
                 await self._discard_lost_attempt(run)
@@ -451,6 +460,7 @@ class Executor:
             # The turn holds them before they are stored: if it is interrupted meanwhile,
             # what was stored is closed (see _close_open_objects).
             turn.message_step, turn.message = opened.step, opened.message
+            turn.made_step(opened.step)
             await self.records.store_opened(opened)
         else:
             self.records.delta(run["id"], "thread.message.delta", turn.message["id"], delta)
@@ -461,6 +471,7 @@ class Executor:
         if turn.tool_step is None:
             turn.tool_step = await self.records.create_step(
                 run, project, {"type": "tool_calls", "tool_calls": []})
+            turn.made_step(turn.tool_step)
         index = call.get("index")
         if not isinstance(index, int):
             index = len(turn.calls)
@@ -525,8 +536,10 @@ class Executor:
             if not pending:
                 turn.tool_step.update(status="completed", completed_at=ids.now())
                 turn.tool_step = await tx.save_step(turn.tool_step, "completed")
+                turn.made_step(turn.tool_step)
                 return None
             turn.tool_step = await tx.save_step(turn.tool_step)
+            turn.made_step(turn.tool_step)
             required = [{"id": c["id"], "type": "function",
                          "function": {"name": c["function"]["name"],
                                       "arguments": c["function"]["arguments"]}}
@@ -574,7 +587,8 @@ class Executor:
 
     async def _end(self, tx: Changes, run: dict[str, Any], status: str, turn: _Turn,
                    **changes: Any) -> None:
-        steps = await tx.run_steps(run["id"])
+        steps = list(turn.steps.values()) if turn.steps is not None else \
+            await tx.run_steps(run["id"])
         usages = [s.get("usage") for s in steps]
         if turn.message_step is None and turn.tool_step is None:
             usages.append(turn.usage)
