@@ -111,7 +111,7 @@ class _Turn:
     # calls of built-in tools made since the run's last message, by tool type
     builtin_calls: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # The run's steps by id, as they change, when this turn made all of them (the run's
-    # first turn): its end needs not read them back. None: they are read.
+    # first turn): its end need not read them back. None: they are read.
     steps: dict[str, dict[str, Any]] | None = None
 
     def made_step(self, step: dict[str, Any]) -> None:
