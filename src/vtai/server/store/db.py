@@ -75,13 +75,24 @@ class Sql:
         return tuple(params[name] for name in self.names)
 
 
+def _numbered(k: int, statement: Sql) -> str:
+    """The text of the ``k``-th statement of a combined one, its parameters renamed
+    ``b{k}_name`` (the names _numbered_params gives their values)."""
+    return _PARAM.sub(f":b{k}_\\1", statement.sqlite)
+
+
+def _numbered_params(statements: list[tuple[Sql, dict[str, Any]]]) -> dict[str, Any]:
+    """The parameters of ``statements`` under the names _numbered gives them."""
+    return {f"b{k}_{name}": value for k, (_, given) in enumerate(statements)
+            for name, value in given.items()}
+
+
 @functools.cache
 def _together(statements: tuple[Sql, ...]) -> Sql:
     """Statements as one, for PostgreSQL: each a data-modifying CTE; the row counts."""
     parts, counts = [], []
     for k, statement in enumerate(statements):
-        text = _PARAM.sub(f":b{k}_\\1", statement.sqlite)
-        parts.append(f"b{k} AS ({text} RETURNING 1)")
+        parts.append(f"b{k} AS ({_numbered(k, statement)} RETURNING 1)")
         counts.append(f"(SELECT count(*) FROM b{k})")
     return Sql(f"WITH {', '.join(parts)} SELECT {', '.join(counts)}")
 
@@ -94,8 +105,8 @@ def _guarded(guard: Sql, statements: tuple[Sql, ...]) -> Sql:
     statement's own transaction, so its commit waits for the WAL flush as write()'s does."""
     parts = ["g AS (" + _PARAM.sub(":g_\\1", guard.sqlite) + " RETURNING 1)"]
     for k, statement in enumerate(statements):
-        text = _PARAM.sub(f":b{k}_\\1", statement.sqlite)
-        parts.append(f"b{k} AS ({text} AND EXISTS (SELECT 1 FROM g) RETURNING 1)")
+        parts.append(f"b{k} AS ({_numbered(k, statement)} AND EXISTS (SELECT 1 FROM g) "
+                     "RETURNING 1)")
     return Sql(f"WITH {', '.join(parts)} SELECT (SELECT count(*) FROM g), "
                "set_config('synchronous_commit', 'on', true)")
 
@@ -397,8 +408,7 @@ class Database:
             statement, params = statements[0]
         else:
             statement = _together(tuple(statement for statement, _ in statements))
-            params = {f"b{k}_{name}": value for k, (_, given) in enumerate(statements)
-                      for name, value in given.items()}
+            params = _numbered_params(statements)
         async with self._pg_connection() as conn:
             result = await conn.sql(statement, params)
         return [result.rowcount] if len(statements) == 1 else [int(n) for n in result.rows[0]]
@@ -427,8 +437,7 @@ class Database:
             return True
         together = _guarded(guard[0], tuple(statement for statement, _ in statements))
         params = {f"g_{name}": value for name, value in guard[1].items()}
-        params.update({f"b{k}_{name}": value for k, (_, given) in enumerate(statements)
-                       for name, value in given.items()})
+        params.update(_numbered_params(statements))
         async with self._pg_connection() as conn:
             result = await conn.sql(together, params)
         return bool(result.rows[0][0])
