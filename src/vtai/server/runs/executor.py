@@ -113,6 +113,9 @@ class _Turn:
     # The run's steps by id, as they change, when this turn made all of them (the run's
     # first turn): its end need not read them back. None: they are read.
     steps: dict[str, dict[str, Any]] | None = None
+    # The write of the message's and its step's rows, while it is under way (see
+    # Executor._open_message).
+    storing: asyncio.Task[None] | None = None
 
     def made_step(self, step: dict[str, Any]) -> None:
         if self.steps is not None:
@@ -171,6 +174,19 @@ def _response_format(run: dict[str, Any]) -> Any:
         schema = {k: v for k, v in value["json_schema"].items() if v is not None}
         return {**value, "json_schema": schema}
     return value
+
+
+def _answers_in_text(run: dict[str, Any], builtins: dict[str, Any]) -> bool:
+    """Whether the model can only answer the run in text: no tools, or tool_choice none."""
+    return run.get("tool_choice") == "none" or not (builtins or _function_tools(run))
+
+
+def _step_error(error: dict[str, str] | None) -> dict[str, str] | None:
+    """A run's last_error as its steps' (whose codes are server_error and
+    rate_limit_exceeded only)."""
+    if error is None or error["code"] in ("server_error", "rate_limit_exceeded"):
+        return error
+    return {**error, "code": "server_error"}
 
 
 def _sum_usage(usages: list[dict[str, int] | None]) -> dict[str, int]:
@@ -388,7 +404,8 @@ class Executor:
         started = call.started
         first_token = True
         try:
-            answer = await self._open_and_start(run, call)
+            answer = await self._open_and_start(
+                run, call, project, turn if _answers_in_text(run, builtins) else None)
             async with aclosing(answer.chunks()) as chunks:
                 async for chunk in chunks:
                     choices = chunk.get("choices") or ()
@@ -423,18 +440,28 @@ class Executor:
         if run["status"] == states.QUEUED:
             run.update(await self.records.start(run))
 
-    async def _start_once_sent(self, run: dict[str, Any]) -> None:
+    async def _start_once_sent(self, run: dict[str, Any], project: str,
+                               text_turn: _Turn | None) -> None:
         await _let_request_leave()
         await self._start(run)
+        if text_turn is not None and text_turn.message is None:
+            self._open_message(run, project, text_turn)
 
-    async def _open_and_start(self, run: dict[str, Any], call: ModelCall) -> OpenAnswer:
+    async def _open_and_start(self, run: dict[str, Any], call: ModelCall, project: str,
+                              text_turn: _Turn | None) -> OpenAnswer:
         """Send the model request (unless it was sent ahead), and store the run as
         in_progress while the model works on it: the request goes out first and the write is
         not added to the time to the first token. The answer is read only after the run's
-        status is stored, so its events come after ``thread.run.in_progress``."""
+        status is stored, so its events come after ``thread.run.in_progress``.
+
+        ``text_turn``: the model can only answer in text (see _answers_in_text), so the
+        message it answers in is opened now too, while the model works: the client has its
+        creation events (and a UI its empty message) before the first token, which then
+        comes alone. If the model call fails, that message stays, incomplete (as one the
+        model stopped writing), and later prompts leave it out while it has no text."""
         opening = call.opening if call.opening is not None else call.send()
         call.opening = None  # the turn reads it, or releases it
-        starting = asyncio.ensure_future(self._start_once_sent(run))
+        starting = asyncio.ensure_future(self._start_once_sent(run, project, text_turn))
         try:
             answer = await opening
         except asyncio.CancelledError:
@@ -456,15 +483,30 @@ class Executor:
         delta = {"content": [
             {"index": 0, "type": "text", "text": {"value": text, "annotations": []}}]}
         if turn.message is None:
-            opened = self.records.open_message(run, project, delta)
-            # The turn holds them before they are stored: if it is interrupted meanwhile,
-            # what was stored is closed (see _close_open_objects).
-            turn.message_step, turn.message = opened.step, opened.message
-            turn.made_step(opened.step)
-            await self.records.store_opened(opened)
+            self._open_message(run, project, turn, delta)
         else:
             self.records.delta(run["id"], "thread.message.delta", turn.message["id"], delta)
         turn.text += text
+        await self._stored(turn)
+
+    def _open_message(self, run: dict[str, Any], project: str, turn: _Turn,
+                      first: dict[str, Any] | None = None) -> None:
+        """Announce the message the model answers in (with its ``first`` delta if given)
+        and start storing it; the turn's next tokens, and its end, wait for that write
+        (_stored). The turn holds both objects before they are stored: if it is interrupted
+        meanwhile, what was stored is closed (see _close_open_objects)."""
+        opened = self.records.open_message(run, project, first)
+        turn.message_step, turn.message = opened.step, opened.message
+        turn.made_step(opened.step)
+        turn.storing = asyncio.ensure_future(self.records.store_opened(opened))
+
+    @staticmethod
+    async def _stored(turn: _Turn) -> None:
+        """Wait for the write of the turn's message, if it is under way (its failure
+        fails the run)."""
+        storing, turn.storing = turn.storing, None
+        if storing is not None:
+            await storing
 
     async def _on_tool_call(self, run: dict[str, Any], project: str, turn: _Turn,
                             call: dict[str, Any], builtins: dict[str, Any]) -> None:
@@ -499,6 +541,7 @@ class Executor:
                         ) -> str | None:
         """Store what the model call produced: the run's status when the turn is over, None
         when built-in tools ran and the model is called again."""
+        await self._stored(turn)
         truncated = turn.finish_reason == "length"
         ends = truncated or not turn.calls or turn.tool_step is None
         if ends or turn.message is not None:  # (a model call that only called tools: no text)
@@ -607,10 +650,11 @@ class Executor:
                 annotations += added.annotations
                 parts += added.parts
         turn.builtin_calls = {}
+        # the text first: it streamed as content index 0 (none streamed: no text part)
+        text = [{"type": "text", "text": {"value": turn.text, "annotations": annotations}}] \
+            if turn.text or annotations else []
         turn.message.update(
-            # the text first: it streamed as content index 0
-            content=[{"type": "text", "text": {"value": turn.text, "annotations": annotations}},
-                     *parts],
+            content=[*text, *parts],
             status=status, incomplete_details=incomplete,
             completed_at=now if status == "completed" else None,
             incomplete_at=now if status == "incomplete" else None,
@@ -621,6 +665,9 @@ class Executor:
                                   step_status: str, reason: str,
                                   error: dict[str, str] | None = None) -> None:
         """End the turn's message and every step of the run still in progress."""
+        if turn.storing is not None:  # what it stored is closed; if it failed, nothing was
+            await asyncio.gather(turn.storing, return_exceptions=True)
+            turn.storing = None
         # What is stored decides (a transaction that failed may have changed the turn's copy).
         if turn.message is not None and turn.message["id"] in await tx.open_messages(run_id):
             await self._close_message(tx, turn, "incomplete", {"reason": reason})
@@ -631,7 +678,7 @@ class Executor:
             if step is not None and step["id"] in open_steps:
                 open_steps[step["id"]] = step  # the turn's copy holds what streamed
         for step in open_steps.values():
-            step.update(status=step_status, last_error=error)
+            step.update(status=step_status, last_error=_step_error(error))
             step[stamp[step_status]] = ids.now()
             await tx.save_step(step, step_status)
 

@@ -89,6 +89,8 @@ def build_messages(
     """
     groups: list[tuple[str, list[dict[str, Any]], bool]] = []  # (order, chat msgs, droppable)
     for message in messages:
+        if not message["content"]:  # an answer that failed before its first token
+            continue
         groups.append((_order_key(message["id"]), [_message_to_chat(message)], True))
     for step in tool_steps:
         droppable = step["run_id"] != run["id"]  # the current run's calls are always sent

@@ -283,13 +283,13 @@ class RunRecords:
         async with self.changes() as tx:
             return await tx.create_step(run, project, details)
 
-    def open_message(self, run: dict[str, Any], project: str, first: dict[str, Any]
-                     ) -> OpenedMessage:
+    def open_message(self, run: dict[str, Any], project: str,
+                     first: dict[str, Any] | None = None) -> OpenedMessage:
         """The message a model's text goes into, and its message_creation step, opened with
-        the text's ``first`` delta: their four events and that delta go out at once, before
-        the rows are stored (``store_opened``, which the model's next tokens wait for). So
-        the first token does not wait on the database, and a request for the message in
-        that moment (about a millisecond) does not find it yet."""
+        the text's ``first`` delta if given: their four events (and that delta) go out at
+        once, before the rows are stored (``store_opened``, which the model's next tokens
+        wait for). So no token waits on the database, and a request for the message in that
+        moment (about a millisecond) does not find it yet."""
         message_id = ids.new_id("msg_")
         step = _new_step(run, {"type": "message_creation",
                                "message_creation": {"message_id": message_id}})
@@ -300,7 +300,8 @@ class RunRecords:
                       Event.stamped("thread.message.created", message_data),
                       Event.stamped("thread.message.in_progress", message_data)):
             self.bus.publish(run["id"], event)
-        self.delta(run["id"], "thread.message.delta", message_id, first)
+        if first is not None:
+            self.delta(run["id"], "thread.message.delta", message_id, first)
         return OpenedMessage(step, message, [
             objects.insert_statement(tables.run_steps, step, project, step_data,
                                      thread_id=run["thread_id"], run_id=run["id"]),
