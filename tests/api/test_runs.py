@@ -667,7 +667,8 @@ def test_a_message_added_while_a_run_is_being_started_waits_for_it(
 
 def test_one_active_run_per_thread_when_runs_are_created_at_once(
         client: OpenAI, fake_model: FakeModelServer) -> None:
-    """Runs created on one thread at the same moment: one is accepted, the others get 400."""
+    """Runs created on one thread at the same moment: one is accepted, the others get 400,
+    and the additional messages of those refused are not stored."""
     creates = 8
     assistant, _ = scripted_assistant(
         client, fake_model, *[Reply("late", first_token_delay=5.0) for _ in range(creates)])
@@ -675,16 +676,22 @@ def test_one_active_run_per_thread_when_runs_are_created_at_once(
     barrier = threading.Barrier(creates)
     accepted: list[str] = []
     refused: list[int] = []
+    extras: dict[str, str] = {}
 
-    def create() -> None:
+    def create(index: int) -> None:
+        # half of them add a message (stored with the run, in the thread's turn)
+        extra = [{"role": "user", "content": f"extra {index}"}] if index % 2 else []
         barrier.wait()
         try:
-            accepted.append(client.beta.threads.runs.create(
-                thread_id=thread.id, assistant_id=assistant.id).id)
+            run = client.beta.threads.runs.create(
+                thread_id=thread.id, assistant_id=assistant.id, additional_messages=extra)
+            accepted.append(run.id)
+            extras[run.id] = f"extra {index}" if extra else ""
         except openai.BadRequestError as err:
+            assert "already has an active run" in err.message
             refused.append(err.status_code)
 
-    workers = [threading.Thread(target=create) for _ in range(creates)]
+    workers = [threading.Thread(target=create, args=(i,)) for i in range(creates)]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -692,5 +699,8 @@ def test_one_active_run_per_thread_when_runs_are_created_at_once(
     assert len(accepted) == 1 and refused == [400] * (creates - 1)
     runs = list(client.beta.threads.runs.list(thread_id=thread.id))
     assert [run.id for run in runs] == accepted
+    texts = [m.content[0].text.value for m in client.beta.threads.messages.list(
+        thread.id, order="asc") if m.role == "user"]
+    assert texts == ["x", extras[accepted[0]]] if extras[accepted[0]] else texts == ["x"]
     client.beta.threads.runs.cancel(thread_id=thread.id, run_id=accepted[0])
     assert wait_for_status(client, thread.id, accepted[0], {"cancelled"}).status == "cancelled"

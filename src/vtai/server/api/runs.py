@@ -9,6 +9,7 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from openai.types.beta.threads import Run
 from pydantic import Field
+from sqlalchemy import exc as sa_exc
 from starlette.responses import Response
 
 from vtai.server import ids
@@ -189,20 +190,46 @@ class _NewRun:
     data: str  # its JSON as stored
     project: str
     adopted: bool  # claimed by this process's worker as it was created
+    events: list[Event]  # its creation events (_creation_events)
 
 
-async def _insert_run(request: Request, conn: Connection, run: dict[str, Any],
-                      project: str, active: str | None) -> _NewRun:
-    """``active``: the thread's active run, read in the same transaction (None if none)."""
-    if active is not None:
-        raise bad_request(f"Thread {run['thread_id']} already has an active run {active}.")
+async def _store_run(request: Request, run: dict[str, Any], project: str,
+                     conn: Connection | None = None, thread_data: str | None = None
+                     ) -> _NewRun:
+    """Store a new run on its thread, which must be in the project (404) and have no active
+    run (400): in ``conn``'s transaction if given (a write in the thread's turn), else in one
+    durable write of its own in the thread's turn. ``thread_data``: the thread, if the run
+    creates it (its event comes first)."""
+    thread_id = run["thread_id"]
+    db = request.app.state.db
     lease = request.app.state.worker.lease_for_new_run()
-    data = await objects.insert_object(conn, tables.runs, run, project,
-                                       thread_id=run["thread_id"], status=run["status"],
-                                       **(lease or {}))
-    if lease is None:
-        await request.app.state.db.notify(conn, WORK_CHANNEL)
-    return _NewRun(run, data, project, adopted=lease is not None)
+    data = objects.dumps(run)
+    params = {"id": run["id"], "project_id": project, "created_at": run["created_at"],
+              "thread_id": thread_id, "status": run["status"], "data": data,
+              **(lease or {"worker_id": None, "lease_expires_at": None})}
+    notify = None if lease else WORK_CHANNEL  # another process's worker will execute it
+    events = _creation_events(data, thread_data)
+    try:
+        if conn is None:
+            stored = await db.write_in_turn(queries.thread_turn(thread_id), queries.INSERT_RUN,
+                                            params, notify)
+        else:
+            stored = (await conn.sql(queries.INSERT_RUN, params)).rowcount
+            if stored and notify:
+                await db.notify(conn, notify)
+    except sa_exc.IntegrityError as err:  # a run started on the thread at the same moment
+        raise bad_request(f"Thread {thread_id} already has an active run.") from err
+    if not stored:
+        if conn is None:
+            async with db.read() as read:
+                exists, active = await queries.thread_activity(read, thread_id, project)
+        else:
+            exists, active = await queries.thread_activity(conn, thread_id, project)
+        if not exists:
+            raise not_found("thread", thread_id)
+        raise bad_request(f"Thread {thread_id} already has an active run"
+                          + (f" {active}." if active else "."))
+    return _NewRun(run, data, project, lease is not None, events)
 
 
 def _without_result_content(event: Event) -> Event:
@@ -227,12 +254,12 @@ def _creation_events(run_data: str, thread_data: str | None = None) -> list[Even
 
 
 def _started(request: Request, new: _NewRun, sub: Subscription | None,
-             events: list[Event], include: list[str] | None = None,
+             include: list[str] | None = None,
              ahead: ModelCall | None = None) -> Response:
     """Announce a new run (its events are stored for resuming streams) and start it;
     ``ahead``: its first model call, sent already."""
     bus = _records(request).bus
-    for event in events:
+    for event in new.events:
         bus.publish(new.run["id"], event)
     _execute(request, new.run, new.project, new.adopted, ahead)
     if sub is None:
@@ -272,29 +299,25 @@ async def create_run(
     ahead = None
     if start.thread_active_run is None and start.thread_rows is not None:
         ahead = await request.app.state.worker.send_ahead(run, start.thread_rows)
+    sub = _records(request).bus.subscribe(run["id"]) if body.stream else None
     try:
-        # One run (or message) at a time checks the thread's active run and writes.
-        async with request.app.state.db.write(turn=queries.thread_turn(thread_id)) as conn:
-            exists, active = await queries.thread_activity(conn, thread_id, project)
-            if not exists:
-                raise not_found("thread", thread_id)
-            await require_files(conn, project, [
-                f for extra in body.additional_messages or [] for f in message_file_ids(extra)])
-            for extra in body.additional_messages or []:
-                await insert_message(conn, new_message(thread_id, extra), project)
-            sub = _records(request).bus.subscribe(run["id"]) if body.stream else None
-            try:
-                new = await _insert_run(request, conn, run, project, active)
-            except Exception:
-                if sub:
-                    sub.close()
-                raise
-            events = _creation_events(new.data)
+        if body.additional_messages:
+            # One run (or message) at a time checks the thread's active run and writes.
+            async with request.app.state.db.write(turn=queries.thread_turn(thread_id)) as conn:
+                await require_files(conn, project, [f for extra in body.additional_messages
+                                                    for f in message_file_ids(extra)])
+                for extra in body.additional_messages:
+                    await insert_message(conn, new_message(thread_id, extra), project)
+                new = await _store_run(request, run, project, conn)
+        else:
+            new = await _store_run(request, run, project)
     except BaseException:
+        if sub is not None:
+            sub.close()
         if ahead is not None:
             ahead.release()
         raise
-    return _started(request, new, sub, events, include, ahead)
+    return _started(request, new, sub, include, ahead)
 
 
 @router.post("/threads/runs")
@@ -318,9 +341,13 @@ async def create_thread_and_run(
         thread_id = orjson.loads(thread_data)["id"]
         run = _new_run(request, assistant, thread_id, body)
         sub = _records(request).bus.subscribe(run["id"]) if body.stream else None
-        new = await _insert_run(request, conn, run, project, active=None)  # a new thread
-        events = _creation_events(new.data, thread_data)
-    return _started(request, new, sub, events, include)
+        try:
+            new = await _store_run(request, run, project, conn, thread_data)
+        except BaseException:
+            if sub is not None:
+                sub.close()
+            raise
+    return _started(request, new, sub, include)
 
 
 @router.get("/threads/{thread_id}/runs")

@@ -111,6 +111,21 @@ def _guarded(guard: Sql, statements: tuple[Sql, ...]) -> Sql:
                "set_config('synchronous_commit', 'on', true)")
 
 
+@functools.cache
+def _in_turn(statement: Sql, notify: bool) -> Sql:
+    """``statement`` (``INSERT ... SELECT ... WHERE ...``) as one durable statement for
+    PostgreSQL that first takes the advisory lock ``:turn_lock`` (see Database.write_in_turn),
+    and notifies ``:channel`` at commit if ``notify``."""
+    head, where, tail = statement.sqlite.partition(" WHERE ")
+    if not head.lstrip().upper().startswith("INSERT INTO ") or " SELECT " not in head.upper() \
+            or " FROM " in head.upper() or not where:
+        raise ValueError(f"not an INSERT ... SELECT ... WHERE: {statement.sqlite}")
+    notifying = ", pg_notify(:channel, '')" if notify else ""
+    return Sql("WITH turn AS (SELECT pg_advisory_xact_lock(:turn_lock), "
+               f"set_config('synchronous_commit', 'on', true){notifying}) "
+               f"{head} FROM turn WHERE {tail}")
+
+
 class _Unchanged(Exception):
     """The guard of Database.write_guarded changed no row: its transaction is rolled back."""
 
@@ -151,11 +166,17 @@ class _LoopConnection:
         return fn(self._conn)
 
     async def sql(self, statement: Sql, params: dict[str, Any] | None = None) -> Rows:
-        cursor = self._raw.execute(statement.sqlite, params or {})
+        try:
+            cursor = self._raw.execute(statement.sqlite, params or {})
+        except sqlite3.IntegrityError as err:  # raised as SQLAlchemy's, as on PostgreSQL
+            raise sa_exc.IntegrityError(statement.sqlite, params, err) from err
         return Rows(cursor.fetchall() if cursor.description else [], cursor.rowcount)
 
     async def sql_many(self, statement: Sql, rows: list[dict[str, Any]]) -> None:
-        self._raw.executemany(statement.sqlite, rows)
+        try:
+            self._raw.executemany(statement.sqlite, rows)
+        except sqlite3.IntegrityError as err:
+            raise sa_exc.IntegrityError(statement.sqlite, None, err) from err
 
 
 class _PgConnection:
@@ -441,6 +462,24 @@ class Database:
         async with self._pg_connection() as conn:
             result = await conn.sql(together, params)
         return bool(result.rows[0][0])
+
+    async def write_in_turn(self, turn: str, statement: Sql, params: dict[str, Any],
+                            notify: str | None = None) -> int:
+        """One durable ``INSERT ... SELECT ... WHERE ...`` made as if in ``write(turn=turn)``
+        (after any transaction with the same turn), whose WHERE checks what it depends on;
+        ``notify``: a channel NOTIFY'd at commit (as ``notify``). Its row count. On
+        PostgreSQL one round trip instead of four (BEGIN with the lock, a read, the write,
+        COMMIT): the statement takes the lock first. Its checks read the rows as they were
+        when it began, before the lock was granted, so what they protect needs a constraint
+        as well (two such writes may both pass them; one then fails on the constraint)."""
+        together = _in_turn(statement, notify is not None)  # (checks the statement's form)
+        if self.is_sqlite:
+            async with self.write() as conn:
+                return (await conn.sql(statement, params)).rowcount
+        params = {**params, "turn_lock": turn_lock(turn),
+                  **({"channel": notify} if notify else {})}
+        async with self._pg_connection() as conn:
+            return (await conn.sql(together, params)).rowcount
 
     @asynccontextmanager
     async def _pg_connection(self) -> AsyncIterator[_PgConnection]:

@@ -38,6 +38,17 @@ _RUN_START_AND_THREAD = Sql("SELECT -1, '', " + _RUN_START + " UNION ALL "
                             + _THREAD_ROWS.format(pad=", NULL, NULL, NULL") + " ORDER BY 1, 2")
 
 
+# A new run, stored only if its thread is in the project and has no active run (which the
+# unique index ix_runs_active_thread also ensures). Run in the thread's turn (thread_turn).
+INSERT_RUN = Sql(
+    "INSERT INTO runs (id, project_id, created_at, thread_id, status, worker_id, "
+    "lease_expires_at, data) SELECT CAST(:id AS varchar), CAST(:project_id AS varchar), "
+    "CAST(:created_at AS bigint), CAST(:thread_id AS varchar), CAST(:status AS varchar), "
+    "CAST(:worker_id AS varchar), CAST(:lease_expires_at AS bigint), CAST(:data AS text) "
+    "WHERE EXISTS (SELECT 1 FROM threads AS t WHERE t.id = :thread_id "
+    f"AND t.project_id = :project_id) AND NOT EXISTS {_active_run_of(':thread_id')}")
+
+
 class RunStart(NamedTuple):
     """What starting a run checks, read at once."""
 

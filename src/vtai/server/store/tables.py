@@ -13,7 +13,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
+
+from vtai.server.runs import states
 
 metadata = MetaData()
 
@@ -67,6 +70,11 @@ runs = _object_table(
     Column("attempt", Integer, nullable=False, server_default="0"),
     indexes=(("thread_id", "id"), ("status",)),
 )
+
+# A thread has at most one run not finished yet (migration 0006).
+_ACTIVE_RUN = text("status IN ({})".format(", ".join(f"'{s}'" for s in sorted(states.ACTIVE))))
+Index("ix_runs_active_thread", runs.c.thread_id, unique=True,
+      postgresql_where=_ACTIVE_RUN, sqlite_where=_ACTIVE_RUN)
 
 run_steps = _object_table(
     "run_steps",
