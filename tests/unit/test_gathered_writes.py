@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.unit.wal import flushed_past, wal_end
 from vtai.server import ids
 from vtai.server.runs import states
 from vtai.server.runs.events import Event
@@ -104,10 +105,8 @@ async def test_a_statement_without_its_where_clause_is_refused(store: Database) 
 
 async def test_the_guarded_write_is_durable_on_postgresql(store_url: str) -> None:
     """The server's connections commit without waiting for the WAL flush unless told to
-    (write_together's writes); a guarded write waits for it, as a write() transaction does.
-    Checked by PostgreSQL's own WAL positions: right after each write, the WAL is flushed past
-    where it ended before the write. (Without the wait, the WAL writer flushes within its
-    200 ms delay, after the check.)"""
+    (write_together's writes); a guarded write waits for it, as a write() transaction does,
+    and so does write_together(durable=True) (see wal.py for the check)."""
     if store_url.startswith("sqlite"):
         pytest.skip("SQLite's commits are durable in their transaction (see Database)")
     db = Database(store_url)
@@ -119,18 +118,20 @@ async def test_the_guarded_write_is_durable_on_postgresql(store_url: str) -> Non
         run = _run()
         await _insert_run(db, run)
         for n in range(5):
-            async with db.read() as conn:
-                before = (await conn.sql(Sql(
-                    "SELECT CAST(pg_current_wal_insert_lsn() AS text)"))).scalar()
+            before = await wal_end(db)
             statuses = (states.IN_PROGRESS, states.REQUIRES_ACTION)
             assert await db.write_guarded((_STATUS, {
                 "id": run["id"], "status": statuses[(n + 1) % 2],
                 "expected": statuses[n % 2]}), [])
-            async with db.read() as conn:
-                flushed = (await conn.sql(Sql(
-                    "SELECT pg_current_wal_flush_lsn() > CAST(CAST(:before AS text) AS pg_lsn)"),
-                    {"before": before})).scalar()
-            assert flushed, f"write {n}: the WAL was not flushed past {before}"
+            assert await flushed_past(db, before), f"write {n}: the WAL was not flushed"
+        for n in range(5):  # and write_together(durable=True), one statement or more
+            messages = [{"id": ids.new_id("msg_"), "created_at": 1} for _ in range(1 + n % 2)]
+            before = await wal_end(db)
+            counts = await db.write_together([objects.insert_statement(
+                tables.messages, message, "proj", "{}", thread_id="t", run_id=None)
+                for message in messages], durable=True)
+            assert counts == [1] * (1 + n % 2)
+            assert await flushed_past(db, before), f"together {n}: the WAL was not flushed"
     finally:
         await db.close()
 

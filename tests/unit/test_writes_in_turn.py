@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import exc as sa_exc
 
+from tests.unit.wal import flushed_past, wal_end
 from vtai.server import ids
 from vtai.server.runs import states
 from vtai.server.runs.events import WORK_CHANNEL
@@ -125,7 +126,7 @@ async def test_the_form_of_a_write_in_turn_is_checked(store: Database) -> None:
 
 
 async def test_a_write_in_turn_is_durable_and_notifies_on_postgresql(store_url: str) -> None:
-    """Its commit waits for the WAL flush (see test_gathered_writes for the method), and the
+    """Its commit waits for the WAL flush (see wal.py for the check), and the
     channel it names is notified."""
     if store_url.startswith("sqlite"):
         pytest.skip("SQLite's commits are durable in their transaction; NOTIFY is PostgreSQL's")
@@ -136,15 +137,9 @@ async def test_a_write_in_turn_is_durable_and_notifies_on_postgresql(store_url: 
     try:
         for n in range(5):
             thread_id = await _thread(db)
-            async with db.read() as conn:
-                before = (await conn.sql(Sql(
-                    "SELECT CAST(pg_current_wal_insert_lsn() AS text)"))).scalar()
+            before = await wal_end(db)
             assert await _start(db, _run_params(thread_id), WORK_CHANNEL) == 1
-            async with db.read() as conn:
-                flushed = (await conn.sql(Sql(
-                    "SELECT pg_current_wal_flush_lsn() > CAST(CAST(:before AS text) AS pg_lsn)"),
-                    {"before": before})).scalar()
-            assert flushed, f"write {n}: the WAL was not flushed past {before}"
+            assert await flushed_past(db, before), f"write {n}: the WAL was not flushed"
             assert await asyncio.wait_for(notified.get(), 5) == ""
         assert await _start(db, _run_params(await _thread(db))) == 1  # no channel: no NOTIFY
         await asyncio.sleep(0.3)

@@ -18,7 +18,7 @@ from vtai.server.api.pagination import ListParams, list_params
 from vtai.server.api.references import message_file_ids, require_files
 from vtai.server.api.responses import deleted, json_response
 from vtai.server.store import objects, queries, tables
-from vtai.server.store.db import Connection
+from vtai.server.store.db import Connection, Sql
 
 router = APIRouter(tags=["messages"])
 
@@ -111,8 +111,15 @@ def new_message(
 
 
 async def insert_message(conn: Connection, obj: dict[str, Any], project: str) -> str:
-    return await objects.insert_object(
-        conn, tables.messages, obj, project, thread_id=obj["thread_id"], run_id=obj["run_id"])
+    statement, params = message_statement(obj, project)
+    await conn.sql(statement, params)
+    return str(params["data"])
+
+
+def message_statement(obj: dict[str, Any], project: str) -> tuple[Sql, dict[str, Any]]:
+    """The statement and parameters that store a new message."""
+    return objects.insert_statement(tables.messages, obj, project, objects.dumps(obj),
+                                    thread_id=obj["thread_id"], run_id=obj["run_id"])
 
 
 async def _require_thread(conn: Connection, thread_id: str, project: str) -> None:

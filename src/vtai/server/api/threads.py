@@ -14,12 +14,12 @@ from vtai.server.api.auth import project_id
 from vtai.server.api.common import Metadata, Strict, ToolResources, dump_tool_resources, shaped
 from vtai.server.api.errors import not_found
 from vtai.server.api.limits import check_message_size
-from vtai.server.api.messages import MessageCreate, insert_message, new_message
+from vtai.server.api.messages import MessageCreate, message_statement, new_message
 from vtai.server.api.references import message_file_ids, require_files, resource_file_ids
 from vtai.server.api.responses import deleted, json_response
 from vtai.server.settings import Settings
 from vtai.server.store import objects, tables
-from vtai.server.store.db import Connection
+from vtai.server.store.db import Connection, Sql
 
 router = APIRouter(tags=["threads"])
 
@@ -46,16 +46,31 @@ async def insert_thread(conn: Connection, body: ThreadCreate, project: str) -> s
     to must exist in the project."""
     await require_files(conn, project, resource_file_ids(body.tool_resources) + [
         file_id for message in body.messages for file_id in message_file_ids(message)])
+    resources = await dump_tool_resources(body.tool_resources, conn, project)
+    data, statements = _thread_statements(body, project, resources)
+    for statement, params in statements:
+        await conn.sql(statement, params)
+    return data
+
+
+def _refers_to_nothing(body: ThreadCreate) -> bool:
+    """Whether a new thread names no file or vector store (none to check or create)."""
+    return body.tool_resources is None and not any(
+        message_file_ids(message) for message in body.messages)
+
+
+def _thread_statements(body: ThreadCreate, project: str, tool_resources: dict[str, Any]
+                       ) -> tuple[str, list[tuple[Sql, dict[str, Any]]]]:
+    """A new thread's JSON, and the statements that store it and its first messages."""
     thread = shaped(Thread, {
         "id": ids.new_id("thread_"), "object": "thread", "created_at": ids.now(),
-        "metadata": body.metadata or {},
-        "tool_resources": await dump_tool_resources(body.tool_resources, conn, project),
+        "metadata": body.metadata or {}, "tool_resources": tool_resources,
     })
-    messages = [new_message(thread["id"], m) for m in body.messages]
-    data = await objects.insert_object(conn, tables.threads, thread, project)
-    for message in messages:
-        await insert_message(conn, message, project)
-    return data
+    data = objects.dumps(thread)
+    statements = [objects.insert_statement(tables.threads, thread, project, data)]
+    for message in (new_message(thread["id"], m) for m in body.messages):
+        statements.append(message_statement(message, project))
+    return data, statements
 
 
 @router.post("/threads")
@@ -64,6 +79,10 @@ async def create_thread(
 ) -> Response:
     body = body or ThreadCreate()
     check_thread_request(body, request.app.state.settings)
+    if _refers_to_nothing(body):  # one durable write (one round trip on PostgreSQL)
+        data, statements = _thread_statements(body, project, {})
+        await request.app.state.db.write_together(statements, durable=True)
+        return json_response(data)
     async with request.app.state.db.write() as conn:
         data = await insert_thread(conn, body, project)
     return json_response(data)

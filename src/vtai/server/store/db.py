@@ -87,14 +87,19 @@ def _numbered_params(statements: list[tuple[Sql, dict[str, Any]]]) -> dict[str, 
             for name, value in given.items()}
 
 
+_DURABLE = "set_config('synchronous_commit', 'on', true)"
+
+
 @functools.cache
-def _together(statements: tuple[Sql, ...]) -> Sql:
-    """Statements as one, for PostgreSQL: each a data-modifying CTE; the row counts."""
+def _together(statements: tuple[Sql, ...], durable: bool = False) -> Sql:
+    """Statements as one, for PostgreSQL: each a data-modifying CTE; the row counts (and
+    with ``durable``, SET LOCAL synchronous_commit on: its commit waits for the WAL flush)."""
     parts, counts = [], []
     for k, statement in enumerate(statements):
         parts.append(f"b{k} AS ({_numbered(k, statement)} RETURNING 1)")
         counts.append(f"(SELECT count(*) FROM b{k})")
-    return Sql(f"WITH {', '.join(parts)} SELECT {', '.join(counts)}")
+    return Sql(f"WITH {', '.join(parts)} SELECT {', '.join(counts)}"
+               + (f", {_DURABLE}" if durable else ""))
 
 
 @functools.cache
@@ -107,8 +112,7 @@ def _guarded(guard: Sql, statements: tuple[Sql, ...]) -> Sql:
     for k, statement in enumerate(statements):
         parts.append(f"b{k} AS ({_numbered(k, statement)} AND EXISTS (SELECT 1 FROM g) "
                      "RETURNING 1)")
-    return Sql(f"WITH {', '.join(parts)} SELECT (SELECT count(*) FROM g), "
-               "set_config('synchronous_commit', 'on', true)")
+    return Sql(f"WITH {', '.join(parts)} SELECT (SELECT count(*) FROM g), {_DURABLE}")
 
 
 @functools.cache
@@ -122,7 +126,7 @@ def _in_turn(statement: Sql, notify: bool) -> Sql:
         raise ValueError(f"not an INSERT ... SELECT ... WHERE: {statement.sqlite}")
     notifying = ", pg_notify(:channel, '')" if notify else ""
     return Sql("WITH turn AS (SELECT pg_advisory_xact_lock(:turn_lock), "
-               f"set_config('synchronous_commit', 'on', true){notifying}) "
+               f"{_DURABLE}{notifying}) "
                f"{head} FROM turn WHERE {tail}")
 
 
@@ -413,26 +417,29 @@ class Database:
                                                  check_same_thread=False)
         self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
-    async def write_together(self, statements: list[tuple[Sql, dict[str, Any]]]) -> list[int]:
-        """Writes that stand or fall together, none reading what another one changes, and
-        that need not be durable at once: the row count of each. On PostgreSQL they go as
-        one statement, atomic by itself, in one round trip (a transaction takes BEGIN, each
-        statement and COMMIT), and their commit does not wait for the WAL to reach the disk:
-        a crash of PostgreSQL itself can lose the last fraction of a second of them, as
-        SQLite's WAL (synchronous=NORMAL) can on a power loss. A later durable commit makes
-        them durable too."""
+    async def write_together(self, statements: list[tuple[Sql, dict[str, Any]]],
+                             durable: bool = False) -> list[int]:
+        """Writes that stand or fall together, none reading what another one changes: the
+        row count of each. On PostgreSQL they go as one statement, atomic by itself, in one
+        round trip (a transaction takes BEGIN, each statement and COMMIT), and unless
+        ``durable`` their commit does not wait for the WAL to reach the disk: a crash of
+        PostgreSQL itself can lose the last fraction of a second of them, as SQLite's WAL
+        (synchronous=NORMAL) can on a power loss. A later durable commit makes them durable
+        too."""
         if self.is_sqlite:
             async with self.write() as conn:
                 return [(await conn.sql(statement, params)).rowcount
                         for statement, params in statements]
-        if len(statements) == 1:
+        if len(statements) == 1 and not durable:
             statement, params = statements[0]
         else:
-            statement = _together(tuple(statement for statement, _ in statements))
+            statement = _together(tuple(statement for statement, _ in statements), durable)
             params = _numbered_params(statements)
         async with self._pg_connection() as conn:
             result = await conn.sql(statement, params)
-        return [result.rowcount] if len(statements) == 1 else [int(n) for n in result.rows[0]]
+        if len(statements) == 1 and not durable:
+            return [result.rowcount]
+        return [int(n) for n in result.rows[0][:len(statements)]]
 
     async def write_guarded(self, guard: tuple[Sql, dict[str, Any]],
                             statements: list[tuple[Sql, dict[str, Any]]]) -> bool:
