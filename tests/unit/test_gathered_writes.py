@@ -203,3 +203,40 @@ async def test_a_change_that_needs_a_transaction_is_refused_when_gathering(store
                 await tx.move({**run, "status": states.REQUIRES_ACTION}, states.QUEUED)
     finally:
         await db.close()
+
+
+async def test_a_run_starts_with_its_message_in_one_write(store: Database) -> None:
+    """RunRecords.start with a new message: the run in_progress and the message and its step
+    stored together, then announced, in_progress first."""
+    bus = _Bus()
+    records = RunRecords(store, bus)  # type: ignore[arg-type]
+    run = _run(states.QUEUED)
+    await _insert_run(store, run)
+    opened = records.new_message(run, "proj")
+    assert not bus.published  # made, not announced
+    started = await records.start(run, opened)
+    assert started["status"] == states.IN_PROGRESS and started["started_at"]
+    assert [event.event for _, event in bus.published] == [
+        "thread.run.in_progress", "thread.run.step.created", "thread.run.step.in_progress",
+        "thread.message.created", "thread.message.in_progress"]
+    ids_ = [event.id for _, event in bus.published]
+    assert ids_ == sorted(ids_) and len(set(ids_)) == 5  # stamped in stream order
+    stored = {row[0]: row for row in await _stored(store)}
+    assert stored[run["id"]][1] == states.IN_PROGRESS
+    assert orjson.loads(stored[opened.message["id"]][2]) == opened.message
+    assert await records.run_steps(run["id"]) == [opened.step]
+
+
+async def test_a_run_moved_meanwhile_starts_without_its_message(store: Database) -> None:
+    bus = _Bus()
+    records = RunRecords(store, bus)  # type: ignore[arg-type]
+    run = _run(states.QUEUED)
+    await _insert_run(store, run)
+    await records.move(run, states.CANCELLING)  # a cancel, between the read and the write
+    bus.published.clear()
+    opened = records.new_message(run, "proj")
+    with pytest.raises(Conflict):
+        await records.start(run, opened)
+    assert not bus.published
+    assert [row[0] for row in await _stored(store)] == [run["id"]]  # no message
+    assert await records.run_steps(run["id"]) == []

@@ -22,7 +22,7 @@ from vtai.server import ids, logs
 from vtai.server.providers.chat_stream import UpstreamError
 from vtai.server.providers.routing import OpenAnswer, ProviderMissing, Providers, Route
 from vtai.server.runs import prompt, states
-from vtai.server.runs.records import Changes, Conflict, RunRecords
+from vtai.server.runs.records import Changes, Conflict, OpenedMessage, RunRecords
 from vtai.server.store import objects, queries, tables
 from vtai.server.store.blobs import BlobStore
 from vtai.server.store.db import Sql
@@ -174,6 +174,13 @@ def _response_format(run: dict[str, Any]) -> Any:
         schema = {k: v for k, v in value["json_schema"].items() if v is not None}
         return {**value, "json_schema": schema}
     return value
+
+
+def _hold(turn: _Turn, opened: OpenedMessage) -> None:
+    """The turn holds its message and step before they are stored: if it is interrupted
+    meanwhile, what was stored of them is closed (see Executor._close_open_objects)."""
+    turn.message_step, turn.message = opened.step, opened.message
+    turn.made_step(opened.step)
 
 
 def _answers_in_text(run: dict[str, Any], builtins: dict[str, Any]) -> bool:
@@ -443,8 +450,13 @@ class Executor:
     async def _start_once_sent(self, run: dict[str, Any], project: str,
                                text_turn: _Turn | None) -> None:
         await _let_request_leave()
-        await self._start(run)
-        if text_turn is not None and text_turn.message is None:
+        if text_turn is None or text_turn.message is not None:
+            await self._start(run)
+        elif run["status"] == states.QUEUED:  # its message is stored with the move
+            opened = self.records.new_message(run, project)
+            _hold(text_turn, opened)
+            run.update(await self.records.start(run, opened))
+        else:  # (a run resumed in progress)
             self._open_message(run, project, text_turn)
 
     async def _open_and_start(self, run: dict[str, Any], call: ModelCall, project: str,
@@ -493,11 +505,9 @@ class Executor:
                       first: dict[str, Any] | None = None) -> None:
         """Announce the message the model answers in (with its ``first`` delta if given)
         and start storing it; the turn's next tokens, and its end, wait for that write
-        (_stored). The turn holds both objects before they are stored: if it is interrupted
-        meanwhile, what was stored is closed (see _close_open_objects)."""
+        (_stored)."""
         opened = self.records.open_message(run, project, first)
-        turn.message_step, turn.message = opened.step, opened.message
-        turn.made_step(opened.step)
+        _hold(turn, opened)
         turn.storing = asyncio.ensure_future(self.records.store_opened(opened))
 
     @staticmethod

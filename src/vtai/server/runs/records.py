@@ -35,11 +35,20 @@ class Conflict(Exception):
 
 @dataclass
 class OpenedMessage:
-    """A message (and its step) announced to the run's streams, with the rows to store."""
+    """A message the model answers in, and its message_creation step: the rows that store
+    them, and their four events."""
 
     step: dict[str, Any]
     message: dict[str, Any]
-    rows: list[tuple[Sql, dict[str, Any]]]
+    rows: list[tuple[Sql, dict[str, Any]]]  # guardable inserts (see Database.write_guarded)
+
+    def stamped_events(self) -> list[Event]:
+        """Their events, stamped now (in stream order after any stamped before)."""
+        step, message = self.rows[0][1]["data"], self.rows[1][1]["data"]
+        return [Event.stamped("thread.run.step.created", step),
+                Event.stamped("thread.run.step.in_progress", step),
+                Event.stamped("thread.message.created", message),
+                Event.stamped("thread.message.in_progress", message)]
 
 
 class Changes:
@@ -267,15 +276,24 @@ class RunRecords:
         async with self.changes() as tx:
             return await tx.move(run, target, **changes)
 
-    async def start(self, run: dict[str, Any]) -> dict[str, Any]:
+    async def start(self, run: dict[str, Any], opened: OpenedMessage | None = None
+                    ) -> dict[str, Any]:
         """queued -> in_progress: one statement, not durable at once (see
         Database.write_together): the turn's end (or its failure) is, and makes this
-        durable too."""
+        durable too. ``opened`` (new_message): a message stored with the move, in the same
+        statement, and announced after ``thread.run.in_progress``."""
         new, event = _moved(run, states.IN_PROGRESS, {})
-        statement, values = _run_write(run["status"], new, None)
-        if not (await self.db.write_together([(statement, values)]))[0]:
+        events = opened.stamped_events() if opened is not None else []
+        write = _run_write(run["status"], new, None)
+        if opened is None:
+            moved = (await self.db.write_together([write]))[0]
+        else:
+            moved = await self.db.write_guarded(write, opened.rows, durable=False)
+        if not moved:
             raise Conflict(new["id"])
-        self.bus.publish(new["id"], Event(event.event, values["data"], event.id))
+        self.bus.publish(new["id"], Event(event.event, write[1]["data"], event.id))
+        for opened_event in events:
+            self.bus.publish(new["id"], opened_event)
         return new
 
     async def create_step(self, run: dict[str, Any], project: str,
@@ -283,31 +301,35 @@ class RunRecords:
         async with self.changes() as tx:
             return await tx.create_step(run, project, details)
 
-    def open_message(self, run: dict[str, Any], project: str,
-                     first: dict[str, Any] | None = None) -> OpenedMessage:
-        """The message a model's text goes into, and its message_creation step, opened with
-        the text's ``first`` delta if given: their four events (and that delta) go out at
-        once, before the rows are stored (``store_opened``, which the model's next tokens
-        wait for). So no token waits on the database, and a request for the message in that
-        moment (about a millisecond) does not find it yet."""
+    @staticmethod
+    def new_message(run: dict[str, Any], project: str) -> OpenedMessage:
+        """The message a model's text goes into, and its message_creation step, made (to be
+        stored and announced by ``start`` or ``open_message``)."""
         message_id = ids.new_id("msg_")
         step = _new_step(run, {"type": "message_creation",
                                "message_creation": {"message_id": message_id}})
         message = _new_message(run, message_id)
         step_data, message_data = objects.dumps(step), objects.dumps(message)
-        for event in (Event.stamped("thread.run.step.created", step_data),
-                      Event.stamped("thread.run.step.in_progress", step_data),
-                      Event.stamped("thread.message.created", message_data),
-                      Event.stamped("thread.message.in_progress", message_data)):
-            self.bus.publish(run["id"], event)
-        if first is not None:
-            self.delta(run["id"], "thread.message.delta", message_id, first)
         return OpenedMessage(step, message, [
-            objects.insert_statement(tables.run_steps, step, project, step_data,
+            objects.insert_statement(tables.run_steps, step, project, step_data, True,
                                      thread_id=run["thread_id"], run_id=run["id"]),
-            objects.insert_statement(tables.messages, message, project, message_data,
+            objects.insert_statement(tables.messages, message, project, message_data, True,
                                      thread_id=run["thread_id"], run_id=run["id"]),
         ])
+
+    def open_message(self, run: dict[str, Any], project: str,
+                     first: dict[str, Any] | None = None) -> OpenedMessage:
+        """A new message (new_message) opened with the text's ``first`` delta if given:
+        their four events (and that delta) go out at once, before the rows are stored
+        (``store_opened``, which the model's next tokens wait for). So no token waits on the
+        database, and a request for the message in that moment (about a millisecond) does
+        not find it yet."""
+        opened = self.new_message(run, project)
+        for event in opened.stamped_events():
+            self.bus.publish(run["id"], event)
+        if first is not None:
+            self.delta(run["id"], "thread.message.delta", opened.message["id"], first)
+        return opened
 
     async def store_opened(self, opened: OpenedMessage) -> None:
         """Both rows of an opened message in one write, not durable at once: the turn's end,

@@ -103,16 +103,18 @@ def _together(statements: tuple[Sql, ...], durable: bool = False) -> Sql:
 
 
 @functools.cache
-def _guarded(guard: Sql, statements: tuple[Sql, ...]) -> Sql:
-    """``guard`` and ``statements`` as one durable statement, for PostgreSQL: data-modifying
-    CTEs, each of ``statements`` (which end in their WHERE clause) changing rows only if the
-    guard changed one; the guard's row count. ``set_config(..., true)`` is SET LOCAL for the
-    statement's own transaction, so its commit waits for the WAL flush as write()'s does."""
+def _guarded(guard: Sql, statements: tuple[Sql, ...], durable: bool = True) -> Sql:
+    """``guard`` and ``statements`` as one statement, for PostgreSQL: data-modifying CTEs,
+    each of ``statements`` (which end in their WHERE clause) changing rows only if the guard
+    changed one; the guard's row count. If ``durable``, ``set_config(..., true)`` (SET LOCAL
+    for the statement's own transaction) makes its commit wait for the WAL flush as
+    write()'s does."""
     parts = ["g AS (" + _PARAM.sub(":g_\\1", guard.sqlite) + " RETURNING 1)"]
     for k, statement in enumerate(statements):
         parts.append(f"b{k} AS ({_numbered(k, statement)} AND EXISTS (SELECT 1 FROM g) "
                      "RETURNING 1)")
-    return Sql(f"WITH {', '.join(parts)} SELECT (SELECT count(*) FROM g), {_DURABLE}")
+    return Sql(f"WITH {', '.join(parts)} SELECT (SELECT count(*) FROM g)"
+               + (f", {_DURABLE}" if durable else ""))
 
 
 @functools.cache
@@ -442,9 +444,11 @@ class Database:
         return [int(n) for n in result.rows[0][:len(statements)]]
 
     async def write_guarded(self, guard: tuple[Sql, dict[str, Any]],
-                            statements: list[tuple[Sql, dict[str, Any]]]) -> bool:
+                            statements: list[tuple[Sql, dict[str, Any]]],
+                            durable: bool = True) -> bool:
         """``statements`` made only if ``guard`` (a compare-and-set write) changes a row, and
-        all of them durably at once, as a write() transaction would: whether it did. On
+        all of them at once, durably (as a write() transaction) unless not ``durable`` (see
+        write_together): whether it did. On
         PostgreSQL that is one statement in one round trip (see _guarded) instead of BEGIN,
         each statement and COMMIT. The guard changes its row first, so of two writers that
         also lock the statements' rows, the one that takes them before the guard's row
@@ -463,7 +467,7 @@ class Database:
             except _Unchanged:
                 return False
             return True
-        together = _guarded(guard[0], tuple(statement for statement, _ in statements))
+        together = _guarded(guard[0], tuple(statement for statement, _ in statements), durable)
         params = {f"g_{name}": value for name, value in guard[1].items()}
         params.update(_numbered_params(statements))
         async with self._pg_connection() as conn:

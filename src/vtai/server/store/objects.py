@@ -45,6 +45,21 @@ def _insert(table: Table, extra: tuple[str, ...]) -> Sql:
                f"VALUES ({', '.join(':' + name for name in names)})")
 
 
+_CASTS = {"BIGINT": "bigint", "INTEGER": "integer", "TEXT": "text"}
+
+
+@functools.cache
+def _insert_where(table: Table, extra: tuple[str, ...]) -> Sql:
+    """_insert as ``INSERT ... SELECT ... WHERE TRUE``: a statement a condition can be added
+    to (Database.write_guarded). The values are cast to their columns' types, which
+    PostgreSQL does not infer for a SELECT's parameters."""
+    names = ("id", "project_id", "created_at", "data", *extra)
+    values = ", ".join(
+        f"CAST(:{name} AS {_CASTS.get(str(table.c[name].type).split('(')[0], 'varchar')})"
+        for name in names)
+    return Sql(f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {values} WHERE TRUE")
+
+
 @functools.cache
 def _update(table: Table, extra: tuple[str, ...]) -> Sql:
     sets = ", ".join(f"{name} = :{name}" for name in ("data", *extra))
@@ -72,9 +87,11 @@ async def insert_object(conn: Connection, table: Table, obj: dict[str, Any],
 
 
 def insert_statement(table: Table, obj: dict[str, Any], project_id: str, data: str,
-                     **columns: Any) -> tuple[Sql, dict[str, Any]]:
-    """The statement and parameters that store a new object whose JSON is ``data``."""
-    return _insert(table, tuple(columns)), {
+                     guardable: bool = False, **columns: Any) -> tuple[Sql, dict[str, Any]]:
+    """The statement and parameters that store a new object whose JSON is ``data``;
+    ``guardable``: a statement Database.write_guarded can make depend on its guard."""
+    insert = _insert_where if guardable else _insert
+    return insert(table, tuple(columns)), {
         "id": obj["id"], "project_id": project_id, "created_at": obj["created_at"],
         "data": data, **columns}
 
