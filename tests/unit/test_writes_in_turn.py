@@ -1,4 +1,4 @@
-"""Database.write_in_turn, and starting a run with it (queries.INSERT_RUN): one durable
+"""Database.write_in_turn, and starting a run with it (queries.run_insert): one durable
 statement that takes the turn of its key, on SQLite and on PostgreSQL; and the unique index
 that keeps a thread to one active run."""
 
@@ -29,16 +29,17 @@ async def _thread(db: Database, project: str = "proj") -> str:
 
 
 def _run_params(thread_id: str, status: str = states.QUEUED,
-                project: str = "proj") -> dict[str, Any]:
-    run_id = ids.new_id("run_")
-    return {"id": run_id, "project_id": project, "created_at": ids.now(),
-            "thread_id": thread_id, "status": status, "worker_id": None,
-            "lease_expires_at": None, "data": f'{{"id": "{run_id}"}}'}
+                project: str = "proj") -> tuple[Sql, dict[str, Any]]:
+    """A new run's insert (queries.run_insert)."""
+    run = {"id": ids.new_id("run_"), "created_at": ids.now(), "thread_id": thread_id,
+           "status": status}
+    return queries.run_insert(run, project, f'{{"id": "{run["id"]}"}}', None)
 
 
-async def _start(db: Database, params: dict[str, Any], notify: str | None = None) -> int:
-    return await db.write_in_turn(queries.thread_turn(params["thread_id"]),
-                                  queries.INSERT_RUN, params, notify)
+async def _start(db: Database, insert: tuple[Sql, dict[str, Any]],
+                 notify: str | None = None) -> int:
+    return await db.write_in_turn(queries.thread_turn(insert[1]["thread_id"]), *insert,
+                                  notify)
 
 
 async def _active(db: Database, thread_id: str) -> list[str]:
@@ -55,16 +56,25 @@ async def test_a_run_is_stored_only_on_a_thread_of_its_project_without_an_active
     first = _run_params(thread_id)
     assert await _start(store, first) == 1
     assert await _start(store, _run_params(thread_id)) == 0
-    assert await _active(store, thread_id) == [first["id"]]
+    run = first[1]
+    assert await _active(store, thread_id) == [run["id"]]
     async with store.read() as conn:
-        stored = (await conn.sql(Sql("SELECT project_id, created_at, status, data FROM runs "
-                                     "WHERE id = :id"), {"id": first["id"]})).rows
+        stored = (await conn.sql(Sql(
+            "SELECT project_id, created_at, status, worker_id, lease_expires_at, data "
+            "FROM runs WHERE id = :id"), {"id": run["id"]})).rows
     assert [tuple(row) for row in stored] == [
-        ("proj", first["created_at"], states.QUEUED, first["data"])]
+        ("proj", run["created_at"], states.QUEUED, None, None, run["data"])]
     async with store.write() as conn:  # once it is finished, the thread takes another
         await conn.sql(Sql("UPDATE runs SET status = 'completed' WHERE id = :id"),
-                       {"id": first["id"]})
-    assert await _start(store, _run_params(thread_id)) == 1
+                       {"id": run["id"]})
+    leased = queries.run_insert({"id": ids.new_id("run_"), "created_at": 1,
+                                 "thread_id": thread_id, "status": states.QUEUED}, "proj", "{}",
+                                {"worker_id": "w1", "lease_expires_at": 99})
+    assert await _start(store, leased) == 1
+    async with store.read() as conn:
+        claim = (await conn.sql(Sql("SELECT worker_id, lease_expires_at FROM runs "
+                                    "WHERE id = :id"), {"id": leased[1]["id"]})).rows
+    assert [tuple(row) for row in claim] == [("w1", 99)]
 
 
 async def test_the_index_keeps_a_thread_to_one_active_run(store: Database) -> None:

@@ -204,17 +204,14 @@ async def _store_run(request: Request, run: dict[str, Any], project: str,
     db = request.app.state.db
     lease = request.app.state.worker.lease_for_new_run()
     data = objects.dumps(run)
-    params = {"id": run["id"], "project_id": project, "created_at": run["created_at"],
-              "thread_id": thread_id, "status": run["status"], "data": data,
-              **(lease or {"worker_id": None, "lease_expires_at": None})}
+    insert = queries.run_insert(run, project, data, lease)
     notify = None if lease else WORK_CHANNEL  # another process's worker will execute it
     events = _creation_events(data, thread_data)
     try:
         if conn is None:
-            stored = await db.write_in_turn(queries.thread_turn(thread_id), queries.INSERT_RUN,
-                                            params, notify)
+            stored = await db.write_in_turn(queries.thread_turn(thread_id), *insert, notify)
         else:
-            stored = (await conn.sql(queries.INSERT_RUN, params)).rowcount
+            stored = (await conn.sql(*insert)).rowcount
             if stored and notify:
                 await db.notify(conn, notify)
     except sa_exc.IntegrityError as err:  # a run started on the thread at the same moment

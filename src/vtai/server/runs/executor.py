@@ -511,11 +511,16 @@ class Executor:
         turn.storing = asyncio.ensure_future(self.records.store_opened(opened))
 
     @staticmethod
-    async def _stored(turn: _Turn) -> None:
-        """Wait for the write of the turn's message, if it is under way (its failure
-        fails the run)."""
+    async def _stored(turn: _Turn, whatever_came: bool = False) -> None:
+        """Wait for the write of the turn's message, if it is under way: its failure fails
+        the run, unless ``whatever_came`` (the run is ending: before the transaction that
+        closes what is stored, which on SQLite that write would wait for otherwise)."""
         storing, turn.storing = turn.storing, None
-        if storing is not None:
+        if storing is None:
+            return
+        if whatever_came:
+            await asyncio.gather(storing, return_exceptions=True)
+        else:
             await storing
 
     async def _on_tool_call(self, run: dict[str, Any], project: str, turn: _Turn,
@@ -674,10 +679,8 @@ class Executor:
     async def _close_open_objects(self, tx: Changes, run_id: str, turn: _Turn,
                                   step_status: str, reason: str,
                                   error: dict[str, str] | None = None) -> None:
-        """End the turn's message and every step of the run still in progress."""
-        if turn.storing is not None:  # what it stored is closed; if it failed, nothing was
-            await asyncio.gather(turn.storing, return_exceptions=True)
-            turn.storing = None
+        """End the turn's message and every step of the run still in progress (after
+        _stored: what the turn's message write stored is then closed)."""
         # What is stored decides (a transaction that failed may have changed the turn's copy).
         if turn.message is not None and turn.message["id"] in await tx.open_messages(run_id):
             await self._close_message(tx, turn, "incomplete", {"reason": reason})
@@ -700,6 +703,7 @@ class Executor:
         return None if run is None else str(run["status"])
 
     async def _finish_cancel(self, run: dict[str, Any], turn: _Turn) -> str:
+        await self._stored(turn, whatever_came=True)
         async with self.records.changes() as tx:
             await self._close_open_objects(tx, run["id"], turn, "cancelled", "run_cancelled")
             await tx.move(run, states.CANCELLED, required_action=None)
@@ -720,6 +724,7 @@ class Executor:
             return await self._finish_cancel(run, turn)
         if not states.can_move(run["status"], states.FAILED):
             return str(run["status"])
+        await self._stored(turn, whatever_came=True)
         async with self.records.changes() as tx:
             await self._close_open_objects(tx, run_id, turn, "failed", "run_failed", error)
             await tx.move(run, states.FAILED, last_error=error, required_action=None)

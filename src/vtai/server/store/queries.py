@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import functools
+from typing import Any, NamedTuple
 
 from vtai.server.runs import states
+from vtai.server.store import objects, tables
 from vtai.server.store.db import Connection, Sql
 
 _ACTIVE = ", ".join(f"'{status}'" for status in sorted(states.ACTIVE))
@@ -38,15 +40,27 @@ _RUN_START_AND_THREAD = Sql("SELECT -1, '', " + _RUN_START + " UNION ALL "
                             + _THREAD_ROWS.format(pad=", NULL, NULL, NULL") + " ORDER BY 1, 2")
 
 
-# A new run, stored only if its thread is in the project and has no active run (which the
-# unique index ix_runs_active_thread also ensures). Run in the thread's turn (thread_turn).
-INSERT_RUN = Sql(
-    "INSERT INTO runs (id, project_id, created_at, thread_id, status, worker_id, "
-    "lease_expires_at, data) SELECT CAST(:id AS varchar), CAST(:project_id AS varchar), "
-    "CAST(:created_at AS bigint), CAST(:thread_id AS varchar), CAST(:status AS varchar), "
-    "CAST(:worker_id AS varchar), CAST(:lease_expires_at AS bigint), CAST(:data AS text) "
-    "WHERE EXISTS (SELECT 1 FROM threads AS t WHERE t.id = :thread_id "
+# What a new run's insert checks (queries.run_insert): its thread is in the project and has
+# no active run (which the unique index ix_runs_active_thread also ensures).
+_RUN_INSERT_CHECKS = (
+    " AND EXISTS (SELECT 1 FROM threads AS t WHERE t.id = :thread_id "
     f"AND t.project_id = :project_id) AND NOT EXISTS {_active_run_of(':thread_id')}")
+
+
+@functools.cache
+def _checked(insert: Sql) -> Sql:
+    return Sql(insert.sqlite + _RUN_INSERT_CHECKS)
+
+
+def run_insert(run: dict[str, Any], project_id: str, data: str,
+               lease: dict[str, Any] | None) -> tuple[Sql, dict[str, Any]]:
+    """The statement and parameters that store a new run (its JSON ``data``; ``lease``: the
+    worker columns of a run claimed as it is created) only if its thread is in the project
+    and has no active run. To run in the thread's turn (thread_turn)."""
+    insert, params = objects.insert_statement(
+        tables.runs, run, project_id, data, True, thread_id=run["thread_id"],
+        status=run["status"], **(lease or {"worker_id": None, "lease_expires_at": None}))
+    return _checked(insert), params
 
 
 class RunStart(NamedTuple):
