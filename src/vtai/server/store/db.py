@@ -447,8 +447,8 @@ class Database:
                             statements: list[tuple[Sql, dict[str, Any]]],
                             durable: bool = True) -> bool:
         """``statements`` made only if ``guard`` (a compare-and-set write) changes a row, and
-        all of them at once, durably (as a write() transaction) unless not ``durable`` (see
-        write_together): whether it did. On
+        all of them at once: whether it did. Durably, as a write() transaction, if
+        ``durable``; else as write_together's writes. On
         PostgreSQL that is one statement in one round trip (see _guarded) instead of BEGIN,
         each statement and COMMIT. The guard changes its row first, so of two writers that
         also lock the statements' rows, the one that takes them before the guard's row
