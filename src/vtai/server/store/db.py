@@ -432,14 +432,15 @@ class Database:
             async with self.write() as conn:
                 return [(await conn.sql(statement, params)).rowcount
                         for statement, params in statements]
-        if len(statements) == 1 and not durable:
-            statement, params = statements[0]
-        else:
+        combined = len(statements) > 1 or durable  # (one statement as it is otherwise)
+        if combined:
             statement = _together(tuple(statement for statement, _ in statements), durable)
             params = _numbered_params(statements)
+        else:
+            statement, params = statements[0]
         async with self._pg_connection() as conn:
             result = await conn.sql(statement, params)
-        if len(statements) == 1 and not durable:
+        if not combined:
             return [result.rowcount]
         return [int(n) for n in result.rows[0][:len(statements)]]
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import functools
 from typing import Any, NamedTuple
 
-from vtai.server.runs import states
 from vtai.server.store import objects, tables
 from vtai.server.store.db import Connection, Sql
 
-_ACTIVE = ", ".join(f"'{status}'" for status in sorted(states.ACTIVE))
+_ACTIVE = tables.ACTIVE_STATUSES
 _THREAD = Sql("SELECT id FROM threads WHERE id = :thread_id AND project_id = :project_id")
 
 

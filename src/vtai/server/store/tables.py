@@ -71,8 +71,11 @@ runs = _object_table(
     indexes=(("thread_id", "id"), ("status",)),
 )
 
+# The statuses of runs not finished yet, as an SQL list: ``status IN ({ACTIVE_STATUSES})``.
+ACTIVE_STATUSES = ", ".join(f"'{status}'" for status in sorted(states.ACTIVE))
+
 # A thread has at most one run not finished yet (migration 0006).
-_ACTIVE_RUN = text("status IN ({})".format(", ".join(f"'{s}'" for s in sorted(states.ACTIVE))))
+_ACTIVE_RUN = text(f"status IN ({ACTIVE_STATUSES})")
 Index("ix_runs_active_thread", runs.c.thread_id, unique=True,
       postgresql_where=_ACTIVE_RUN, sqlite_where=_ACTIVE_RUN)
 
