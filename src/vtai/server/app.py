@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.providers = runtime.providers
     app.state.records = runtime.records
     app.state.worker = runtime.worker
+    app.state.known_threads = runtime.known_threads
     errors.install(app)
     # runs first: its /threads/runs must win over /threads/{thread_id}
     for router in (runs.router, assistants.router, threads.router, messages.router,

@@ -28,6 +28,11 @@ class Metrics:
         self.tool_seconds = Histogram(
             "vtai_tool_seconds", "Seconds a built-in tool call took, by tool.", ["tool"],
             buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.guessed_starts = Counter(
+            "vtai_run_starts_guessed",
+            "Runs whose first model call left before the run-start read, from what this "
+            "process knew of the thread; guess=wrong: the read found otherwise and that "
+            "call was given up.", ["guess"], registry=self.registry)
         self.runs = Gauge("vtai_runs", "Runs stored, by status (counted at scrape).",
                           ["status"], registry=self.registry)
         self.queue_depth = Gauge("vtai_queue_depth", "Runs queued and not yet started.",

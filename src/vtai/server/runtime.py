@@ -12,6 +12,7 @@ from vtai.server.metrics import Metrics
 from vtai.server.providers.routing import Providers
 from vtai.server.runs.events import EventBus
 from vtai.server.runs.executor import Executor
+from vtai.server.runs.known_threads import KnownThreads
 from vtai.server.runs.records import RunRecords
 from vtai.server.runs.worker import Worker
 from vtai.server.settings import Settings
@@ -39,10 +40,12 @@ class Runtime:
                              lease_seconds=settings.run_lease_seconds)
         self.executes_runs = False
         self.bus.on_work = self.worker.wake
+        self.known_threads = KnownThreads(self.db, self.metrics)
 
     async def start(self, *, execute_runs: bool) -> None:
         await self.db.migrate()
         await self.bus.start()
+        self.known_threads.start()
         self.executes_runs = execute_runs
         if execute_runs:
             for plugin in self.plugins:
@@ -57,6 +60,7 @@ class Runtime:
             for plugin in self.plugins:
                 if plugin.stop:
                     await plugin.stop()
+        await self.known_threads.stop()
         await self.bus.stop()
         await self.providers.close()
         await self.db.close()

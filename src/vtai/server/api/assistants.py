@@ -135,6 +135,7 @@ async def modify_assistant(
             changes.pop("model", None)
         obj = shaped(Assistant, {**obj, **changes})
         data = await objects.save_object(conn, tables.assistants, obj)
+    request.app.state.known_threads.forget_assistant(assistant_id)
     return json_response(data)
 
 
@@ -146,6 +147,7 @@ async def delete_assistant(
     async with request.app.state.db.write() as conn:
         count = await objects.delete_objects(conn, t, t.c.id == assistant_id,
                                              t.c.project_id == project)
+    request.app.state.known_threads.forget_assistant(assistant_id)
     if not count:
         raise not_found("assistant", assistant_id)
     return deleted(assistant_id, "assistant.deleted")

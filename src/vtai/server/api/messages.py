@@ -143,6 +143,7 @@ async def create_message(
             raise bad_request(
                 f"Can't add messages to {thread_id} while a run {run_id} is active.")
         data = await insert_message(conn, obj, project)
+    request.app.state.known_threads.message_added(thread_id, (0, obj["id"], data))
     return json_response(data)
 
 
@@ -193,6 +194,7 @@ async def modify_message(
         if "metadata" in body.model_fields_set:
             obj["metadata"] = body.metadata or {}
         data = await objects.save_object(conn, m, obj)
+    request.app.state.known_threads.forget_thread(thread_id)
     return json_response(data)
 
 
@@ -207,4 +209,5 @@ async def delete_message(
         if not count:
             await _require_thread(conn, thread_id, project)
             raise not_found("message", message_id)
+    request.app.state.known_threads.forget_thread(thread_id)
     return deleted(message_id, "thread.message.deleted")

@@ -38,6 +38,7 @@ from vtai.server.providers.routing import ProviderMissing
 from vtai.server.runs import states
 from vtai.server.runs.events import WORK_CHANNEL, Event, Subscription
 from vtai.server.runs.executor import ModelCall
+from vtai.server.runs.known_threads import Known
 from vtai.server.runs.records import Conflict, RunRecords
 from vtai.server.runs.sse import EventStream
 from vtai.server.store import objects, queries, tables
@@ -133,6 +134,7 @@ async def _assistant_for_run(request: Request, project: str, body: RunOptions,
                                         thread_rows)
     if start.assistant is None:
         raise not_found("assistant", body.assistant_id)
+    request.app.state.known_threads.assistant_read(body.assistant_id, project, start.assistant)
     active_runs.check(project, start.active_in_project if count else None)
     assistant = orjson.loads(start.assistant)
     model = body.model or assistant["model"]
@@ -274,6 +276,20 @@ def _execute(request: Request, run: dict[str, Any], project: str, adopted: bool,
     request.app.state.worker.wake()
 
 
+async def _guessed_start(request: Request, body: RunCreate, thread_id: str, project: str,
+                         known: Known) -> tuple[dict[str, Any] | None, ModelCall | None]:
+    """The run and its first model call, sent from what this process knows of its thread
+    and assistant (runs.known_threads), before the run-start read; (None, None) if the
+    call is not sent: the project is near its limit of active runs (the read's count may
+    refuse the run), or Worker.send_ahead does not send it."""
+    if request.app.state.active_runs.near(project):
+        return None, None
+    run = _new_run(request, orjson.loads(known.assistant), thread_id, body,
+                   body.additional_instructions)
+    ahead = await request.app.state.worker.send_ahead(run, known.rows)
+    return (run, ahead) if ahead is not None else (None, None)
+
+
 @router.post("/threads/{thread_id}/runs")
 async def create_run(
     thread_id: str, body: RunCreate, request: Request, project: str = Depends(project_id),
@@ -284,18 +300,32 @@ async def create_run(
         check_message_size(extra.content, extra.attachments, request.app.state.settings,
                            f"additional_messages[{index}].content")
     # The model starts on the thread while the run is stored, when the thread holds the
-    # whole prompt already and this process's worker will execute the run. (A message
+    # whole prompt already and this process's worker will execute the run; before the
+    # run-start read if this process knows the thread (runs.known_threads). (A message
     # another request adds to the thread in between is stored before the run but is not in
     # this first prompt.)
     ahead_possible = not body.additional_messages and request.app.state.worker.has_room()
-    assistant, start = await _assistant_for_run(request, project, body, thread_id,
-                                                thread_rows=ahead_possible)
-    if not start.thread_exists:
-        raise not_found("thread", thread_id)
-    run = _new_run(request, assistant, thread_id, body, body.additional_instructions)
-    ahead = None
-    if start.thread_active_run is None and start.thread_rows is not None:
-        ahead = await request.app.state.worker.send_ahead(run, start.thread_rows)
+    known_threads = request.app.state.known_threads
+    known = known_threads.run_starts(thread_id, body.assistant_id, project)
+    run, ahead = await _guessed_start(request, body, thread_id, project, known) \
+        if ahead_possible and known else (None, None)
+    try:
+        assistant, start = await _assistant_for_run(request, project, body, thread_id,
+                                                    thread_rows=ahead_possible)
+        if not start.thread_exists:
+            raise not_found("thread", thread_id)
+    except BaseException:
+        if ahead is not None:
+            ahead.release()
+        raise
+    if ahead is not None and known is not None and not known_threads.confirmed(
+            known, start.assistant, start.thread_rows, start.thread_active_run):
+        ahead.release()  # sent from a wrong guess: made again from the read
+        run, ahead = None, None
+    if run is None:
+        run = _new_run(request, assistant, thread_id, body, body.additional_instructions)
+        if start.thread_active_run is None and start.thread_rows is not None:
+            ahead = await request.app.state.worker.send_ahead(run, start.thread_rows)
     sub = _records(request).bus.subscribe(run["id"]) if body.stream else None
     try:
         if body.additional_messages:

@@ -82,6 +82,9 @@ async def create_thread(
     if _refers_to_nothing(body):  # one durable write (one round trip on PostgreSQL)
         data, statements = _thread_statements(body, project, {})
         await request.app.state.db.write_together(statements, durable=True)
+        thread_id, messages = statements[0][1]["id"], statements[1:]
+        request.app.state.known_threads.thread_made(
+            thread_id, project, [(0, params["id"], params["data"]) for _, params in messages])
         return json_response(data)
     async with request.app.state.db.write() as conn:
         data = await insert_thread(conn, body, project)
@@ -130,4 +133,5 @@ async def delete_thread(
             raise not_found("thread", thread_id)
         for child in (tables.messages, tables.run_steps, tables.runs):
             await objects.delete_objects(conn, child, child.c.thread_id == thread_id)
+    request.app.state.known_threads.forget_thread(thread_id)
     return deleted(thread_id, "thread.deleted")

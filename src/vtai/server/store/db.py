@@ -290,6 +290,13 @@ def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> sa_engine.En
 
 
 _NOTIFY = Sql("SELECT pg_notify(:channel, :payload)")
+# Every server process holds this advisory lock (shared) while it runs (Database.listen).
+PRESENCE_LOCK = 7236002
+_HOLD_PRESENCE = "SELECT pg_advisory_lock_shared($1::bigint)"
+# Its holders: a bigint advisory key k shows as classid k >> 32, objid k & 0xffffffff.
+_PRESENT = Sql("SELECT count(DISTINCT pid) FROM pg_locks WHERE locktype = 'advisory' "
+               "AND granted AND classid = 0 AND objid = :key AND objsubid = 1 AND database = "
+               "(SELECT oid FROM pg_database WHERE datname = current_database())")
 
 
 # PostgreSQL sessions commit without waiting for the WAL flush (see write_together); a
@@ -316,6 +323,7 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._write_lock = asyncio.Lock()
+        self._present = False  # PRESENCE_LOCK held (PostgreSQL)
         if self.is_sqlite:
             path = url.split("///", 1)[1] if "///" in url else ""
             if path and path != ":memory:":
@@ -533,10 +541,21 @@ class Database:
         dsn = self._engine.url.set(drivername="postgresql").render_as_string(
             hide_password=False)
         conn = await asyncpg.connect(dsn)
+        if not self._present:  # on one connection, held for the process's life (processes())
+            await conn.execute(_HOLD_PRESENCE, PRESENCE_LOCK)
+            self._present = True
         for channel, callback in callbacks.items():
             await conn.add_listener(
                 channel, lambda _c, _pid, _ch, payload, cb=callback: cb(payload))
         return Listener(conn)
+
+    async def processes(self) -> int:
+        """How many server processes use this database now: on PostgreSQL those holding
+        PRESENCE_LOCK (each on its first ``listen`` connection); 1 on SQLite."""
+        if self.is_sqlite:
+            return 1
+        async with self._pg_connection() as conn:
+            return int((await conn.sql(_PRESENT, {"key": PRESENCE_LOCK})).rows[0][0])
 
     async def notify(self, conn: Connection, channel: str, payload: str = "") -> None:
         """NOTIFY listeners in other processes when ``conn``'s transaction commits; nothing on
