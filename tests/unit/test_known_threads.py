@@ -36,8 +36,10 @@ def test_a_thread_is_known_from_its_creation_until_a_run_starts_on_it() -> None:
     known = _known()
     known.assistant_read("asst_1", "proj", '{"id": "asst_1"}')
     known.thread_made("thread_1", "proj", [(0, "msg_2", "b"), (0, "msg_1", "a")])
-    known.message_added("thread_1", (0, "msg_3", "c"))
-    known.message_added("thread_other", (0, "msg_9", "z"))  # not known: stays so
+    adding = known.adding_message("thread_1")
+    assert known.run_starts("thread_1", "asst_1", "proj") is None  # meanwhile: read
+    known.message_added(adding, (0, "msg_3", "c"))
+    known.message_added(known.adding_message("thread_other"), (0, "msg_9", "z"))  # unknown
     start = known.run_starts("thread_1", "asst_1", "proj")
     assert start == Known('{"id": "asst_1"}',
                           [(0, "msg_1", "a"), (0, "msg_2", "b"), (0, "msg_3", "c")])
@@ -89,7 +91,7 @@ def test_what_is_known_is_bounded_oldest_first(monkeypatch: pytest.MonkeyPatch) 
     assert known.run_starts("thread_0", "asst_1", "proj") is None  # past MAX_THREADS
     known.thread_made("thread_big", "proj", [(0, "msg_1", "x" * 11)])  # alone over MAX_BYTES
     assert known.run_starts("thread_big", "asst_1", "proj") is None
-    known.message_added("thread_1", (0, "msg_2", "y" * 7))  # 9 bytes: 2 + 2 more go
+    known.message_added(known.adding_message("thread_1"), (0, "msg_2", "y" * 7))  # 9 bytes
     assert known.run_starts("thread_2", "asst_1", "proj") is None
     assert known.run_starts("thread_3", "asst_1", "proj") is None
     assert known.run_starts("thread_1", "asst_1", "proj") is not None

@@ -133,6 +133,8 @@ async def create_message(
 ) -> Response:
     check_message_size(body.content, body.attachments, request.app.state.settings)
     obj = new_message(thread_id, body)
+    known_threads = request.app.state.known_threads
+    adding = known_threads.adding_message(thread_id)
     # After any run being started on the thread: then its active run is seen.
     async with request.app.state.db.write(turn=queries.thread_turn(thread_id)) as conn:
         exists, run_id = await queries.thread_activity(conn, thread_id, project)
@@ -143,7 +145,7 @@ async def create_message(
             raise bad_request(
                 f"Can't add messages to {thread_id} while a run {run_id} is active.")
         data = await insert_message(conn, obj, project)
-    request.app.state.known_threads.message_added(thread_id, (0, obj["id"], data))
+    known_threads.message_added(adding, (0, obj["id"], data))
     return json_response(data)
 
 

@@ -51,6 +51,13 @@ class _Thread(NamedTuple):
     size: int
 
 
+class Adding(NamedTuple):
+    """A known thread a message is being added to (KnownThreads.adding_message)."""
+
+    thread_id: str
+    known: _Thread
+
+
 class KnownThreads:
     def __init__(self, db: Database, metrics: Metrics) -> None:
         self.db = db
@@ -99,20 +106,27 @@ class KnownThreads:
         if self.guessing:
             self._put(thread_id, _Thread(project, sorted(rows), sum(len(r[2]) for r in rows)))
 
-    def message_added(self, thread_id: str, row: Row) -> None:
-        """A message this process stored on a thread (known or not)."""
-        known = self._threads.pop(thread_id, None)
-        if known is not None:
-            self._bytes -= known.size
-            self._put(thread_id, _Thread(known.project, sorted([*known.rows, row]),
-                                         known.size + len(row[2])))
+    def adding_message(self, thread_id: str) -> Adding | None:
+        """A message is being stored on the thread: what was known of it, if anything, taken
+        out meanwhile (a run starting on it then reads it); ``message_added`` puts it back
+        with the message once stored."""
+        known = self.forget_thread(thread_id)
+        return None if known is None else Adding(thread_id, known)
 
-    def forget_thread(self, thread_id: str) -> None:
+    def message_added(self, adding: Adding | None, row: Row) -> None:
+        """The message of ``adding_message`` was stored."""
+        if adding is not None and self.guessing:
+            known = adding.known
+            self._put(adding.thread_id, _Thread(known.project, sorted([*known.rows, row]),
+                                                known.size + len(row[2])))
+
+    def forget_thread(self, thread_id: str) -> _Thread | None:
         """A thread changed in a way not followed here (a message modified or deleted, the
-        thread deleted, a run started on it)."""
+        thread deleted, a run started on it): what was known of it."""
         known = self._threads.pop(thread_id, None)
         if known is not None:
             self._bytes -= known.size
+        return known
 
     def assistant_read(self, assistant_id: str, project: str, data: str) -> None:
         """An assistant as a run start read it."""
@@ -129,10 +143,9 @@ class KnownThreads:
     def run_starts(self, thread_id: str, assistant_id: str, project: str) -> Known | None:
         """A run starts on the thread: what is known of it and of the assistant, if both are
         and guesses are made; the thread is forgotten either way."""
-        thread = self._threads.pop(thread_id, None)
+        thread = self.forget_thread(thread_id)
         if thread is None:
             return None
-        self._bytes -= thread.size
         assistant = self._assistants.get(assistant_id)
         if not self.guessing or thread.project != project or assistant is None \
                 or assistant[0] != project:
