@@ -704,3 +704,40 @@ def test_one_active_run_per_thread_when_runs_are_created_at_once(
     assert texts == ["x", extras[accepted[0]]] if extras[accepted[0]] else texts == ["x"]
     client.beta.threads.runs.cancel(thread_id=thread.id, run_id=accepted[0])
     assert wait_for_status(client, thread.id, accepted[0], {"cancelled"}).status == "cancelled"
+
+
+def _sse_with_ids(response: httpx.Response) -> list[tuple[str, str, str]]:
+    """(id, event, data) of an SSE response."""
+    events: list[tuple[str, str, str]] = []
+    fields: dict[str, str] = {}
+    for line in response.iter_lines():
+        if not line:
+            if "event" in fields:
+                events.append((fields.get("id", ""), fields["event"], fields.get("data", "")))
+            fields = {}
+            continue
+        name, _, value = line.partition(":")
+        fields[name] = value.strip()
+    return events
+
+
+def test_a_lost_stream_is_resumed_after_the_last_event_seen(
+        server: ServerProcess, client: OpenAI, fake_model: FakeModelServer) -> None:
+    """The events extension (docs/operations.md): the stored stream, from the Last-Event-ID
+    on, is what was streamed (stored by the event log's batches)."""
+    assistant, _ = scripted_assistant(client, fake_model, Reply("a b c d e f"))
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "go"}])
+    with httpx.stream("POST", f"{server.base_url}/threads/{thread.id}/runs", timeout=30,
+                      json={"assistant_id": assistant.id, "stream": True}) as response:
+        streamed = _sse_with_ids(response)
+    run_id = json.loads(streamed[0][2])["id"]
+    url = f"{server.base_url}/threads/{thread.id}/runs/{run_id}/events"
+    with httpx.stream("GET", url, headers={"Last-Event-ID": streamed[4][0]},
+                      timeout=30) as response:
+        assert response.status_code == 200
+        resumed = _sse_with_ids(response)
+    assert [(i, e, json.loads(d)) for i, e, d in resumed[:-1]] == \
+        [(i, e, json.loads(d)) for i, e, d in streamed[5:-1]]
+    assert resumed[-1][1:] == ("done", "[DONE]")
+    with httpx.stream("GET", url, timeout=30) as response:  # the whole stream
+        assert [e for _, e, _ in _sse_with_ids(response)] == [e for _, e, _ in streamed]
