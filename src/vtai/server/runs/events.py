@@ -221,10 +221,11 @@ class EventBus:
             return
         now = ids.now()
         try:
-            if self.db.is_sqlite:  # (in a thread: see Database.write_batch)
-                await self.db.write_batch(_INSERT_EVENT, [
-                    {"id": ev.id, "run_id": run_id, "event": ev.event, "data": ev.data,
-                     "created_at": now} for run_id, ev in batch])
+            if self.db.is_sqlite:
+                async with self.db.write() as conn:
+                    await conn.sql_many(_INSERT_EVENT, [
+                        {"id": ev.id, "run_id": run_id, "event": ev.event, "data": ev.data,
+                         "created_at": now} for run_id, ev in batch])
             else:
                 await self.db.write_together([(_STORE_EVENTS_PG, {
                     "ids": [ev.id for _, ev in batch],

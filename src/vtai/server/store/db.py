@@ -339,7 +339,6 @@ class Database:
             self._commits = 0
             self._checkpointer: sqlite3.Connection | None = None
             self._checkpointing: asyncio.Task[None] | None = None
-            self._batch_writer: sqlite3.Connection | None = None  # see write_batch
             self.checkpoints = 0  # done so far
         else:
             # Small per process: several servers and workers share PostgreSQL's
@@ -452,44 +451,6 @@ class Database:
         if not combined:
             return [result.rowcount]
         return [int(n) for n in result.rows[0][:len(statements)]]
-
-    async def write_batch(self, statement: Sql, rows: list[dict[str, Any]]) -> None:
-        """``statement`` once for each of ``rows``, in one durable transaction of its own:
-        for batches of many rows (run events). On SQLite it runs in a thread, on a
-        connection of its own, so the event loop goes on meanwhile (a batch of a few hundred
-        rows takes milliseconds, which every stream would wait for); this process's other
-        writes wait for it as for any write. An in-memory database is written in the loop."""
-        if not self.is_sqlite or self._sqlite_file is None:
-            async with self.write() as conn:
-                await conn.sql_many(statement, rows)
-            return
-        async with self._write_lock:
-            done = asyncio.get_running_loop().run_in_executor(
-                None, self._write_batch_now, statement, rows)
-            try:
-                await asyncio.shield(done)
-            except asyncio.CancelledError:  # the transaction ends before the next write
-                with contextlib.suppress(Exception):
-                    await done
-                raise
-        self._after_commit()
-
-    def _write_batch_now(self, statement: Sql, rows: list[dict[str, Any]]) -> None:
-        if self._batch_writer is None:
-            assert self._sqlite_file is not None
-            conn = sqlite3.connect(self._sqlite_file, isolation_level=None,
-                                   check_same_thread=False)
-            for pragma in (*_SQLITE_PRAGMAS, "PRAGMA wal_autocheckpoint=0"):
-                conn.execute(pragma)
-            self._batch_writer = conn
-        conn = self._batch_writer
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany(statement.sqlite, rows)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     async def write_guarded(self, guard: tuple[Sql, dict[str, Any]],
                             statements: list[tuple[Sql, dict[str, Any]]],
@@ -610,10 +571,9 @@ class Database:
         if self.is_sqlite:
             if self._checkpointing is not None:
                 await asyncio.wait([self._checkpointing])
-            for conn in (self._checkpointer, self._batch_writer):
-                if conn is not None:
-                    conn.close()
-            self._checkpointer = self._batch_writer = None
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
