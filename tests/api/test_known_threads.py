@@ -99,8 +99,10 @@ def test_a_thread_changed_by_another_process_is_answered_from_what_is_stored(
     assert _answer(pg_client, thread.id, assistant_id) == \
         "system: Echo.\nuser: first\nuser: added elsewhere"
     assert _guesses(pg_server) == {**before, "wrong": before["wrong"] + 1}
-    last = fake_model.requests(model)[-1]["messages"]
-    assert [m["content"] for m in last[1:]] == ["first", "added elsewhere"]
+    assert [m["content"] for m in fake_model.requests(model)[-1]["messages"][1:]] in (
+        ["first", "added elsewhere"], ["first"])  # (the given-up call may come last)
+    assert any([m["content"] for m in request["messages"][1:]] == ["first", "added elsewhere"]
+               for request in fake_model.requests(model))
     # A message modified here is not followed: the thread is read.
     thread = pg_client.beta.threads.create(messages=[{"role": "user", "content": "x"}])
     message = pg_client.beta.threads.messages.list(thread.id).data[0]
@@ -122,17 +124,19 @@ def test_nothing_is_guessed_while_another_process_shares_the_database(
     worker.start()
     try:
         _until(lambda: pg_server.log().count(NOT_ALONE) > seen)
+        alone = pg_server.log().count(ALONE)
         thread = pg_client.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
         before = _guesses(pg_server)
         assert _answer(pg_client, thread.id, assistant_id) == "system: Echo.\nuser: hi"
         assert _guesses(pg_server) == before
     finally:
         worker.stop()
-    alone = pg_server.log().count(ALONE)
     _until(lambda: pg_server.log().count(ALONE) > alone)
-    # What was known was forgotten: a run reads the assistant, then it is known again.
+    # What was known was forgotten: the first run reads the assistant again.
     warm = pg_client.beta.threads.create(messages=[{"role": "user", "content": "-"}])
+    before = _guesses(pg_server)
     _answer(pg_client, warm.id, assistant_id)
+    assert _guesses(pg_server) == before
     thread = pg_client.beta.threads.create(messages=[{"role": "user", "content": "again"}])
     before = _guesses(pg_server)
     assert _answer(pg_client, thread.id, assistant_id) == "system: Echo.\nuser: again"

@@ -4,7 +4,7 @@ Database.processes, which decides whether it may guess from it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -36,9 +36,7 @@ def test_a_thread_is_known_from_its_creation_until_a_run_starts_on_it() -> None:
     known = _known()
     known.assistant_read("asst_1", "proj", '{"id": "asst_1"}')
     known.thread_made("thread_1", "proj", [(0, "msg_2", "b"), (0, "msg_1", "a")])
-    adding = known.adding_message("thread_1")
-    assert known.run_starts("thread_1", "asst_1", "proj") is None  # meanwhile: read
-    known.message_added(adding, (0, "msg_3", "c"))
+    known.message_added(known.adding_message("thread_1"), (0, "msg_3", "c"))
     known.message_added(known.adding_message("thread_other"), (0, "msg_9", "z"))  # unknown
     start = known.run_starts("thread_1", "asst_1", "proj")
     assert start == Known('{"id": "asst_1"}',
@@ -56,6 +54,33 @@ def test_nothing_is_guessed_across_projects_or_without_the_assistant() -> None:
     assert known.run_starts("thread_2", "asst_1", "proj") is None  # the assistant's
     known.thread_made("thread_3", "proj", [])
     assert known.run_starts("thread_3", "asst_missing", "proj") is None
+
+
+def test_a_thread_changed_while_a_message_is_added_is_not_known_again() -> None:
+    """Meanwhile a run started on it (which reads it), a message was modified, another
+    message was being added, or the process stopped being alone."""
+    known = _known()
+    known.assistant_read("asst_1", "proj", "{}")
+    for change in ("run", "modified", "another message", "not alone"):
+        known.alone = True
+        known.thread_made("thread_1", "proj", [(0, "msg_1", "a")])
+        adding = known.adding_message("thread_1")
+        assert known.run_starts("thread_1", "asst_1", "proj") is None  # being added: read
+        known.thread_made("thread_1", "proj", [(0, "msg_1", "a")])
+        adding = known.adding_message("thread_1")
+        if change == "run":
+            known.run_starts("thread_1", "asst_1", "proj")
+        elif change == "modified":
+            known.forget_thread("thread_1")
+        elif change == "another message":
+            other = known.adding_message("thread_1")
+            known.message_added(other, (0, "msg_3", "c"))
+        else:
+            known.alone = False
+        known.message_added(adding, (0, "msg_2", "b"))
+        known.alone = True
+        known.assistant_read("asst_1", "proj", "{}")
+        assert known.run_starts("thread_1", "asst_1", "proj") is None, change
 
 
 def test_changes_not_followed_forget_the_thread_or_the_assistant() -> None:
@@ -109,27 +134,39 @@ def test_a_guess_stands_only_if_the_read_found_what_was_known() -> None:
     assert (_guesses(known, "right"), _guesses(known, "wrong")) == (1, 3)
 
 
-async def test_processes_counts_each_process_once(store_url: str) -> None:
+async def test_presence_counts_each_process_once(store_url: str) -> None:
     """One per Database that listens (a server process), however many connections it
-    listens on; SQLite is one process's."""
+    listens on; a process whose listening connection was lost is not seen. SQLite is one
+    process's."""
     first, second = Database(store_url), Database(store_url)
     listeners = []
     try:
         if first.is_sqlite:
-            assert await first.processes() == 1
+            assert await first.presence() == (True, 0)
             return
+        assert await first.presence() == (False, 0)  # not listening: not seen
         listeners.append(await first.listen({"a": lambda _: None}))
         listeners.append(await first.listen({"b": lambda _: None}))
-        assert await first.processes() == 1
+        assert await first.presence() == (True, 0)
         listeners.append(await second.listen({"a": lambda _: None}))
-        assert await first.processes() == await second.processes() == 2
+        assert await first.presence() == await second.presence() == (True, 1)
         await listeners.pop(0).close()  # the connection that holds the first's presence
-        assert await second.processes() == 1
+        await _until_async(lambda: second.presence(), (True, 0))  # (its backend exits)
+        assert await first.presence() == (False, 1)
     finally:
         for listener in listeners:
             await listener.close()
         await first.close()
         await second.close()
+
+
+async def _until_async(value: Callable[[], Awaitable[object]], expected: object) -> None:
+    """Polled: a closed connection's backend releases its locks soon after."""
+    for _ in range(250):
+        if await value() == expected:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"never {expected!r}")
 
 
 async def test_the_watch_guesses_only_while_the_process_is_alone(
@@ -149,9 +186,11 @@ async def test_the_watch_guesses_only_while_the_process_is_alone(
         known.thread_made("thread_1", "proj", [])
         listeners.append(await other.listen({"a": lambda _: None}))
         await _until(lambda: not known.guessing)
-        assert known.run_starts("thread_1", "asst_1", "proj") is None  # forgotten
         await listeners.pop().close()
         await _until(lambda: known.guessing)
+        assert known.run_starts("thread_1", "asst_1", "proj") is None  # forgotten meanwhile
+        known.thread_made("thread_1", "proj", [])
+        assert known.run_starts("thread_1", "asst_1", "proj") is None  # the assistant too
     finally:
         await known.stop()
         for listener in listeners:

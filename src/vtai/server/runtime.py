@@ -45,9 +45,9 @@ class Runtime:
     async def start(self, *, execute_runs: bool) -> None:
         await self.db.migrate()
         await self.bus.start()
-        self.known_threads.start()
         self.executes_runs = execute_runs
-        if execute_runs:
+        if execute_runs:  # (only a process that executes runs sends a model call ahead)
+            self.known_threads.start()
             for plugin in self.plugins:
                 if plugin.start:
                     await plugin.start()

@@ -188,6 +188,8 @@ async def modify_message(
     project: str = Depends(project_id),
 ) -> Response:
     m = tables.messages
+    # Before the change: no run start guesses from the thread meanwhile.
+    request.app.state.known_threads.forget_thread(thread_id)
     async with request.app.state.db.write() as conn:
         obj = await objects.get_object(conn, m, message_id, project, m.c.thread_id == thread_id)
         if obj is None:
@@ -196,7 +198,6 @@ async def modify_message(
         if "metadata" in body.model_fields_set:
             obj["metadata"] = body.metadata or {}
         data = await objects.save_object(conn, m, obj)
-    request.app.state.known_threads.forget_thread(thread_id)
     return json_response(data)
 
 
@@ -205,11 +206,11 @@ async def delete_message(
     thread_id: str, message_id: str, request: Request, project: str = Depends(project_id)
 ) -> Response:
     m = tables.messages
+    request.app.state.known_threads.forget_thread(thread_id)  # (before, as above)
     async with request.app.state.db.write() as conn:
         count = await objects.delete_objects(
             conn, m, m.c.id == message_id, m.c.thread_id == thread_id, m.c.project_id == project)
         if not count:
             await _require_thread(conn, thread_id, project)
             raise not_found("message", message_id)
-    request.app.state.known_threads.forget_thread(thread_id)
     return deleted(message_id, "thread.message.deleted")

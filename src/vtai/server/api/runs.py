@@ -282,6 +282,7 @@ async def _guessed_start(request: Request, body: RunCreate, thread_id: str, proj
     and assistant (runs.known_threads), before the run-start read; (None, None) if the
     call is not sent: the project is near its limit of active runs (the read's count may
     refuse the run), or Worker.send_ahead does not send it."""
+    check_tools_size(body.tools, request.app.state.settings)  # (400 before anything is sent)
     if request.app.state.active_runs.near(project):
         return None, None
     run = _new_run(request, orjson.loads(known.assistant), thread_id, body,

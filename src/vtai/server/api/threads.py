@@ -126,6 +126,7 @@ async def delete_thread(
     thread_id: str, request: Request, project: str = Depends(project_id)
 ) -> Response:
     t = tables.threads
+    request.app.state.known_threads.forget_thread(thread_id)
     async with request.app.state.db.write() as conn:
         count = await objects.delete_objects(conn, t, t.c.id == thread_id,
                                              t.c.project_id == project)
@@ -133,5 +134,4 @@ async def delete_thread(
             raise not_found("thread", thread_id)
         for child in (tables.messages, tables.run_steps, tables.runs):
             await objects.delete_objects(conn, child, child.c.thread_id == thread_id)
-    request.app.state.known_threads.forget_thread(thread_id)
     return deleted(thread_id, "thread.deleted")

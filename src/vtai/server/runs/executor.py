@@ -343,7 +343,11 @@ class Executor:
         except (_OverPromptLimit, ProviderMissing):
             return None
         call.send()
-        await _let_request_leave()
+        try:
+            await _let_request_leave()
+        except BaseException:  # (the request's handler was cancelled): nobody will read it
+            call.release()
+            raise
         return call
 
     async def _build_call(self, run: dict[str, Any],

@@ -12,7 +12,8 @@ stays the rule.
 A guess that proves wrong costs a model request given up as soon as it was sent. So guesses
 are made only while this is the only server process on the database (another process could
 change a thread unseen): each process holds a shared advisory lock on its listening
-connection for its whole life, and ``watch`` counts the holders every ``WATCH_SECONDS``.
+connection for its whole life, and the watch counts the other holders every
+``WATCH_SECONDS`` (and checks that this process is still seen among them).
 On SQLite the read is made in this process and costs little: nothing is guessed there.
 
 A thread is known from its creation until a run starts on it (its run changes it: from then
@@ -65,6 +66,7 @@ class KnownThreads:
         self.alone = False  # this is the only server process on the database (see watch)
         self._threads: OrderedDict[str, _Thread] = OrderedDict()
         self._assistants: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._adding: dict[str, Adding] = {}  # messages being added to known threads
         self._bytes = 0
         self._watch: asyncio.Task[None] | None = None
 
@@ -87,13 +89,16 @@ class KnownThreads:
     async def _watch_loop(self) -> None:
         while True:
             try:
-                alone = await self.db.processes() == 1
+                seen, others = await self.db.presence()
             except Exception:
                 log.exception("counting the server processes failed; retrying")
-                alone = False
+                seen, others = False, 0
+            alone = seen and not others
             if alone != self.alone:
                 log.info("runs start %s", "from known threads (the only server process)"
-                         if alone else "after reading their threads (several processes)")
+                         if alone else "after reading their threads ("
+                         + (f"{others} other server processes)" if others else
+                            "this process's presence on the database is not seen)"))
             self.alone = alone
             if not alone:
                 self._forget_all()
@@ -109,20 +114,28 @@ class KnownThreads:
     def adding_message(self, thread_id: str) -> Adding | None:
         """A message is being stored on the thread: what was known of it, if anything, taken
         out meanwhile (a run starting on it then reads it); ``message_added`` puts it back
-        with the message once stored."""
+        with the message once stored, unless the thread changed otherwise meanwhile."""
         known = self.forget_thread(thread_id)
-        return None if known is None else Adding(thread_id, known)
+        if known is None:
+            return None
+        adding = self._adding[thread_id] = Adding(thread_id, known)
+        return adding
 
     def message_added(self, adding: Adding | None, row: Row) -> None:
         """The message of ``adding_message`` was stored."""
-        if adding is not None and self.guessing:
+        if adding is None or self._adding.get(adding.thread_id) is not adding:
+            return
+        del self._adding[adding.thread_id]
+        if self.guessing:
             known = adding.known
             self._put(adding.thread_id, _Thread(known.project, sorted([*known.rows, row]),
                                                 known.size + len(row[2])))
 
     def forget_thread(self, thread_id: str) -> _Thread | None:
         """A thread changed in a way not followed here (a message modified or deleted, the
-        thread deleted, a run started on it): what was known of it."""
+        thread deleted, a run started on it): what was known of it. A message being added
+        to it (adding_message) then does not make it known again."""
+        self._adding.pop(thread_id, None)
         known = self._threads.pop(thread_id, None)
         if known is not None:
             self._bytes -= known.size
@@ -161,6 +174,7 @@ class KnownThreads:
         return right
 
     def _put(self, thread_id: str, thread: _Thread) -> None:
+        self.forget_thread(thread_id)
         if thread.size > MAX_BYTES:
             return
         self._threads[thread_id] = thread
@@ -171,5 +185,6 @@ class KnownThreads:
 
     def _forget_all(self) -> None:
         self._threads.clear()
+        self._adding.clear()
         self._assistants.clear()
         self._bytes = 0

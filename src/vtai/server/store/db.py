@@ -294,8 +294,10 @@ _NOTIFY = Sql("SELECT pg_notify(:channel, :payload)")
 PRESENCE_LOCK = 7236002
 _HOLD_PRESENCE = "SELECT pg_advisory_lock_shared($1::bigint)"
 # Its holders: a bigint advisory key k shows as classid k >> 32, objid k & 0xffffffff.
-_PRESENT = Sql("SELECT count(DISTINCT pid) FROM pg_locks WHERE locktype = 'advisory' "
-               "AND granted AND classid = 0 AND objid = :key AND objsubid = 1 AND database = "
+_PRESENT = Sql("SELECT count(DISTINCT pid) FILTER (WHERE pid <> :own), "
+               "coalesce(bool_or(pid = :own), false) FROM pg_locks "
+               "WHERE locktype = 'advisory' AND granted AND classid = 0 AND objid = :key "
+               "AND objsubid = 1 AND database = "
                "(SELECT oid FROM pg_database WHERE datname = current_database())")
 
 
@@ -323,7 +325,7 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._write_lock = asyncio.Lock()
-        self._present = False  # PRESENCE_LOCK held (PostgreSQL)
+        self._presence_pid: int | None = None  # the backend holding PRESENCE_LOCK for us
         if self.is_sqlite:
             path = url.split("///", 1)[1] if "///" in url else ""
             if path and path != ":memory:":
@@ -541,21 +543,25 @@ class Database:
         dsn = self._engine.url.set(drivername="postgresql").render_as_string(
             hide_password=False)
         conn = await asyncpg.connect(dsn)
-        if not self._present:  # on one connection, held for the process's life (processes())
+        if self._presence_pid is None:  # on one connection, for the process's life (presence)
+            self._presence_pid = conn.get_server_pid()
             await conn.execute(_HOLD_PRESENCE, PRESENCE_LOCK)
-            self._present = True
         for channel, callback in callbacks.items():
             await conn.add_listener(
                 channel, lambda _c, _pid, _ch, payload, cb=callback: cb(payload))
         return Listener(conn)
 
-    async def processes(self) -> int:
-        """How many server processes use this database now: on PostgreSQL those holding
-        PRESENCE_LOCK (each on its first ``listen`` connection); 1 on SQLite."""
+    async def presence(self) -> tuple[bool, int]:
+        """Whether this process is seen using the database, and how many other server
+        processes are: on PostgreSQL, the holders of PRESENCE_LOCK (each process holds it on
+        its first ``listen`` connection; if that connection was lost, this one is not seen).
+        On SQLite (True, 0): one process uses it."""
         if self.is_sqlite:
-            return 1
+            return True, 0
         async with self._pg_connection() as conn:
-            return int((await conn.sql(_PRESENT, {"key": PRESENCE_LOCK})).rows[0][0])
+            row = (await conn.sql(_PRESENT, {"key": PRESENCE_LOCK,
+                                             "own": self._presence_pid or 0})).rows[0]
+        return bool(row[1]), int(row[0])
 
     async def notify(self, conn: Connection, channel: str, payload: str = "") -> None:
         """NOTIFY listeners in other processes when ``conn``'s transaction commits; nothing on
