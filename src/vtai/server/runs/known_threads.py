@@ -35,7 +35,7 @@ log = logging.getLogger("vtai.runs")
 
 WATCH_SECONDS = 1.0
 MAX_THREADS = 10_000
-MAX_BYTES = 32 * 1024 * 1024  # of the known threads' message JSON
+MAX_BYTES = 32 * 1024 * 1024  # characters of the known threads' message JSON
 MAX_ASSISTANTS = 1_000
 
 Row = tuple[int, str, str]  # queries.THREAD_ROWS: (kind, id, data)
