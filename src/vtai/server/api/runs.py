@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -125,8 +125,8 @@ async def _assistant_for_run(request: Request, project: str, body: RunOptions,
                              ) -> tuple[dict[str, Any], queries.RunStart]:
     """The run's assistant, after checking that a provider serves the run's model and that
     the project may start another run; and what was read with it about the run's thread
-    (with its messages and steps if ``thread_rows``)."""
-    check_tools_size(body.tools, request.app.state.settings)
+    (with its messages and steps if ``thread_rows``). (The handlers check the size of the
+    body's tools first.)"""
     active_runs: ActiveRunLimit = request.app.state.active_runs
     count = active_runs.to_count(project)
     async with request.app.state.db.read() as conn:
@@ -276,19 +276,24 @@ def _execute(request: Request, run: dict[str, Any], project: str, adopted: bool,
     request.app.state.worker.wake()
 
 
+class _Guess(NamedTuple):
+    known: Known  # what the run and its call were made from
+    run: dict[str, Any]
+    call: ModelCall  # sent
+
+
 async def _guessed_start(request: Request, body: RunCreate, thread_id: str, project: str,
-                         known: Known) -> tuple[dict[str, Any] | None, ModelCall | None]:
+                         known: Known) -> _Guess | None:
     """The run and its first model call, sent from what this process knows of its thread
-    and assistant (runs.known_threads), before the run-start read; (None, None) if the
-    call is not sent: the project is near its limit of active runs (the read's count may
-    refuse the run), or Worker.send_ahead does not send it."""
-    check_tools_size(body.tools, request.app.state.settings)  # (400 before anything is sent)
+    and assistant (runs.known_threads), before the run-start read; None if the call is not
+    sent: the project is near its limit of active runs (the read's count may refuse the
+    run), or Worker.send_ahead does not send it."""
     if request.app.state.active_runs.near(project):
-        return None, None
+        return None
     run = _new_run(request, orjson.loads(known.assistant), thread_id, body,
                    body.additional_instructions)
-    ahead = await request.app.state.worker.send_ahead(run, known.rows)
-    return (run, ahead) if ahead is not None else (None, None)
+    call = await request.app.state.worker.send_ahead(run, known.rows)
+    return None if call is None else _Guess(known, run, call)
 
 
 @router.post("/threads/{thread_id}/runs")
@@ -300,6 +305,7 @@ async def create_run(
     for index, extra in enumerate(body.additional_messages or []):
         check_message_size(extra.content, extra.attachments, request.app.state.settings,
                            f"additional_messages[{index}].content")
+    check_tools_size(body.tools, request.app.state.settings)  # (before anything is sent)
     # The model starts on the thread while the run is stored, when the thread holds the
     # whole prompt already and this process's worker will execute the run; before the
     # run-start read if this process knows the thread (runs.known_threads). (A message
@@ -308,21 +314,24 @@ async def create_run(
     ahead_possible = not body.additional_messages and request.app.state.worker.has_room()
     known_threads = request.app.state.known_threads
     known = known_threads.run_starts(thread_id, body.assistant_id, project)
-    run, ahead = await _guessed_start(request, body, thread_id, project, known) \
-        if ahead_possible and known else (None, None)
+    guess = await _guessed_start(request, body, thread_id, project, known) \
+        if ahead_possible and known else None
     try:
         assistant, start = await _assistant_for_run(request, project, body, thread_id,
                                                     thread_rows=ahead_possible)
         if not start.thread_exists:
             raise not_found("thread", thread_id)
     except BaseException:
-        if ahead is not None:
-            ahead.release()
+        if guess is not None:
+            guess.call.release()
         raise
-    if ahead is not None and known is not None and not known_threads.confirmed(
-            known, start.assistant, start.thread_rows, start.thread_active_run):
-        ahead.release()  # sent from a wrong guess: made again from the read
-        run, ahead = None, None
+    run, ahead = None, None
+    if guess is not None:
+        if known_threads.confirmed(guess.known, start.assistant, start.thread_rows,
+                                   start.thread_active_run):
+            run, ahead = guess.run, guess.call
+        else:
+            guess.call.release()  # a wrong guess: made again from the read
     if run is None:
         run = _new_run(request, assistant, thread_id, body, body.additional_instructions)
         if start.thread_active_run is None and start.thread_rows is not None:
@@ -363,6 +372,7 @@ async def create_thread_and_run(
                  if (value := getattr(body.tool_resources, name)) is not None}
         merged = (thread.tool_resources or ToolResources()).model_copy(update=given)
         thread = thread.model_copy(update={"tool_resources": merged})
+    check_tools_size(body.tools, request.app.state.settings)
     assistant, _ = await _assistant_for_run(request, project, body)
     async with request.app.state.db.write() as conn:
         thread_data = await insert_thread(conn, thread, project)
