@@ -65,7 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     group.add_argument("--concurrency", type=_ints, default=[1, 50, 200],
                        help="concurrent runs, comma-separated (default 1,50,200)")
     group.add_argument("--samples", type=int,
-                       help="measured runs per path at each level above 1 (default 400, quick 100)")
+                       help="measured runs per path at each level above 1 (default 1000, quick "
+                            "100; by default a steady phase stops at 24 runs per worker)")
     group.add_argument("--serial-samples", type=int,
                        help="runs per path at concurrency 1 (default 30, quick 10)")
     group.add_argument("--shape", choices=["burst", "steady", "both"], default="both",
@@ -84,9 +85,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+STEADY_MAX_RUNS = 24  # runs per worker in a steady phase by default (~2.4 s each)
+
+
 def run_levels(args: argparse.Namespace) -> dict[str, dict[int, int]]:
     """For each shape measured: concurrency -> runs per worker."""
-    samples = args.samples or (100 if args.quick else 400)
+    # A p99 is about the 10th-worst of 1000 runs; of 400 it was the 4th, and then whether a
+    # handful of runs met one of the machine's own pauses (seen on the direct path too) moved it
+    # by 10-30 ms from one invocation to the next.
+    samples = args.samples or (100 if args.quick else 1000)
     serial = args.serial_samples or (10 if args.quick else 30)
 
     def timed(concurrency: int) -> int:  # workers whose runs are measured
@@ -98,9 +105,15 @@ def run_levels(args: argparse.Namespace) -> dict[str, dict[int, int]]:
                            for c in args.concurrency}
     if args.shape in ("steady", "both"):
         # Each worker's first and last runs are not measured; runs are seconds long here.
-        levels["steady"] = {c: (4 if args.quick else 8) if c == 1 else
-                            max(4, 2 + math.ceil(samples / timed(c)))
-                            for c in args.concurrency}
+        steady = {}
+        for c in args.concurrency:
+            if c == 1:
+                steady[c] = 4 if args.quick else 8
+                continue
+            steady[c] = max(4, 2 + math.ceil(samples / timed(c)))
+            if args.samples is None and not args.quick:  # a minute of runs at most
+                steady[c] = min(steady[c], STEADY_MAX_RUNS)
+        levels["steady"] = steady
     return levels
 
 
