@@ -77,3 +77,26 @@ async def test_a_cancelled_flush_keeps_what_it_did_not_store(store: Database) ->
         await flushing
     for run_id, ids in published.items():
         assert await _stored(bus, run_id) == ids
+
+
+async def test_a_write_whose_outcome_was_lost_is_made_again_without_duplicates(
+        store: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The write commits, then its caller sees an error (a connection lost after the commit):
+    the events go back to pending, and storing them again neither fails nor doubles them."""
+    bus = EventBus(store)
+    published = _publish(bus, PER_WRITE + 3)
+    store_name = "_store_sqlite" if store.is_sqlite else "_store_pg"
+    real_store = getattr(bus, store_name)
+
+    async def stored_then_lost(events: list[tuple[str, Event]]) -> Any:
+        await real_store(events)
+        raise OSError("the connection was lost after the commit")
+
+    monkeypatch.setattr(bus, store_name, stored_then_lost)
+    with pytest.raises(OSError):
+        await bus._flush()
+    assert bus._pending  # the write's outcome is unknown: tried again
+    monkeypatch.setattr(bus, store_name, real_store)
+    await bus._flush()
+    for run_id, ids in published.items():
+        assert await _stored(bus, run_id) == ids

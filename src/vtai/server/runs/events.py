@@ -74,15 +74,19 @@ class Event:
         return status in states.PAUSING and status != states.FAILED
 
 
+# The two statements below ignore events stored already: a write whose outcome was not seen
+# (cancelled, or its connection lost after the commit) is made again, and must not fail on its
+# own rows.
 _INSERT_EVENT = Sql("INSERT INTO run_events (id, run_id, event, data, created_at) "
-                    "VALUES (:id, :run_id, :event, :data, :created_at)")
+                    "VALUES (:id, :run_id, :event, :data, :created_at) "
+                    "ON CONFLICT (id) DO NOTHING")
 
 # On PostgreSQL: a batch of events and the notifications for their runs, in one statement.
 _STORE_EVENTS_PG = Sql(
     "WITH stored AS (INSERT INTO run_events (id, run_id, event, data, created_at) "
     "SELECT id, run_id, event, data, CAST(:created_at AS bigint) FROM unnest(CAST(:ids AS text[]), "
     "CAST(:run_ids AS text[]), CAST(:events AS text[]), CAST(:datas AS text[])) "
-    "AS batch (id, run_id, event, data) RETURNING 1) "
+    "AS batch (id, run_id, event, data) ON CONFLICT (id) DO NOTHING RETURNING 1) "
     "SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) AS payload")
 
 DONE = b"event: done\ndata: [DONE]\n\n"
