@@ -28,6 +28,11 @@ async def _stored(bus: EventBus, run_id: str) -> list[str]:
     return [event.id for event in await bus.history(run_id, None)]
 
 
+def _store_method(store: Database) -> str:
+    """The name of the EventBus method that writes a batch to ``store``."""
+    return "_store_sqlite" if store.is_sqlite else "_store_pg"
+
+
 async def test_a_read_during_a_flush_waits_for_it_and_sees_every_event(store: Database) -> None:
     bus = EventBus(store)  # not started: flushes happen only where this test makes them
     first = _publish(bus, 3 * PER_WRITE + 5)
@@ -45,7 +50,7 @@ async def test_events_a_failed_write_left_are_stored_by_the_next_flush_once(
     bus = EventBus(store)
     published = _publish(bus, 2 * PER_WRITE + 9)
     writes = 0
-    store_name = "_store_sqlite" if store.is_sqlite else "_store_pg"
+    store_name = _store_method(store)
     real_store = getattr(bus, store_name)
 
     async def failing_second(events: list[tuple[str, Event]]) -> Any:
@@ -85,7 +90,7 @@ async def test_a_write_whose_outcome_was_lost_is_made_again_without_duplicates(
     the events go back to pending, and storing them again neither fails nor doubles them."""
     bus = EventBus(store)
     published = _publish(bus, PER_WRITE + 3)
-    store_name = "_store_sqlite" if store.is_sqlite else "_store_pg"
+    store_name = _store_method(store)
     real_store = getattr(bus, store_name)
 
     async def stored_then_lost(events: list[tuple[str, Event]]) -> Any:

@@ -1,9 +1,10 @@
 """runs.known_threads: what a process knows of threads and assistants for a run's start, and
-Database.processes, which decides whether it may guess from it."""
+Database.presence, which decides whether it may guess from it."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -151,22 +152,17 @@ async def test_presence_counts_each_process_once(store_url: str) -> None:
         listeners.append(await second.listen({"a": lambda _: None}))
         assert await first.presence() == await second.presence() == (True, 1)
         await listeners.pop(0).close()  # the connection that holds the first's presence
-        await _until_async(lambda: second.presence(), (True, 0))  # (its backend exits)
+
+        async def second_alone() -> bool:  # (once the closed connection's backend exits)
+            return await second.presence() == (True, 0)
+
+        await _until(second_alone)
         assert await first.presence() == (False, 1)
     finally:
         for listener in listeners:
             await listener.close()
         await first.close()
         await second.close()
-
-
-async def _until_async(value: Callable[[], Awaitable[object]], expected: object) -> None:
-    """Polled: a closed connection's backend releases its locks soon after."""
-    for _ in range(250):
-        if await value() == expected:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"never {expected!r}")
 
 
 async def test_the_watch_guesses_only_while_the_process_is_alone(
@@ -199,10 +195,12 @@ async def test_the_watch_guesses_only_while_the_process_is_alone(
         await other.close()
 
 
-async def _until(condition: Callable[[], bool]) -> None:
-    """Polled: the watch's state has no event to wait on."""
+async def _until(condition: Callable[[], bool | Awaitable[bool]]) -> None:
+    """Polled: the watch's state has no event to wait on, and a closed connection's backend
+    releases its locks soon after, not at once."""
     for _ in range(250):
-        if condition():
+        met = condition()
+        if await met if inspect.isawaitable(met) else met:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("condition not reached in 5 s")
