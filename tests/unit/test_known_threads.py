@@ -109,19 +109,19 @@ def test_a_process_that_is_not_alone_knows_nothing_new_and_guesses_nothing() -> 
 
 def test_what_is_known_is_bounded_oldest_first(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(known_threads, "MAX_THREADS", 3)
-    monkeypatch.setattr(known_threads, "MAX_BYTES", 10)
+    monkeypatch.setattr(known_threads, "MAX_CHARS", 10)
     known = _known()
     known.assistant_read("asst_1", "proj", "{}")
     for n in range(4):
         known.thread_made(f"thread_{n}", "proj", [(0, "msg_1", "ab")])
     assert known.run_starts("thread_0", "asst_1", "proj") is None  # past MAX_THREADS
-    known.thread_made("thread_big", "proj", [(0, "msg_1", "x" * 11)])  # alone over MAX_BYTES
+    known.thread_made("thread_big", "proj", [(0, "msg_1", "x" * 11)])  # alone over MAX_CHARS
     assert known.run_starts("thread_big", "asst_1", "proj") is None
-    known.message_added(known.adding_message("thread_1"), (0, "msg_2", "y" * 7))  # 9 bytes
+    known.message_added(known.adding_message("thread_1"), (0, "msg_2", "y" * 7))  # 9 characters
     assert known.run_starts("thread_2", "asst_1", "proj") is None
     assert known.run_starts("thread_3", "asst_1", "proj") is None
     assert known.run_starts("thread_1", "asst_1", "proj") is not None
-    known.thread_made("thread_4", "proj", [(0, "msg_1", "x" * 10)])  # the bytes were freed
+    known.thread_made("thread_4", "proj", [(0, "msg_1", "x" * 10)])  # the characters were freed
     assert known.run_starts("thread_4", "asst_1", "proj") is not None
 
 

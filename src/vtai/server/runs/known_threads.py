@@ -17,7 +17,7 @@ connection for its whole life, and the watch counts the other holders every
 On SQLite the read is made in this process and costs little: nothing is guessed there.
 
 A thread is known from its creation until a run starts on it (its run changes it: from then
-on it is read), within a bound on entries and on the bytes of their messages.
+on it is read), within a bound on entries and on the characters of their messages.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ log = logging.getLogger("vtai.runs")
 
 WATCH_SECONDS = 1.0
 MAX_THREADS = 10_000
-MAX_BYTES = 32 * 1024 * 1024  # characters of the known threads' message JSON
+MAX_CHARS = 32 * 1024 * 1024  # of the known threads' message JSON
 MAX_ASSISTANTS = 1_000
 
 Row = tuple[int, str, str]  # queries.THREAD_ROWS: (kind, id, data)
@@ -67,7 +67,7 @@ class KnownThreads:
         self._threads: OrderedDict[str, _Thread] = OrderedDict()
         self._assistants: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._adding: dict[str, Adding] = {}  # messages being added to known threads
-        self._bytes = 0
+        self._chars = 0
         self._watch: asyncio.Task[None] | None = None
 
     @property
@@ -138,7 +138,7 @@ class KnownThreads:
         self._adding.pop(thread_id, None)
         known = self._threads.pop(thread_id, None)
         if known is not None:
-            self._bytes -= known.size
+            self._chars -= known.size
         return known
 
     def assistant_read(self, assistant_id: str, project: str, data: str) -> None:
@@ -175,16 +175,16 @@ class KnownThreads:
 
     def _put(self, thread_id: str, thread: _Thread) -> None:
         self.forget_thread(thread_id)
-        if thread.size > MAX_BYTES:
+        if thread.size > MAX_CHARS:
             return
         self._threads[thread_id] = thread
-        self._bytes += thread.size
-        while len(self._threads) > MAX_THREADS or self._bytes > MAX_BYTES:
+        self._chars += thread.size
+        while len(self._threads) > MAX_THREADS or self._chars > MAX_CHARS:
             _, oldest = self._threads.popitem(last=False)
-            self._bytes -= oldest.size
+            self._chars -= oldest.size
 
     def _forget_all(self) -> None:
         self._threads.clear()
         self._adding.clear()
         self._assistants.clear()
-        self._bytes = 0
+        self._chars = 0
