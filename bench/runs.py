@@ -88,6 +88,11 @@ class Phase:
     rest_measured: int = 0
     rest_ttft: dict[str, float] | None = None
     rest_total: dict[str, float] | None = None
+    # In the ours phase: the model called directly, at the same moments, by workers of their
+    # own that mirror the measured ones (see _phase).
+    alongside_measured: int = 0
+    alongside_ttft: dict[str, float] | None = None
+    alongside_total: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -285,15 +290,22 @@ _ENDS = {"direct": "stop", "ours": "completed"}
 
 async def _phase(path: str, shape: Shape, concurrency: int, per_worker: int,
                  threads: list[str], workers: list[_Paths], assistant_id: str, server: Server,
-                 model: FakeModel, client: str) -> Phase:
+                 model: FakeModel, client: str, alongside: list[_Paths]) -> Phase:
     """`concurrency` workers, each doing `per_worker` runs one after the other. In a burst
     they all start at once and every run is measured; steadily, worker i starts i/concurrency
     of one model time late, so about `concurrency` runs are under way at any moment, and only
     the runs between a worker's first and last (when all workers are busy) are measured.
     With the `probes` client, the probes' runs are the phase's timing and the other workers'
-    runs its `rest_*` timing."""
+    runs its `rest_*` timing.
+
+    In the ours phase, the `alongside` workers (one for each measured worker, on the same
+    schedule) call the model directly meanwhile: their `alongside_*` timing is the direct
+    path at the same moments as ours, on a machine in the same state. The direct phase
+    before it ran a minute earlier, and the machine's speed (shared, virtual) can change
+    within a minute."""
     timing = Timing()
     rest = Timing()
+    beside = Timing()
     pending = iter(threads)
     stagger = shape.pacing.model_seconds if shape.steady and concurrency > 1 else 0.0
     # Steadily, each run after a worker's first starts after a random pause of up to
@@ -302,24 +314,23 @@ async def _phase(path: str, shape: Shape, concurrency: int, per_worker: int,
     # alignment of them (which runs' tokens meet which runs' ends) rather than many.
     jitter = random.Random(concurrency)
 
-    async def worker(index: int, paths: _Paths) -> None:
-        timed = timing if is_probe(client, index) else rest
+    async def worker(index: int, paths: _Paths, route: str, timed: Timing) -> None:
         await asyncio.sleep(stagger * index / concurrency)
         for n in range(per_worker):
             if stagger and n:
                 await asyncio.sleep(jitter.uniform(0, STEADY_JITTER * stagger))
-            thread_id = next(pending)
+            thread_id = next(pending) if route == "ours" else ""
             start = time.perf_counter()
             try:
-                if path == "direct":
+                if route == "direct":
                     first, end = await paths.direct(shape.model)
                 else:
                     first, end = await paths.ours(thread_id, assistant_id)
             except Exception as err:
-                timed.error(f"{path}: {type(err).__name__}: {err}")
+                timed.error(f"{route}: {type(err).__name__}: {err}")
                 continue
-            if first is None or end != _ENDS[path]:
-                timed.error(f"{path} ({thread_id}): ended with {end}, "
+            if first is None or end != _ENDS[route]:
+                timed.error(f"{route} ({thread_id}): ended with {end}, "
                             f"first delta {'seen' if first else 'never seen'}")
                 continue
             if stagger and not 0 < n < per_worker - 1:
@@ -330,17 +341,26 @@ async def _phase(path: str, shape: Shape, concurrency: int, per_worker: int,
     with measuring():
         meter = CpuMeter(server=server.process.pid, model=model.process.pid).start()
         start = time.perf_counter()
-        await asyncio.gather(*(worker(i, paths) for i, paths in enumerate(workers)))
+        mirrored = [i for i in range(concurrency) if is_probe(client, i)]
+        await asyncio.gather(
+            *(worker(i, paths, path, timing if is_probe(client, i) else rest)
+              for i, paths in enumerate(workers)),
+            *(worker(i, paths, "direct", beside)
+              for i, paths in zip(mirrored, alongside, strict=True) if path == "ours"))
         elapsed = time.perf_counter() - start
     return Phase(path=path, shape=shape.name, concurrency=concurrency,
                  runs=concurrency * per_worker, measured=len(timing.ttft), seconds=elapsed,
                  ttft=percentiles(timing.ttft), total=percentiles(timing.total),
-                 errors=timing.errors + rest.errors, cpu=meter.stop(),
+                 errors=timing.errors + rest.errors + beside.errors, cpu=meter.stop(),
                  other_processes=meter.top_other,
-                 error_samples=(timing.error_samples + rest.error_samples)[:5],
+                 error_samples=(timing.error_samples + rest.error_samples
+                                + beside.error_samples)[:5],
                  rest_measured=len(rest.ttft),
                  rest_ttft=percentiles(rest.ttft) if rest.ttft else None,
-                 rest_total=percentiles(rest.total) if rest.total else None)
+                 rest_total=percentiles(rest.total) if rest.total else None,
+                 alongside_measured=len(beside.ttft),
+                 alongside_ttft=percentiles(beside.ttft) if beside.ttft else None,
+                 alongside_total=percentiles(beside.total) if beside.total else None)
 
 
 # ------------------------------------------------------------------------- setup helpers
@@ -399,12 +419,14 @@ async def _phases(server: Server, model: FakeModel, shape: Shape, assistant_id: 
     threads = await _create_threads(server.base_url, concurrency * per_worker)
     workers = [_make_paths(client, i, model.base_url, server.base_url)
                for i in range(concurrency)]
+    alongside = [_make_paths(client, i, model.base_url, server.base_url)
+                 for i in range(concurrency) if is_probe(client, i)]
     try:
         return [await _phase(path, shape, concurrency, per_worker, threads, workers,
-                             assistant_id, server, model, client)
+                             assistant_id, server, model, client, alongside)
                 for path in ("direct", "ours")]
     finally:
-        await asyncio.gather(*(paths.close() for paths in workers))
+        await asyncio.gather(*(paths.close() for paths in [*workers, *alongside]))
 
 
 # ---------------------------------------------------------------------------------- hold
@@ -642,6 +664,7 @@ def _overhead_report(data: dict[str, Any], name: str, shape: dict[str, Any]) -> 
     ttft_rows: list[list[Any]] = []
     total_rows: list[list[Any]] = []
     rest_rows: list[list[Any]] = []
+    beside_rows: list[list[Any]] = []
     for b in data["backends"]:
         phases = [p for p in b["phases"] if p["shape"] == name]
         by_key = {(p["path"], p["concurrency"]): p for p in phases}
@@ -653,6 +676,12 @@ def _overhead_report(data: dict[str, Any], name: str, shape: dict[str, Any]) -> 
             total_rows.append(head + _side_by_side(direct["total"], ours["total"]) + [
                 cpu_cell(direct["cpu"], *_ROLES), cpu_cell(ours["cpu"], *_ROLES),
                 _per_run_ms(ours, "server")])
+            if ours.get("alongside_ttft"):
+                total = _side_by_side(ours["alongside_total"], ours["total"])
+                beside_rows.append([
+                    b["backend"], concurrency,
+                    f"{ours['measured']} / {ours['alongside_measured']}",
+                    *_side_by_side(ours["alongside_ttft"], ours["ttft"]), total[2], total[5]])
             if direct.get("rest_ttft") and ours.get("rest_ttft"):
                 ttft = _side_by_side(direct["rest_ttft"], ours["rest_ttft"])
                 total = _side_by_side(direct["rest_total"], ours["rest_total"])
@@ -688,6 +717,13 @@ def _overhead_report(data: dict[str, Any], name: str, shape: dict[str, Any]) -> 
              "`thread.message.delta`):\n\n")
     text += table(["backend", "concurrent", "runs measured", *columns, "errors direct/ours",
                    "gauge: fake model CPU ms/answer (direct)"], ttft_rows)
+    if beside_rows:
+        text += ("\n\nSide by side in the same minute: while ours was measured, as many "
+                 "workers again as it measured (same client, same schedule) called the model "
+                 "directly, so both paths met the machine in the same state. Time to first "
+                 "token, ms, then the overhead to the end of the stream:\n\n")
+        text += table(["backend", "concurrent", "runs measured ours / direct", *columns,
+                       "end overhead p50", "end overhead p99"], beside_rows)
     text += "\n\nTotal time to the end of the stream, ms:\n\n"
     text += table(["backend", "concurrent", "runs measured", *columns, "cores direct",
                    "cores ours", "server CPU ms/run"], total_rows)
