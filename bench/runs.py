@@ -10,7 +10,9 @@ words 10 ms apart) is called two ways, one after the other at each concurrency l
 
 Both use the official `openai` SDK (AsyncOpenAI, connection pool sized to the concurrency).
 Every run has a thread of its own, made before the clock starts; the assistant is made once.
-Overhead = ours - direct, at p50 and p99.
+Overhead = ours - direct, at p50 and p99. While ours is measured, as many workers again as it
+measures call the model directly on the same schedule: the overhead against them compares
+the two paths at the same moments, on a machine in the same state.
 
 Hold. `--hold` runs (1000 by default) are started at once on a slower model (`bench-hold`,
 about 9 s of model time) and held to their end; the streams are read with raw `httpx` (no SDK

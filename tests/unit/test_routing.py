@@ -61,3 +61,19 @@ async def test_each_provider_streams_from_its_own_url() -> None:
     assert lab.streams.max_retries == 5
     assert (await providers.route("lab/other")).streams is lab.streams  # made once
     await providers.close()
+
+
+async def test_prepare_makes_the_default_clients_that_runs_then_use() -> None:
+    providers = Providers(Settings(upstream_base_url="http://127.0.0.1:1/v1",
+                                   ollama_probe=False))
+    providers.prepare()
+    made = providers._clients["default"]
+    route = await providers.route("gpt-4o")
+    assert (route.client, route.streams) == made
+    await providers.close()
+
+
+async def test_prepare_with_nothing_configured_makes_no_client() -> None:
+    providers = Providers(Settings(ollama_probe=False))
+    providers.prepare()
+    assert providers._clients == {}

@@ -44,6 +44,7 @@ class Runtime:
 
     async def start(self, *, execute_runs: bool) -> None:
         await self.db.migrate()
+        self.providers.prepare()
         await self.bus.start()
         self.executes_runs = execute_runs
         if execute_runs:  # (only a process that executes runs sends a model call ahead)

@@ -120,6 +120,14 @@ class Providers:
             made = self._clients[name] = (client, streams)
         return made
 
+    def prepare(self) -> None:
+        """Make the default upstream's clients now, at start-up: the first (the TLS context
+        reads the whole CA bundle, modules are imported) holds the event loop for 50-150 ms,
+        which the server's first run would wait out otherwise."""
+        _tls()
+        if self.default is not None:
+            self._client("default", self.default)
+
     async def route(self, model: str) -> Route:
         prefix, sep, rest = model.partition("/")
         if sep and prefix == "litellm":
