@@ -10,9 +10,9 @@ words 10 ms apart) is called two ways, one after the other at each concurrency l
 
 Both use the official `openai` SDK (AsyncOpenAI, connection pool sized to the concurrency).
 Every run has a thread of its own, made before the clock starts; the assistant is made once.
-Overhead = ours - direct, at p50 and p99. While ours is measured, as many workers again as it
-measures call the model directly on the same schedule: the overhead against them compares
-the two paths at the same moments, on a machine in the same state.
+Overhead = ours - direct, at p50 and p99. In the steady shape, while ours is measured, as many
+workers again as it measures call the model directly on the same schedule: the overhead
+against them compares the two paths at the same moments, on a machine in the same state.
 
 Hold. `--hold` runs (1000 by default) are started at once on a slower model (`bench-hold`,
 about 9 s of model time) and held to their end; the streams are read with raw `httpx` (no SDK
@@ -300,8 +300,8 @@ async def _phase(path: str, shape: Shape, concurrency: int, per_worker: int,
     With the `probes` client, the probes' runs are the phase's timing and the other workers'
     runs its `rest_*` timing.
 
-    In the ours phase, the `alongside` workers (one for each measured worker, on the same
-    schedule) call the model directly meanwhile: their `alongside_*` timing is the direct
+    In the ours phase, the `alongside` workers (if any: one for each measured worker, on the
+    same schedule) call the model directly meanwhile: their `alongside_*` timing is the direct
     path at the same moments as ours, on a machine in the same state. The direct phase
     before it ran a minute earlier, and the machine's speed (shared, virtual) can change
     within a minute."""
@@ -343,12 +343,13 @@ async def _phase(path: str, shape: Shape, concurrency: int, per_worker: int,
     with measuring():
         meter = CpuMeter(server=server.process.pid, model=model.process.pid).start()
         start = time.perf_counter()
-        mirrored = [i for i in range(concurrency) if is_probe(client, i)]
-        await asyncio.gather(
-            *(worker(i, paths, path, timing if is_probe(client, i) else rest)
-              for i, paths in enumerate(workers)),
-            *(worker(i, paths, "direct", beside)
-              for i, paths in zip(mirrored, alongside, strict=True) if path == "ours"))
+        runs = [worker(i, paths, path, timing if is_probe(client, i) else rest)
+                for i, paths in enumerate(workers)]
+        if path == "ours" and alongside:
+            mirrored = [i for i in range(concurrency) if is_probe(client, i)]
+            runs += [worker(i, paths, "direct", beside)
+                     for i, paths in zip(mirrored, alongside, strict=True)]
+        await asyncio.gather(*runs)
         elapsed = time.perf_counter() - start
     return Phase(path=path, shape=shape.name, concurrency=concurrency,
                  runs=concurrency * per_worker, measured=len(timing.ttft), seconds=elapsed,
@@ -421,8 +422,10 @@ async def _phases(server: Server, model: FakeModel, shape: Shape, assistant_id: 
     threads = await _create_threads(server.base_url, concurrency * per_worker)
     workers = [_make_paths(client, i, model.base_url, server.base_url)
                for i in range(concurrency)]
+    # Not in a burst: there the machine is already saturated, and the extra load would be
+    # most of what the ours phase measured.
     alongside = [_make_paths(client, i, model.base_url, server.base_url)
-                 for i in range(concurrency) if is_probe(client, i)]
+                 for i in range(concurrency) if is_probe(client, i) and shape.steady]
     try:
         return [await _phase(path, shape, concurrency, per_worker, threads, workers,
                              assistant_id, server, model, client, alongside)
