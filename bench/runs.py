@@ -292,7 +292,7 @@ _ENDS = {"direct": "stop", "ours": "completed"}
 
 async def _phase(path: str, shape: Shape, concurrency: int, per_worker: int,
                  threads: list[str], workers: list[_Paths], assistant_id: str, server: Server,
-                 model: FakeModel, client: str, alongside: list[_Paths]) -> Phase:
+                 model: FakeModel, client: str, alongside: dict[int, _Paths]) -> Phase:
     """`concurrency` workers, each doing `per_worker` runs one after the other. In a burst
     they all start at once and every run is measured; steadily, worker i starts i/concurrency
     of one model time late, so about `concurrency` runs are under way at any moment, and only
@@ -300,11 +300,11 @@ async def _phase(path: str, shape: Shape, concurrency: int, per_worker: int,
     With the `probes` client, the probes' runs are the phase's timing and the other workers'
     runs its `rest_*` timing.
 
-    In the ours phase, the `alongside` workers (if any: one for each measured worker, on the
-    same schedule) call the model directly meanwhile: their `alongside_*` timing is the direct
-    path at the same moments as ours, on a machine in the same state. The direct phase
-    before it ran a minute earlier, and the machine's speed (shared, virtual) can change
-    within a minute."""
+    In the ours phase, the `alongside` workers (if any: one for each measured worker, keyed by
+    its index, so on its schedule) call the model directly meanwhile: their `alongside_*`
+    timing is the direct path at the same moments as ours, on a machine in the same state.
+    The direct phase before it ran a minute earlier, and the machine's speed (shared,
+    virtual) can change within a minute."""
     timing = Timing()
     rest = Timing()
     beside = Timing()
@@ -345,10 +345,8 @@ async def _phase(path: str, shape: Shape, concurrency: int, per_worker: int,
         start = time.perf_counter()
         runs = [worker(i, paths, path, timing if is_probe(client, i) else rest)
                 for i, paths in enumerate(workers)]
-        if path == "ours" and alongside:
-            mirrored = [i for i in range(concurrency) if is_probe(client, i)]
-            runs += [worker(i, paths, "direct", beside)
-                     for i, paths in zip(mirrored, alongside, strict=True)]
+        if path == "ours":
+            runs += [worker(i, paths, "direct", beside) for i, paths in alongside.items()]
         await asyncio.gather(*runs)
         elapsed = time.perf_counter() - start
     return Phase(path=path, shape=shape.name, concurrency=concurrency,
@@ -424,14 +422,14 @@ async def _phases(server: Server, model: FakeModel, shape: Shape, assistant_id: 
                for i in range(concurrency)]
     # Not in a burst: there the machine is already saturated, and the extra load would be
     # most of what the ours phase measured.
-    alongside = [_make_paths(client, i, model.base_url, server.base_url)
-                 for i in range(concurrency) if is_probe(client, i) and shape.steady]
+    alongside = {i: _make_paths(client, i, model.base_url, server.base_url)
+                 for i in range(concurrency) if is_probe(client, i) and shape.steady}
     try:
         return [await _phase(path, shape, concurrency, per_worker, threads, workers,
                              assistant_id, server, model, client, alongside)
                 for path in ("direct", "ours")]
     finally:
-        await asyncio.gather(*(paths.close() for paths in [*workers, *alongside]))
+        await asyncio.gather(*(paths.close() for paths in [*workers, *alongside.values()]))
 
 
 # ---------------------------------------------------------------------------------- hold
