@@ -105,3 +105,53 @@ def test_beta_header_is_optional(server: ServerProcess) -> None:
     response = httpx.post(f"{server.base_url}/threads", json={},
                           headers={"OpenAI-Beta": "assistants=v2"})
     assert response.status_code == 200
+
+
+def test_values_of_another_json_type_are_refused(server: ServerProcess, client: OpenAI) -> None:
+    assistant = client.beta.assistants.create(model="m")
+    thread = client.beta.threads.create()
+    url = f"{server.base_url}/threads/{thread.id}/runs"
+    for field, value, expected, got in [
+            ("stream", "yes", "a boolean", "a string"),
+            ("stream", 0, "a boolean", "an integer"),
+            ("parallel_tool_calls", "no", "a boolean", "a string"),
+            ("temperature", "0.5", "a number", "a string"),
+            ("max_completion_tokens", "300", "an integer", "a string"),
+            ("max_completion_tokens", 300.0, "an integer", "a decimal number"),
+            ("metadata", [], "an object", "an array")]:
+        error = assert_openai_error(
+            httpx.post(url, json={"assistant_id": assistant.id, field: value}), 400)
+        assert error["param"] == field
+        assert error["code"] == "invalid_type"
+        assert error["message"] == (f"Invalid type for '{field}': expected {expected}, "
+                                    f"but got {got} instead.")
+    # A whole number is a number: temperature 1 is taken as 1.0.
+    run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id,
+                                          temperature=1)
+    assert run.temperature == 1.0
+    assert not client.beta.threads.runs.list(thread.id, limit=5).data[1:]  # nothing else
+
+
+def test_tool_choice_and_response_format_objects_are_checked_inside(
+        server: ServerProcess, client: OpenAI) -> None:
+    assistant = client.beta.assistants.create(model="m")
+    thread = client.beta.threads.create()
+    url = f"{server.base_url}/threads/{thread.id}/runs"
+    for body, param, code in [
+            ({"tool_choice": {"type": "function"}}, "tool_choice.function",
+             "missing_required_parameter"),
+            ({"tool_choice": {"type": "function", "function": {}}}, "tool_choice.function.name",
+             "missing_required_parameter"),
+            ({"tool_choice": {"type": "function", "function": None}}, "tool_choice.function",
+             "invalid_type"),
+            ({"tool_choice": {"type": "browser"}}, "tool_choice.type", "invalid_value"),
+            ({"tool_choice": "sometimes"}, "tool_choice", "invalid_value"),
+            ({"response_format": {"type": "xml"}}, "response_format.type", "invalid_value"),
+            ({"additional_messages": [{"role": "user", "content": "x"}],
+              "tool_choice": {"type": "function"}}, "tool_choice.function",
+             "missing_required_parameter")]:
+        error = assert_openai_error(
+            httpx.post(url, json={"assistant_id": assistant.id, **body}), 400)
+        assert (error["param"], error["code"]) == (param, code), error
+    assert client.beta.threads.runs.list(thread.id).data == []
+    assert client.beta.threads.messages.list(thread.id).data == []

@@ -16,9 +16,11 @@ METADATA_VALUE_CHARS = 512
 
 
 class Strict(BaseModel):
-    """Unknown fields are rejected, as OpenAI does ("Unrecognized request argument")."""
+    """Unknown fields are rejected, as OpenAI does ("Unrecognized request argument"), and so
+    are values of another JSON type (``"stream": "yes"``, ``"max_completion_tokens": "300"``):
+    pydantic's strict mode, in which only an integer passes for a number besides a number."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def _check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:

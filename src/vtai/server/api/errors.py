@@ -73,22 +73,74 @@ def param_path(loc: Sequence[Any], body: Any = None) -> str | None:
     parts = [p for p in loc if p not in ("body", "query", "path", "header")]
     out = ""
     value = body
-    previous_was_index = False
+    maybe_tag = False  # after a list index or a tagged union's name
     for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
             value = value[part] if isinstance(value, list) and -len(value) <= part < len(value) \
                 else None
-            previous_was_index = True
+            maybe_tag = True
             continue
-        is_tag = previous_was_index and isinstance(value, dict) and value.get("type") == part
-        previous_was_index = False
+        is_tag = maybe_tag and isinstance(value, dict) and value.get("type") == part
+        maybe_tag = str(part).startswith("tagged-union[")
         if is_tag or "[" in str(part) or "-" in str(part):
             # a union tag, or pydantic's name for a union member like "list[...]"
             continue
         out += f".{part}" if out else str(part)
         value = value.get(part) if isinstance(value, dict) else None
     return out or None
+
+
+def _value_at(body: Any, loc: Sequence[Any]) -> Any:
+    """The request's value at an error's ``loc``, past the names pydantic gives union
+    members; None if there is none."""
+    value = body
+    for part in loc:
+        if part in ("body", "query", "path", "header"):
+            continue
+        in_list = isinstance(part, int) and isinstance(value, list) \
+            and -len(value) <= part < len(value)
+        if in_list or (isinstance(value, dict) and part in value):
+            value = value[part]
+        elif not (isinstance(part, str) and ("[" in part or "-" in part)):
+            return None
+    return value
+
+
+def _first_error(errors: list[dict[str, Any]], body: Any) -> dict[str, Any]:
+    """The error to report. For a value that may be a string or an object (``tool_choice``,
+    ``response_format``), pydantic reports the string alternative first; an object sent is
+    better told what is wrong inside it."""
+    first = errors[0]
+    loc = tuple(first.get("loc", ()))
+    if loc and str(loc[-1]).startswith("literal[") and isinstance(_value_at(body, loc[:-1]),
+                                                                   dict):
+        for error in errors[1:]:
+            if tuple(error.get("loc", ()))[:len(loc) - 1] == loc[:-1]:
+                return error
+    return first
+
+
+_EXPECTED = {"bool_type": "a boolean", "int_type": "an integer", "int_from_float": "an integer",
+             "float_type": "a number", "string_type": "a string", "list_type": "an array",
+             "dict_type": "an object", "model_type": "an object",
+             "model_attributes_type": "an object"}
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a decimal number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
 
 
 def _describe(error: dict[str, Any], request: Request, body: Any) -> APIError:
@@ -116,6 +168,10 @@ def _describe(error: dict[str, Any], request: Request, body: Any) -> APIError:
                 "application/json.",
             )
         return bad_request("The request body must be a JSON object.")
+    if kind in _EXPECTED and param:
+        return bad_request(
+            f"Invalid type for '{param}': expected {_EXPECTED[kind]}, but got "
+            f"{_json_type(error.get('input'))} instead.", param, "invalid_type")
     ctx = error.get("ctx") or {}
     if kind == "union_tag_invalid":
         tag = ctx.get("discriminator", "'type'").strip("'")
@@ -155,7 +211,7 @@ def install(app: FastAPI) -> None:
         errors = list(exc.errors())
         if not errors:
             return error_response(bad_request("Invalid request."))
-        return error_response(_describe(errors[0], request, exc.body))
+        return error_response(_describe(_first_error(errors, exc.body), request, exc.body))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

@@ -60,12 +60,17 @@ class ToolChoiceFunction(Strict):
     name: str
 
 
-class NamedToolChoice(Strict):
-    type: Literal["function", "code_interpreter", "file_search"]
-    function: ToolChoiceFunction | None = None
+class FunctionToolChoice(Strict):
+    type: Literal["function"]
+    function: ToolChoiceFunction
 
 
-ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+class BuiltinToolChoice(Strict):
+    type: Literal["code_interpreter", "file_search"]
+
+
+ToolChoice = Literal["none", "auto", "required"] | Annotated[
+    FunctionToolChoice | BuiltinToolChoice, Field(discriminator="type")]
 
 
 class RunOptions(Strict):
@@ -178,7 +183,7 @@ def _new_run(request: Request, assistant: dict[str, Any], thread_id: str, body: 
         "response_format": dump_response_format(body.response_format)
         if body.response_format is not None else assistant.get("response_format", "auto"),
         "tool_choice": (body.tool_choice.model_dump(exclude_none=True)
-                        if isinstance(body.tool_choice, NamedToolChoice)
+                        if isinstance(body.tool_choice, FunctionToolChoice | BuiltinToolChoice)
                         else body.tool_choice) or "auto",
         "parallel_tool_calls": True if body.parallel_tool_calls is None
         else body.parallel_tool_calls,
