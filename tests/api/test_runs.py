@@ -513,6 +513,20 @@ def test_truncation_by_max_prompt_tokens(client: OpenAI, fake_model: FakeModelSe
     assert 1 <= len(sent) < 6 and sent[-1].startswith("5 ")
 
 
+def test_prompt_over_max_prompt_tokens_makes_the_run_incomplete(
+        client: OpenAI, fake_model: FakeModelServer) -> None:
+    assistant, model = scripted_assistant(client, fake_model, Echo())
+    thread = client.beta.threads.create(messages=[
+        {"role": "user", "content": "word " * 3000}])
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, max_prompt_tokens=256)
+    assert run.status == "incomplete"
+    assert run.incomplete_details is not None
+    assert run.incomplete_details.reason == "max_prompt_tokens"
+    assert fake_model.requests(model) == []
+    assert [m.role for m in client.beta.threads.messages.list(thread.id)] == ["user"]
+
+
 def test_completion_limit_makes_the_run_incomplete(client: OpenAI,
                                                    fake_model: FakeModelServer) -> None:
     assistant, _ = scripted_assistant(client, fake_model,

@@ -67,6 +67,14 @@ def test_max_prompt_tokens_drops_oldest_but_keeps_current_tool_calls() -> None:
     assert any(m.get("tool_call_id") == "call_keep" for m in chat)
 
 
+def test_max_prompt_tokens_never_drops_the_newest_message() -> None:
+    msgs = [message("user", "old"), message("user", "new " + "x" * 2000)]
+    chat, tokens = build_messages(run(max_prompt_tokens=256), msgs, [])
+    assert tokens > 256  # over the budget: the run ends incomplete
+    assert chat[-1]["content"].startswith("new ")
+    assert all(m["content"] != "old" for m in chat)
+
+
 def test_estimate() -> None:
     assert estimate_tokens("") == 0
     assert estimate_tokens("abcd") == 1

@@ -85,7 +85,8 @@ def build_messages(
     """Chat messages for one model call, and their estimated prompt tokens.
 
     ``messages`` and ``tool_steps`` are the thread's, oldest first. Truncation drops whole
-    thread messages (and tool calls older than what is kept), oldest first.
+    thread messages (and tool calls older than what is kept), oldest first; by
+    ``max_prompt_tokens``, never the newest message (the returned count is then over it).
     """
     groups: list[tuple[str, list[dict[str, Any]], bool]] = []  # (order, chat msgs, droppable)
     for message in messages:
@@ -115,8 +116,11 @@ def build_messages(
     tokens = sum(_message_tokens(m) for m in system) + sum(
         _message_tokens(m) for g in groups for m in g[1])
     if budget is not None:
+        # The newest message is what the run answers: never dropped. If the prompt is over
+        # the budget with it alone, the run ends incomplete (reason max_prompt_tokens).
+        newest = max((_order_key(m["id"]) for m in messages if m["content"]), default=None)
         while tokens > budget:
-            index = next((i for i, g in enumerate(groups) if g[2]), None)
+            index = next((i for i, g in enumerate(groups) if g[2] and g[0] != newest), None)
             if index is None:
                 break
             tokens -= sum(_message_tokens(m) for m in groups.pop(index)[1])
