@@ -355,8 +355,11 @@ def test_cancel_while_waiting_for_tool_outputs(client: OpenAI,
     client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
     run = wait_for_status(client, thread.id, run.id, {"cancelled"})
     assert run.status == "cancelled"
+    assert run.expires_at is None
     steps = list(client.beta.threads.runs.steps.list(run.id, thread_id=thread.id))
     assert [s.status for s in steps] == ["cancelled"]
+    assert steps[0].usage is not None and run.usage is not None
+    assert run.usage.total_tokens == steps[0].usage.total_tokens > 0
     # the thread takes new messages and runs again
     client.beta.threads.messages.create(thread.id, role="user", content="again")
 
@@ -383,9 +386,27 @@ def test_upstream_failure_fails_the_run(server: ServerProcess, client: OpenAI,
     assert names[-3:] == ["thread.run.failed", "error", "done"]
     failed = events[-3][1]
     assert failed["last_error"]["code"] == code and failed["failed_at"]
+    assert failed["expires_at"] is None
+    assert failed["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     assert events[-2][1]["error"]["code"] == code
     stored = client.beta.threads.runs.retrieve(failed["id"], thread_id=thread.id)
     assert stored.model_dump() == failed
+
+
+def test_missing_thread_run_or_step_is_named_in_the_404(client: OpenAI) -> None:
+    thread = client.beta.threads.create()
+    runs = client.beta.threads.runs
+    for call, missing in [
+            (lambda: runs.update("run_nope", thread_id="thread_nope", metadata={}), "thread"),
+            (lambda: runs.update("run_nope", thread_id=thread.id, metadata={}), "run"),
+            (lambda: runs.steps.retrieve("step_nope", thread_id="thread_nope",
+                                         run_id="run_nope"), "thread"),
+            (lambda: runs.steps.retrieve("step_nope", thread_id=thread.id,
+                                         run_id="run_nope"), "run"),
+            (lambda: runs.retrieve("run_nope", thread_id="thread_nope"), "thread")]:
+        with pytest.raises(openai.NotFoundError) as err:
+            call()
+        assert err.value.body["message"].startswith(f"No {missing} found with id '{missing}_nope'")
 
 
 def test_a_text_answer_is_announced_before_its_first_token(

@@ -414,10 +414,21 @@ async def _load_run(request: Request, thread_id: str, run_id: str, project: str
     async with request.app.state.db.read() as conn:
         run = await objects.get_object(conn, r, run_id, project, r.c.thread_id == thread_id)
         if run is None:
-            if not await queries.thread_exists(conn, thread_id, project):
-                raise not_found("thread", thread_id)
+            await _missing(conn, project, thread_id)
             raise not_found("run", run_id)
     return run
+
+
+async def _missing(conn: Connection, project: str, thread_id: str,
+                   run_id: str | None = None) -> None:
+    """For an object not found under /threads/{thread_id}/runs/{run_id}: 404 for the thread
+    if it is not there, else for the run (if ``run_id``) if it is not on that thread."""
+    if not await queries.thread_exists(conn, thread_id, project):
+        raise not_found("thread", thread_id)
+    r = tables.runs
+    if run_id is not None and await objects.get_data(conn, r, run_id, project,
+                                                     r.c.thread_id == thread_id) is None:
+        raise not_found("run", run_id)
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}")
@@ -436,6 +447,7 @@ async def modify_run(
     async with request.app.state.db.write() as conn:
         run = await objects.get_object(conn, r, run_id, project, r.c.thread_id == thread_id)
         if run is None:
+            await _missing(conn, project, thread_id)
             raise not_found("run", run_id)
         if "metadata" in body.model_fields_set:
             run["metadata"] = body.metadata or {}
@@ -590,8 +602,9 @@ async def retrieve_run_step(
     async with request.app.state.db.read() as conn:
         data = await objects.get_data(conn, s, step_id, project, s.c.run_id == run_id,
                                       s.c.thread_id == thread_id)
-    if data is None:
-        raise not_found("run step", step_id)
+        if data is None:
+            await _missing(conn, project, thread_id, run_id)
+            raise not_found("run step", step_id)
     if FILE_SEARCH_CONTENT not in (include or []):
         data = without_result_content(data)
     return json_response(data)

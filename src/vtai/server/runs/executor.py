@@ -654,8 +654,7 @@ class Executor:
         usages = [s.get("usage") for s in steps]
         if turn.message_step is None and turn.tool_step is None:
             usages.append(turn.usage)
-        await tx.move(run, status, usage=_sum_usage(usages), required_action=None,
-                      expires_at=None, **changes)
+        await tx.move(run, status, usage=_sum_usage(usages), required_action=None, **changes)
 
     async def _close_message(self, tx: Changes, turn: _Turn, status: str,
                              incomplete: dict[str, str] | None) -> None:
@@ -682,22 +681,25 @@ class Executor:
 
     async def _close_open_objects(self, tx: Changes, run_id: str, turn: _Turn,
                                   step_status: str, reason: str,
-                                  error: dict[str, str] | None = None) -> None:
+                                  error: dict[str, str] | None = None) -> dict[str, int]:
         """End the turn's message and every step of the run still in progress (after
-        _stored: what the turn's message write stored is then closed)."""
+        _stored: what the turn's message write stored is then closed). The run's usage: its
+        steps' together."""
         # What is stored decides (a transaction that failed may have changed the turn's copy).
         if turn.message is not None and turn.message["id"] in await tx.open_messages(run_id):
             await self._close_message(tx, turn, "incomplete", {"reason": reason})
         stamp = {"cancelled": "cancelled_at", "failed": "failed_at", "expired": "expired_at"}
-        open_steps = {s["id"]: s for s in await tx.run_steps(run_id)
-                      if s["status"] == "in_progress"}
+        steps = {s["id"]: s for s in await tx.run_steps(run_id)}
         for step in (turn.message_step, turn.tool_step):
-            if step is not None and step["id"] in open_steps:
-                open_steps[step["id"]] = step  # the turn's copy holds what streamed
-        for step in open_steps.values():
-            step.update(status=step_status, last_error=_step_error(error))
-            step[stamp[step_status]] = ids.now()
-            await tx.save_step(step, step_status)
+            if step is not None and step["id"] in steps \
+                    and steps[step["id"]]["status"] == "in_progress":
+                steps[step["id"]] = step  # the turn's copy holds what streamed
+        for step in steps.values():
+            if step["status"] == "in_progress":
+                step.update(status=step_status, last_error=_step_error(error))
+                step[stamp[step_status]] = ids.now()
+                await tx.save_step(step, step_status)
+        return _sum_usage([s.get("usage") for s in steps.values()])
 
     async def _after_interrupt(self, run_id: str, turn: _Turn) -> str | None:
         """The run changed under the turn (a cancel): end it as its stored status says."""
@@ -709,15 +711,25 @@ class Executor:
     async def _finish_cancel(self, run: dict[str, Any], turn: _Turn) -> str:
         await self._stored(turn, whatever_came=True)
         async with self.records.changes() as tx:
-            await self._close_open_objects(tx, run["id"], turn, "cancelled", "run_cancelled")
-            await tx.move(run, states.CANCELLED, required_action=None)
+            usage = await self._close_open_objects(tx, run["id"], turn, "cancelled",
+                                                   "run_cancelled")
+            await tx.move(run, states.CANCELLED, required_action=None, usage=usage)
         return states.CANCELLED
 
     async def expire(self, run: dict[str, Any]) -> None:
         """A run left waiting for tool outputs past ``expires_at``."""
         async with self.records.changes() as tx:
-            await self._close_open_objects(tx, run["id"], _Turn(), "expired", "run_expired")
-            await tx.move(run, states.EXPIRED, required_action=None)
+            usage = await self._close_open_objects(tx, run["id"], _Turn(), "expired",
+                                                   "run_expired")
+            await tx.move(run, states.EXPIRED, required_action=None, usage=usage)
+
+    async def give_up(self, run_id: str, message: str) -> None:
+        """Fail a run whose workers were lost too many times, without what the last one
+        left half made."""
+        run = await self.records.load(run_id)
+        if run is not None and run["status"] == states.IN_PROGRESS:
+            await self._discard_lost_attempt(run)
+            await self._fail(run_id, _Turn(), RunFailure("server_error", message))
 
     async def _fail(self, run_id: str, turn: _Turn, failure: RunFailure) -> str | None:
         error = {"code": failure.code, "message": failure.message}
@@ -730,6 +742,8 @@ class Executor:
             return str(run["status"])
         await self._stored(turn, whatever_came=True)
         async with self.records.changes() as tx:
-            await self._close_open_objects(tx, run_id, turn, "failed", "run_failed", error)
-            await tx.move(run, states.FAILED, last_error=error, required_action=None)
+            usage = await self._close_open_objects(tx, run_id, turn, "failed", "run_failed",
+                                                   error)
+            await tx.move(run, states.FAILED, last_error=error, required_action=None,
+                          usage=usage)
         return states.FAILED

@@ -185,6 +185,8 @@ def _moved(run: dict[str, Any], target: str, changes: dict[str, Any]
     stamp = states.STAMPS.get(target)
     if stamp and new.get(stamp) is None:
         new[stamp] = ids.now()
+    if target in states.ENDS_EXPIRY:
+        new["expires_at"] = None
     return new, Event.stamped(f"thread.run.{target}", "")
 
 

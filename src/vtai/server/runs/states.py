@@ -44,6 +44,10 @@ STAMPS: Final = {
 }
 
 
+# Entering these, a run no longer has an ``expires_at`` (an expired run keeps the moment).
+ENDS_EXPIRY: Final = TERMINAL - {EXPIRED}
+
+
 class InvalidTransition(Exception):
     def __init__(self, current: str, target: str) -> None:
         super().__init__(f"a run cannot go from {current} to {target}")

@@ -204,13 +204,10 @@ class Worker:
         return claimed
 
     async def _give_up(self, run_id: str) -> None:
-        run = await self.executor.records.load(run_id)
-        if run is not None and run["status"] == states.IN_PROGRESS:
-            with contextlib.suppress(Conflict):
-                await self.executor.records.move(run, states.FAILED, last_error={
-                    "code": "server_error",
-                    "message": f"The run was interrupted {MAX_ATTEMPTS} times (its worker "
-                               "stopped) and was not retried again."})
+        with contextlib.suppress(Conflict):
+            await self.executor.give_up(
+                run_id, f"The run was interrupted {MAX_ATTEMPTS} times (its worker stopped) "
+                        "and was not retried again.")
         await self._release(run_id)
 
     async def _execute(self, run_id: str, run: dict[str, Any] | None = None,

@@ -1,0 +1,83 @@
+"""How a run that does not complete ends: its usage is its steps' together, whatever the
+ending, and only an expired run keeps its ``expires_at``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.unit.test_gathered_writes import _Bus, _insert_run, _run
+from vtai.server.runs import states
+from vtai.server.runs.executor import Executor, RunFailure, _hold, _Turn
+from vtai.server.runs.records import RunRecords
+from vtai.server.store.db import Database, Sql
+
+_MESSAGE = Sql("SELECT data FROM messages WHERE id = :id")
+_USED = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+
+
+async def _run_with_steps(store: Database, status: str, message: bool
+                          ) -> tuple[Executor, RunRecords, dict[str, Any], _Turn]:
+    """A run with a finished tool-call step (which used tokens) and, if ``message``, a
+    message its turn is writing (its step in progress)."""
+    records = RunRecords(store, _Bus())  # type: ignore[arg-type]
+    executor = Executor(records, None, None)  # type: ignore[arg-type]
+    run = _run(status)
+    await _insert_run(store, run)
+    step = await records.create_step(run, "proj", {"type": "tool_calls", "tool_calls": []})
+    step.update(status="completed", usage=_USED)
+    async with records.changes() as tx:
+        await tx.save_step(step, "completed")
+    turn = _Turn()
+    if message:
+        opened = records.open_message(run, "proj")
+        await records.store_opened(opened)
+        _hold(turn, opened)
+    return executor, records, run, turn
+
+
+async def _message_status(store: Database, message_id: str) -> str | None:
+    async with store.read() as conn:
+        rows = (await conn.sql(_MESSAGE, {"id": message_id})).rows
+    return None if not rows else ("incomplete" if '"status":"incomplete"' in rows[0][0]
+                                  else "other")
+
+
+@pytest.mark.parametrize("ending", ["failed", "cancelled", "expired"])
+async def test_a_run_that_does_not_complete_has_usage_and_closes_what_was_open(
+        store: Database, ending: str) -> None:
+    status = {"failed": states.IN_PROGRESS, "cancelled": states.CANCELLING,
+              "expired": states.REQUIRES_ACTION}[ending]
+    executor, records, run, turn = await _run_with_steps(store, status,
+                                                         message=ending != "expired")
+    if ending == "failed":
+        await executor._fail(run["id"], turn, RunFailure("server_error", "gone"))
+    elif ending == "cancelled":
+        await executor._finish_cancel(run, turn)
+    else:
+        await executor.expire(run)
+    ended = await records.load(run["id"])
+    assert ended is not None and ended["status"] == ending
+    assert ended["usage"] == _USED
+    assert ended["expires_at"] == (run["expires_at"] if ending == "expired" else None)
+    statuses = {step["step_details"]["type"]: step["status"]
+                for step in await records.run_steps(run["id"])}
+    if turn.message is None:
+        assert statuses == {"tool_calls": "completed"}
+    else:
+        assert statuses == {"tool_calls": "completed", "message_creation": ending}
+        assert await _message_status(store, turn.message["id"]) == "incomplete"
+
+
+async def test_a_run_given_up_fails_without_what_its_lost_worker_left(store: Database) -> None:
+    executor, records, run, turn = await _run_with_steps(store, states.IN_PROGRESS, True)
+    assert turn.message is not None
+    await executor.give_up(run["id"], "lost three times")
+    ended = await records.load(run["id"])
+    assert ended is not None and ended["status"] == "failed"
+    assert ended["last_error"] == {"code": "server_error", "message": "lost three times"}
+    assert ended["usage"] == _USED and ended["expires_at"] is None
+    assert [step["step_details"]["type"] for step in await records.run_steps(run["id"])] == [
+        "tool_calls"]
+    assert await _message_status(store, turn.message["id"]) is None
