@@ -253,7 +253,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
+        # The server closes the connection after an unhandled error: said in the response,
+        # so that the client does not send its next request on it.
         return error_response(
             APIError(500, "The server had an error while processing your request.",
-                     type="server_error")
+                     type="server_error", headers={"connection": "close"})
         )
