@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from vtai.server import ids
-from vtai.server.runs.prompt import build_messages, estimate_tokens
+from vtai.server.runs.prompt import build_messages
+from vtai.server.runs.tokens import estimate
 
 
 def message(role: str, text: str, **extra: Any) -> dict[str, Any]:
@@ -76,6 +77,27 @@ def test_max_prompt_tokens_never_drops_the_newest_message() -> None:
 
 
 def test_estimate() -> None:
-    assert estimate_tokens("") == 0
-    assert estimate_tokens("abcd") == 1
-    assert estimate_tokens("abcde") == 2
+    assert estimate("") == 0
+    assert estimate("abcd") == 1
+    assert estimate("abcde") == 2
+
+
+def test_counts_are_of_text_tool_calls_and_images_with_the_given_count() -> None:
+    msg = message("user", "look")
+    msg["content"].append({"type": "image_url", "image_url": {"url": "https://x/" + "y" * 999}})
+    step = tool_step("run_current", "call_1", "sunny")
+    words = len  # one token per character, to see what is counted
+
+    _, tokens = build_messages(run(instructions="Sys."), [msg], [step], count=words)
+    # system "Sys." 4+4; user "look" 4+4 and one image 85; the call "f" + "{}" joined by a
+    # newline 4+4; its output "sunny" 4+5
+    assert tokens == 8 + 8 + 85 + 8 + 9
+
+
+def test_the_budget_is_in_the_given_count() -> None:
+    msgs = [message("user", "a" * 600), message("user", "b" * 600), message("user", "c")]
+    few = lambda text: 1 if text else 0  # noqa: E731 (a tokenizer with very long tokens)
+    chat, tokens = build_messages(run(max_prompt_tokens=256), msgs, [], count=few)
+    assert len(chat) == 4 and tokens == 4 * 5
+    chat, tokens = build_messages(run(max_prompt_tokens=256), msgs, [])  # the estimate
+    assert [m["content"][0] for m in chat[1:]] == ["b", "c"] and tokens <= 256

@@ -23,6 +23,7 @@ from vtai.server.providers.chat_stream import UpstreamError
 from vtai.server.providers.routing import OpenAnswer, ProviderMissing, Providers, Route
 from vtai.server.runs import prompt, states
 from vtai.server.runs.records import Changes, Conflict, OpenedMessage, RunRecords
+from vtai.server.runs.tokens import Count, Tokenizers, estimate
 from vtai.server.store import objects, queries, tables
 from vtai.server.store.blobs import BlobStore
 from vtai.server.store.db import Sql
@@ -78,6 +79,7 @@ class ModelCall:
     route: Route
     params: dict[str, Any]
     prompt_tokens: int
+    count: Count = estimate  # the model's tokens in a text (see runs.tokens)
     opening: asyncio.Future[OpenAnswer] | None = None
     started: float = field(default_factory=time.monotonic)
 
@@ -212,12 +214,14 @@ MAX_TOOL_ROUNDS = 12  # model calls per turn while it only calls built-in tools
 
 class Executor:
     def __init__(self, records: RunRecords, providers: Providers, blobs: BlobStore,
-                 builtins: dict[str, BuiltinTool] | None = None) -> None:
+                 builtins: dict[str, BuiltinTool] | None = None,
+                 tokenizers: Tokenizers | None = None) -> None:
         self.records = records
         self.providers = providers
         self.db = records.db
         self.blobs = blobs
         self.builtins = builtins or {}
+        self.tokenizers = tokenizers or Tokenizers()
 
     async def execute(self, run_id: str, run: dict[str, Any] | None = None,
                       project: str | None = None, ahead: ModelCall | None = None
@@ -357,11 +361,14 @@ class Executor:
         already); ``used``: completion tokens the run used so far. Raises _OverPromptLimit,
         or ProviderMissing when nothing serves the run's model."""
         messages, tool_steps = await self._load_thread(run, thread_rows)
-        chat, prompt_tokens = prompt.build_messages(run, messages, tool_steps, self._replay)
+        route = await self.providers.route(run["model"])
+        count = self.tokenizers.count_for(route.model)
+        chat, prompt_tokens = prompt.build_messages(run, messages, tool_steps, self._replay,
+                                                    count)
         if run.get("max_prompt_tokens") is not None and prompt_tokens > run["max_prompt_tokens"]:
             raise _OverPromptLimit
-        route = await self.providers.route(run["model"])
-        return ModelCall(route, self._params(run, route, chat, builtins, used), prompt_tokens)
+        return ModelCall(route, self._params(run, route, chat, builtins, used), prompt_tokens,
+                         count)
 
     def _params(self, run: dict[str, Any], route: Route, chat: list[dict[str, Any]],
                 builtins: dict[str, tuple[BuiltinTool, dict[str, Any]]], used: int
@@ -409,7 +416,7 @@ class Executor:
             except ProviderMissing as err:
                 await self._start(run)
                 raise RunFailure("server_error", str(err)) from err
-        prompt_tokens = call.prompt_tokens
+        prompt_tokens, count = call.prompt_tokens, call.count
 
         metrics = self.records.metrics
         started = call.started
@@ -440,7 +447,7 @@ class Executor:
             raise _error_from_upstream(err) from err
         metrics.upstream_seconds.labels("total").observe(time.monotonic() - started)
         if turn.usage is None:
-            completion = prompt.estimate_tokens(
+            completion = count(
                 turn.text + "".join(c.name + c.arguments for c in turn.calls.values()))
             turn.usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
                           "total_tokens": prompt_tokens + completion}

@@ -1,27 +1,38 @@
 """Turning a thread into chat messages for the model, with OpenAI's truncation strategies.
 
-Token counts are an estimate (one token per four characters, plus four per message), close
-to what BPE tokenizers give for English text. No tokenizer file can be assumed offline, and
-the upstream's own usage report is what runs and steps record.
+Token counts are the model's own when its tokenizer is known and loaded, else an estimate
+(see runs.tokens): a message's text (and its tool calls' names and arguments), plus four
+tokens per message and 85 per image (OpenAI's count for a low-detail image). What runs and
+steps record as usage is the upstream's own report.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
-import orjson
+from vtai.server.runs.tokens import Count, estimate
 
 MESSAGE_OVERHEAD_TOKENS = 4
+IMAGE_TOKENS = 85
 
 
-def estimate_tokens(text: str) -> int:
-    return math.ceil(len(text) / 4)
-
-
-def _message_tokens(message: dict[str, Any]) -> int:
-    return MESSAGE_OVERHEAD_TOKENS + estimate_tokens(orjson.dumps(message).decode())
+def _message_tokens(message: dict[str, Any], count: Count) -> int:
+    """A chat message's tokens: its text, its tool calls' names and arguments, its images."""
+    content = message.get("content")
+    texts: list[str] = []
+    images = 0
+    if isinstance(content, str):
+        texts.append(content)
+    elif isinstance(content, list):
+        for part in content:
+            if part.get("type") == "text":
+                texts.append(part["text"])
+            else:
+                images += 1
+    for call in message.get("tool_calls") or ():
+        texts += [call["function"]["name"], call["function"]["arguments"]]
+    return MESSAGE_OVERHEAD_TOKENS + IMAGE_TOKENS * images + count("\n".join(texts))
 
 
 def _order_key(object_id: str) -> str:
@@ -81,8 +92,9 @@ def build_messages(
     messages: list[dict[str, Any]],
     tool_steps: list[dict[str, Any]],
     replay: Replay = replay_function,
+    count: Count = estimate,
 ) -> tuple[list[dict[str, Any]], int]:
-    """Chat messages for one model call, and their estimated prompt tokens.
+    """Chat messages for one model call, and their prompt tokens as ``count`` counts them.
 
     ``messages`` and ``tool_steps`` are the thread's, oldest first. Truncation drops whole
     thread messages (and tool calls older than what is kept), oldest first; by
@@ -113,8 +125,8 @@ def build_messages(
     if run.get("instructions"):
         system.append({"role": "system", "content": run["instructions"]})
     budget = run.get("max_prompt_tokens")
-    tokens = sum(_message_tokens(m) for m in system) + sum(
-        _message_tokens(m) for g in groups for m in g[1])
+    tokens = sum(_message_tokens(m, count) for m in system) + sum(
+        _message_tokens(m, count) for g in groups for m in g[1])
     if budget is not None:
         # The newest message is what the run answers: never dropped. If the prompt is over
         # the budget with it alone, the run ends incomplete (reason max_prompt_tokens).
@@ -123,6 +135,6 @@ def build_messages(
             index = next((i for i, g in enumerate(groups) if g[2] and g[0] != newest), None)
             if index is None:
                 break
-            tokens -= sum(_message_tokens(m) for m in groups.pop(index)[1])
+            tokens -= sum(_message_tokens(m, count) for m in groups.pop(index)[1])
     chat = system + [m for g in groups for m in g[1]]
     return chat, tokens
