@@ -53,6 +53,7 @@ def serve(
     if fake_model:
         settings.upstream_base_url = _start_demo_model()
         settings.upstream_api_key = "fake"
+        settings.default_upstream_only = True  # ollama/llama3.2 included
     logging.getLogger("vtai").info(
         "VT.ai Assistants on http://%s:%d/v1 (database: %s)",
         settings.host, settings.port, settings.sqlalchemy_url.split("@")[-1])

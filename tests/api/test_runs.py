@@ -595,6 +595,16 @@ def test_client_disconnect_leaves_a_completed_run(server: ServerProcess, client:
     assert next(iter(client.beta.threads.messages.list(thread.id))).content[0].text.value == words
 
 
+def test_cancel_says_when_to_poll(client: OpenAI, fake_model: FakeModelServer) -> None:
+    assistant, _ = scripted_assistant(client, fake_model, Hang(30))
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "x"}])
+    run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    raw = client.beta.threads.runs.with_raw_response.cancel(run.id, thread_id=thread.id)
+    assert int(raw.headers["openai-poll-after-ms"]) > 0
+    assert raw.parse().status == "cancelling"
+    assert wait_for_status(client, thread.id, run.id, {"cancelled"}).status == "cancelled"
+
+
 def test_background_run_can_be_polled(client: OpenAI, fake_model: FakeModelServer) -> None:
     assistant, _ = scripted_assistant(client, fake_model, Reply("slow", first_token_delay=0.5))
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "x"}])
@@ -776,3 +786,7 @@ def test_a_lost_stream_is_resumed_after_the_last_event_seen(
     assert resumed[-1][1:] == ("done", "[DONE]")
     with httpx.stream("GET", url, timeout=30) as response:  # the whole stream
         assert [e for _, e, _ in _sse_with_ids(response)] == [e for _, e, _ in streamed]
+    for bad in ({"headers": {"Last-Event-ID": "garbage-id"}}, {"params": {"after": "not-an-id"}}):
+        error = httpx.get(url, timeout=30, **bad).json()["error"]  # type: ignore[arg-type]
+        assert error["param"] in ("Last-Event-ID", "after")
+        assert error["message"].startswith("Invalid event id")

@@ -77,3 +77,25 @@ async def test_prepare_with_nothing_configured_makes_no_client() -> None:
     providers = Providers(Settings(ollama_probe=False))
     providers.prepare()
     assert providers._clients == {}
+
+
+async def test_default_upstream_only_takes_every_model() -> None:
+    """vtai serve --fake-model: the fake model answers ollama/llama3.2 too."""
+    providers = Providers(Settings(upstream_base_url="http://127.0.0.1:1/v1",
+                                   default_upstream_only=True, ollama_probe=False))
+    for model in ("ollama/llama3.2", "vllm/x", "gpt-4o"):
+        route = await providers.route(model)
+        assert route.provider == "default" and route.model == model
+
+
+async def test_a_provider_at_this_servers_own_address_is_refused() -> None:
+    providers = Providers(Settings(ollama_probe=False, port=8000))
+    assert (await providers.route("vllm/x")).provider == "vllm"  # not serving: no check
+    providers.serving_at = ("127.0.0.1", 8000)
+    with pytest.raises(ProviderMissing) as err:
+        await providers.route("vllm/x")
+    assert "where this server listens" in str(err.value)
+    assert "VTAI_PROVIDERS" in str(err.value)
+    assert (await providers.route("ollama/llama3.2")).provider == "ollama"
+    providers.serving_at = ("127.0.0.1", 8001)
+    assert (await providers.route("vllm/x")).provider == "vllm"

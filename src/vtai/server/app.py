@@ -36,6 +36,7 @@ def _loopback(host: str) -> bool:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = Runtime(settings)
+    runtime.providers.serving_at = (settings.host, settings.port)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -7,6 +7,7 @@ after the object they name is deleted (the SDK's auto-pagination deletes-while-i
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 
@@ -82,6 +83,14 @@ def new_event_id() -> str:
     dozens. Unique because the clock part never repeats within a process and the rest is
     this process's random tag (a new one in a forked child)."""
     return f"{_clock_body(_next_tick())}{_process_tag}"
+
+
+_EVENT_ID = re.compile(f"[0-9A-Za-z]{{{_CLOCK_CHARS + _RANDOM_CHARS}}}")
+
+
+def is_event_id(value: str) -> bool:
+    """Whether ``value`` has the form of ``new_event_id``'s ids."""
+    return _EVENT_ID.fullmatch(value) is not None
 
 
 def now() -> int:

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     upstream_base_url: str | None = None
     upstream_api_key: str | None = None
     providers: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # Every model to the default upstream, whatever its prefix (vtai serve --fake-model).
+    default_upstream_only: bool = False
     ollama_probe: bool = True
     upstream_max_retries: int = 3
     upstream_timeout: float = 600.0

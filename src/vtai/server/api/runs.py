@@ -463,7 +463,7 @@ async def cancel_run(
     for _ in range(5):
         run = await _load_run(request, thread_id, run_id, project)
         if run["status"] == states.CANCELLING:
-            return json_response(run)
+            return _poll_headers(json_response(run))
         if not states.can_move(run["status"], states.CANCELLING):
             raise bad_request(f"Cannot cancel run with status '{run['status']}'.")
         try:
@@ -472,7 +472,7 @@ async def cancel_run(
             continue  # the executor moved it meanwhile; look again
         if not request.app.state.worker.interrupt(run_id):
             request.app.state.worker.wake()
-        return json_response(run)
+        return _poll_headers(json_response(run))
     raise bad_request("The run is changing too fast to cancel; try again.")
 
 
@@ -554,6 +554,10 @@ async def run_events(
     _check_include(include)
     bus = _records(request).bus
     start = last_event_id or after or ""
+    if start and not ids.is_event_id(start):
+        # (a wrong id would otherwise resume after some other point of the stream)
+        raise bad_request(f"Invalid event id {start!r}: use the id of an event of this "
+                          "run's stream.", "Last-Event-ID" if last_event_id else "after")
     sub = bus.subscribe(run_id, start)  # before reading history: nothing falls in between
     try:
         run = await _load_run(request, thread_id, run_id, project)

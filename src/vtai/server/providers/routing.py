@@ -92,6 +92,7 @@ class Providers:
         self._clients: dict[str, tuple[AsyncOpenAI, ChatStreams]] = {}
         self._litellm = LiteLLMClient()
         self._ollama_seen: tuple[float, bool] = (0.0, False)
+        self.serving_at: tuple[str, int] | None = None  # this process's HTTP address, if any
         named = {name: dict(cfg) for name, cfg in settings.providers.items()}
         for name, url in WELL_KNOWN.items():
             named.setdefault(name, {"base_url": url})
@@ -129,6 +130,8 @@ class Providers:
             self._client("default", self.default)
 
     async def route(self, model: str) -> Route:
+        if self.settings.default_upstream_only and self.default is not None:
+            return Route("default", *self._client("default", self.default), model=model)
         prefix, sep, rest = model.partition("/")
         if sep and prefix == "litellm":
             if not litellm_installed():
@@ -136,6 +139,7 @@ class Providers:
                     f"The model '{model}' needs LiteLLM: pip install 'vtai[litellm]'.")
             return Route("litellm", self._litellm, None, rest)
         if sep and prefix in self.named:
+            self._check_not_this_server(prefix)
             return Route(prefix, *self._client(prefix, self.named[prefix]), model=rest)
         if self.default is not None:
             return Route("default", *self._client("default", self.default), model=model)
@@ -147,6 +151,21 @@ class Providers:
             "provider with a prefix such as 'ollama/llama3.2', configure one in "
             "VTAI_PROVIDERS, or start Ollama on localhost:11434."
         )
+
+    def _check_not_this_server(self, name: str) -> None:
+        """A provider at this server's own address (vLLM's default port is this server's too)
+        would be this server answering itself: ProviderMissing, saying what to configure."""
+        if self.serving_at is None:
+            return
+        host, port = self.serving_at
+        url = httpx.URL(self.named[name]["base_url"])
+        ours = {host, "localhost", "127.0.0.1", "::1"} \
+            if host in ("127.0.0.1", "localhost", "0.0.0.0", "::") else {host}
+        if url.host in ours and url.port == port:
+            raise ProviderMissing(
+                f"The provider '{name}' is at {url}, where this server listens. Start it on "
+                f"another port and set VTAI_PROVIDERS='{{\"{name}\": {{\"base_url\": "
+                f"\"http://localhost:PORT/v1\"}}}}', or run this server on another port.")
 
     async def _ollama_answers(self) -> bool:
         if not self.settings.ollama_probe:
