@@ -81,13 +81,15 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
                            args=("--fake-model",))
 
 
-def test_fake_model_demo_says_so(demo_server: ServerProcess) -> None:
+@pytest.mark.parametrize("model", ["anything", "ollama/llama3.2"])  # (the README's)
+def test_fake_model_demo_says_so(demo_server: ServerProcess, model: str) -> None:
+    """The README's quick start, on `vtai serve --fake-model`: every model is the fake's."""
     client = OpenAI(base_url=demo_server.base_url, api_key="x", max_retries=0)
-    assistant = client.beta.assistants.create(model="anything")
+    assistant = client.beta.assistants.create(model=model, instructions="Be brief.")
     run = client.beta.threads.create_and_run_poll(
         assistant_id=assistant.id,
         thread={"messages": [{"role": "user", "content": "ping"}]})
     assert run.status == "completed"
-    text = next(iter(client.beta.threads.messages.list(run.thread_id))).content[0].text.value
+    text = client.beta.threads.messages.list(run.thread_id).data[0].content[0].text.value
     assert text.startswith("[VT.ai fake model") and text.endswith("You said: ping")
     assert "fake model" in demo_server.log()
