@@ -372,6 +372,18 @@ def test_upstream_error_is_retried(client: OpenAI, fake_model: FakeModelServer) 
     assert run.status == "completed"
 
 
+def test_a_stream_broken_before_any_token_is_asked_again(
+        client: OpenAI, fake_model: FakeModelServer) -> None:
+    assistant, model = scripted_assistant(client, fake_model, Drop("lost", 0), Reply("again"))
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "x"}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id,
+                                                   assistant_id=assistant.id)
+    assert run.status == "completed"
+    assert len(fake_model.requests(model)) == 2
+    message = client.beta.threads.messages.list(thread.id).data[0]
+    assert message.content[0].text.value == "again"  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(("failure", "code"), [(Error(500), "server_error"),
                                                (Error(429), "rate_limit_exceeded"),
                                                (Error(400), "invalid_prompt")])

@@ -148,6 +148,37 @@ async def test_broken_streams_raise(fm: FakeModelServer, step: object, says: str
     assert says in err.value.message and err.value.status is None
 
 
+async def test_a_stream_broken_before_the_answer_says_anything_is_asked_again(
+        fm: FakeModelServer, _no_waiting: list[float]) -> None:
+    fm.script("m", Drop("never seen", 0), Drop("never seen", 0), Reply("ok"))
+    chunks = await _chunks(ChatStreams(fm.base_url, "k", max_retries=2))
+    assert _text(chunks) == "ok"
+    assert len(fm.requests("m")) == 3 and len(_no_waiting) == 2
+
+
+async def test_a_stream_broken_once_the_answer_began_is_not_asked_again(
+        fm: FakeModelServer, _no_waiting: list[float]) -> None:
+    fm.script("m", Drop("partial answer ", 2), Reply("ok"))
+    received: list[dict[str, Any]] = []
+    streams = ChatStreams(fm.base_url, "k", max_retries=2)
+    with pytest.raises(UpstreamError) as err:
+        try:
+            async for chunk in streams.stream(PARAMS):
+                received.append(chunk)
+        finally:
+            await streams.close()
+    assert err.value.broke_off and _text(received) == "partial answer "
+    assert len(fm.requests("m")) == 1 and _no_waiting == []
+
+
+async def test_retries_of_a_broken_stream_run_out(fm: FakeModelServer,
+                                                  _no_waiting: list[float]) -> None:
+    fm.script("m", Drop("x", 0), Drop("x", 0), Reply("ok"))
+    with pytest.raises(UpstreamError) as err:
+        await _chunks(ChatStreams(fm.base_url, "k", max_retries=1))
+    assert err.value.broke_off and len(fm.requests("m")) == 2
+
+
 async def test_a_silent_upstream_times_out(fm: FakeModelServer) -> None:
     fm.script("m", Hang(5))
     started = time.monotonic()

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import importlib.metadata
 import random
 import ssl
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -44,10 +45,12 @@ class UpstreamError(Exception):
     """The upstream failed: ``status`` is its HTTP status, None when no answer came (a
     connection error, a timeout, a broken stream)."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None,
+                 broke_off: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        self.broke_off = broke_off  # its headers came, then its stream broke off
 
 
 def _env_proxy(url: str) -> str | None:
@@ -172,18 +175,52 @@ def _buffered(response: aiohttp.ClientResponse) -> bytes:
     return b"".join(getattr(response.content, "_buffer", ()))
 
 
+def _says_something(chunk: dict[str, Any]) -> bool:
+    """Whether a chunk carries part of the answer (text, a tool call, its end), not only the
+    role that begins it."""
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") or {}
+        if delta.get("content") or delta.get("tool_calls") or choice.get("finish_reason"):
+            return True
+    return False
+
+
 class Answer:
     """An answer whose request is sent: its chunks as they come, or ``release()`` when they
-    are not wanted after all."""
+    are not wanted after all. A stream that breaks off before any chunk said something is
+    asked again (``reopen``, up to ``retries`` times, with backoff), as a request that
+    failed before its answer began would be: what was read of it only opened the answer."""
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: aiohttp.ClientResponse,
+                 reopen: Callable[[], Awaitable[aiohttp.ClientResponse]] | None = None,
+                 retries: int = 0) -> None:
         self._response = response
+        self._reopen = reopen
+        self._retries = retries
 
     def release(self) -> None:
         self._response.release()
 
     async def chunks(self) -> AsyncGenerator[dict[str, Any], None]:
-        response = self._response
+        said = False
+        retries_done = 0
+        while True:
+            try:
+                async with aclosing(self._read(self._response)) as chunks:
+                    async for chunk in chunks:
+                        said = said or _says_something(chunk)
+                        yield chunk
+                return
+            except UpstreamError as err:
+                if said or not err.broke_off or self._reopen is None \
+                        or retries_done >= self._retries:
+                    raise
+            await _pause(retry_delay(retries_done))
+            retries_done += 1
+            self._response = await self._reopen()
+
+    @staticmethod
+    async def _read(response: aiohttp.ClientResponse) -> AsyncGenerator[dict[str, Any], None]:
         try:
             if response.content_type == "application/json":
                 completion = orjson.loads(await response.read())
@@ -219,7 +256,8 @@ class Answer:
         except orjson.JSONDecodeError as err:
             raise UpstreamError(f"The model sent data that is not JSON: {err}") from err
         except (aiohttp.ClientError, TimeoutError) as err:
-            raise UpstreamError(f"The stream from the model broke off: {err!r}") from err
+            raise UpstreamError(f"The stream from the model broke off: {err!r}",
+                                broke_off=True) from err
         finally:
             response.release()
 
@@ -278,7 +316,8 @@ class ChatStreams:
 
     async def open(self, params: dict[str, Any]) -> Answer:
         """Send the request (retrying as the SDK does) and wait for the answer to begin."""
-        return Answer(await self._open(params))
+        return Answer(await self._open(params), functools.partial(self._open, params),
+                      self.max_retries)
 
     async def stream(self, params: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """The answer's chunks as dicts, as the upstream sent them."""
