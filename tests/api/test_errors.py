@@ -155,3 +155,27 @@ def test_tool_choice_and_response_format_objects_are_checked_inside(
         assert (error["param"], error["code"]) == (param, code), error
     assert client.beta.threads.runs.list(thread.id).data == []
     assert client.beta.threads.messages.list(thread.id).data == []
+
+
+def test_tool_choice_must_name_one_of_the_runs_tools(server: ServerProcess,
+                                                     client: OpenAI) -> None:
+    weather = {"type": "function", "function": {"name": "get_weather", "parameters": {}}}
+    assistant = client.beta.assistants.create(model="m", tools=[weather])  # type: ignore[list-item]
+    thread = client.beta.threads.create()
+    url = f"{server.base_url}/threads/{thread.id}/runs"
+    for body, param in [
+            ({"tool_choice": {"type": "function", "function": {"name": "get_time"}}},
+             "tool_choice.function.name"),
+            ({"tool_choice": {"type": "file_search"}}, "tool_choice.type"),
+            ({"tools": [], "tool_choice": {"type": "function",
+                                           "function": {"name": "get_weather"}}},
+             "tool_choice.function.name"),
+            ({"tools": [{"type": "code_interpreter"}], "tool_choice": {"type": "file_search"}},
+             "tool_choice.type")]:
+        error = assert_openai_error(
+            httpx.post(url, json={"assistant_id": assistant.id, **body}), 400)
+        assert (error["param"], error["code"]) == (param, "invalid_value"), error
+    error = assert_openai_error(httpx.post(f"{server.base_url}/threads/runs", json={
+        "assistant_id": assistant.id, "tool_choice": {"type": "code_interpreter"}}), 400)
+    assert error["param"] == "tool_choice.type"  # (the thread is not stored either)
+    assert client.beta.threads.runs.list(thread.id).data == []

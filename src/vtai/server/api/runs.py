@@ -165,7 +165,7 @@ def _new_run(request: Request, assistant: dict[str, Any], thread_id: str, body: 
         value = getattr(body, name)
         return value if name in fields and value is not None else default
 
-    return shaped(Run, {
+    return _check_tool_choice(shaped(Run, {
         "id": ids.new_id("run_"), "object": "thread.run", "created_at": created,
         "thread_id": thread_id, "assistant_id": assistant["id"], "status": states.QUEUED,
         "required_action": None, "last_error": None,
@@ -188,7 +188,24 @@ def _new_run(request: Request, assistant: dict[str, Any], thread_id: str, body: 
         "parallel_tool_calls": True if body.parallel_tool_calls is None
         else body.parallel_tool_calls,
         "reasoning_effort": body.reasoning_effort,
-    })
+    }))
+
+
+def _check_tool_choice(run: dict[str, Any]) -> dict[str, Any]:
+    """A tool_choice that names a tool must name one of the run's tools (400 otherwise)."""
+    choice, tools = run["tool_choice"], run["tools"] or []
+    if not isinstance(choice, dict):
+        return run
+    if choice["type"] == "function":
+        name = choice["function"]["name"]
+        if not any(t["type"] == "function" and t["function"]["name"] == name for t in tools):
+            raise bad_request(f"Invalid value for 'tool_choice': the function '{name}' is not "
+                              "one of the run's tools.", "tool_choice.function.name",
+                              "invalid_value")
+    elif not any(t["type"] == choice["type"] for t in tools):
+        raise bad_request(f"Invalid value for 'tool_choice': the run has no "
+                          f"{choice['type']} tool.", "tool_choice.type", "invalid_value")
+    return run
 
 
 @dataclasses.dataclass
