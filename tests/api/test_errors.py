@@ -132,6 +132,22 @@ def test_values_of_another_json_type_are_refused(server: ServerProcess, client: 
     assert not client.beta.threads.runs.list(thread.id, limit=5).data[1:]  # nothing else
 
 
+def test_out_of_range_numbers_say_integer_or_decimal(server: ServerProcess,
+                                                   client: OpenAI) -> None:
+    assistant = client.beta.assistants.create(model="m")
+    thread = client.beta.threads.create()
+    url = f"{server.base_url}/threads/{thread.id}/runs"
+    for field, value, message in [
+            ("temperature", 3, "decimal above maximum value. Expected a value <= 2, but got 3"),
+            ("top_p", -0.5, "decimal below minimum value. Expected a value >= 0, but got -0.5"),
+            ("max_completion_tokens", 10,
+             "integer below minimum value. Expected a value >= 256, but got 10")]:
+        error = assert_openai_error(
+            httpx.post(url, json={"assistant_id": assistant.id, field: value}), 400)
+        assert error["message"] == f"Invalid '{field}': {message} instead."
+        assert (error["param"], error["code"]) == (field, "invalid_value")
+
+
 def test_tool_choice_and_response_format_objects_are_checked_inside(
         server: ServerProcess, client: OpenAI) -> None:
     assistant = client.beta.assistants.create(model="m")

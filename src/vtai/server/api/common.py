@@ -54,7 +54,7 @@ class CodeInterpreterTool(Strict):
 
 class RankingOptions(Strict):
     ranker: Literal["auto", "default_2024_08_21"] | None = None
-    score_threshold: float = Field(ge=0, le=1)
+    score_threshold: float = Field(ge=0.0, le=1.0)
 
 
 class FileSearchOptions(Strict):
@@ -138,8 +138,9 @@ ResponseFormat = (
     ]
 )
 
-Temperature = Annotated[float | None, Field(ge=0, le=2)]
-TopP = Annotated[float | None, Field(ge=0, le=1)]
+# Float bounds: the error for a value out of them says "decimal" (see api.errors).
+Temperature = Annotated[float | None, Field(ge=0.0, le=2.0)]
+TopP = Annotated[float | None, Field(ge=0.0, le=1.0)]
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None
 
 

@@ -187,12 +187,16 @@ def _describe(error: dict[str, Any], request: Request, body: Any) -> APIError:
     }
     if kind in limits:
         what, expected = limits[kind]
+        bounds = {name: f"{value:g}" if isinstance(value, float) else value
+                  for name, value in ctx.items()}
+        if any(isinstance(value, float) for value in ctx.values()):  # a number's bounds
+            what = what.replace("integer", "decimal")
         got = error.get("input")
         got = len(got) if kind in ("string_too_long", "too_long") and got is not None else got
         noun = "length " if kind in ("string_too_long", "too_long") else ""
         return bad_request(
-            f"Invalid '{param}': {what}. Expected {expected.format(**ctx)}, but got {noun}{got} "
-            "instead.", param, "invalid_value")
+            f"Invalid '{param}': {what}. Expected {expected.format(**bounds)}, but got "
+            f"{noun}{got} instead.", param, "invalid_value")
     message = str(error.get("msg", "invalid value"))
     if kind == "value_error":
         message = message.removeprefix("Value error, ")

@@ -142,7 +142,7 @@ class CompoundFilter(Strict):
 
 class SearchRankingOptions(Strict):
     ranker: Literal["none", "auto", "default-2024-11-15"] | None = None
-    score_threshold: float = Field(0.0, ge=0, le=1)
+    score_threshold: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class SearchRequest(Strict):
