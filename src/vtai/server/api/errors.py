@@ -91,30 +91,13 @@ def param_path(loc: Sequence[Any], body: Any = None) -> str | None:
     return out or None
 
 
-def _value_at(body: Any, loc: Sequence[Any]) -> Any:
-    """The request's value at an error's ``loc``, past the names pydantic gives union
-    members; None if there is none."""
-    value = body
-    for part in loc:
-        if part in ("body", "query", "path", "header"):
-            continue
-        in_list = isinstance(part, int) and isinstance(value, list) \
-            and -len(value) <= part < len(value)
-        if in_list or (isinstance(value, dict) and part in value):
-            value = value[part]
-        elif not (isinstance(part, str) and ("[" in part or "-" in part)):
-            return None
-    return value
-
-
-def _first_error(errors: list[dict[str, Any]], body: Any) -> dict[str, Any]:
+def _first_error(errors: list[dict[str, Any]]) -> dict[str, Any]:
     """The error to report. For a value that may be a string or an object (``tool_choice``,
     ``response_format``), pydantic reports the string alternative first; an object sent is
     better told what is wrong inside it."""
     first = errors[0]
     loc = tuple(first.get("loc", ()))
-    if loc and str(loc[-1]).startswith("literal[") and isinstance(_value_at(body, loc[:-1]),
-                                                                   dict):
+    if loc and str(loc[-1]).startswith("literal[") and isinstance(first.get("input"), dict):
         for error in errors[1:]:
             if tuple(error.get("loc", ()))[:len(loc) - 1] == loc[:-1]:
                 return error
@@ -215,7 +198,7 @@ def install(app: FastAPI) -> None:
         errors = list(exc.errors())
         if not errors:
             return error_response(bad_request("Invalid request."))
-        return error_response(_describe(_first_error(errors, exc.body), request, exc.body))
+        return error_response(_describe(_first_error(errors), request, exc.body))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
