@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import tiktoken  # (imported with the server, not in its first run: tens of milliseconds)
+
 log = logging.getLogger("vtai.runs")
 
 Count = Callable[[str], int]
@@ -31,18 +33,12 @@ def estimate(text: str) -> int:
 
 def _encoding_name(model: str) -> str | None:
     try:
-        import tiktoken
-    except ImportError:
-        return None
-    try:
         return str(tiktoken.encoding_name_for_model(model))
     except KeyError:
         return None
 
 
 def _load_encoding(name: str) -> Any:
-    import tiktoken
-
     return tiktoken.get_encoding(name)
 
 
