@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from vtai.server.providers.routing import ProviderMissing, Providers
@@ -88,14 +90,28 @@ async def test_default_upstream_only_takes_every_model() -> None:
         assert route.provider == "default" and route.model == model
 
 
+def _serving(at: tuple[str, int] | None, **settings: Any) -> Providers:
+    providers = Providers(Settings(ollama_probe=False, **settings))
+    providers.serving_at = at  # as create_app sets it
+    return providers
+
+
 async def test_a_provider_at_this_servers_own_address_is_refused() -> None:
-    providers = Providers(Settings(ollama_probe=False, port=8000))
-    assert (await providers.route("vllm/x")).provider == "vllm"  # not serving: no check
-    providers.serving_at = ("127.0.0.1", 8000)
+    assert (await _serving(None).route("vllm/x")).provider == "vllm"  # not serving: no check
+    providers = _serving(("127.0.0.1", 8000))
     with pytest.raises(ProviderMissing) as err:
         await providers.route("vllm/x")
     assert "where this server listens" in str(err.value)
     assert "VTAI_PROVIDERS" in str(err.value)
     assert (await providers.route("ollama/llama3.2")).provider == "ollama"
-    providers.serving_at = ("127.0.0.1", 8001)
-    assert (await providers.route("vllm/x")).provider == "vllm"
+    assert (await _serving(("127.0.0.1", 8001)).route("vllm/x")).provider == "vllm"
+
+
+async def test_a_default_upstream_at_this_servers_own_address_is_refused() -> None:
+    """OPENAI_BASE_URL set for the apps that call this server, in the server's environment."""
+    providers = _serving(("0.0.0.0", 8000), upstream_base_url="http://localhost:8000/v1")
+    providers.prepare()  # (start-up goes on: each run says what is wrong)
+    with pytest.raises(ProviderMissing) as err:
+        await providers.route("gpt-4o")
+    assert "where this server listens" in str(err.value)
+    assert "VTAI_UPSTREAM_BASE_URL" in str(err.value)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -108,6 +109,7 @@ class Providers:
         """The provider's SDK client, and its streamed chat completions (what runs use)."""
         made = self._clients.get(name)
         if made is None:
+            self._check_not_this_server(name, cfg["base_url"])
             api_key = cfg.get("api_key") or "none"
             client = AsyncOpenAI(
                 base_url=cfg["base_url"], api_key=api_key,
@@ -127,7 +129,8 @@ class Providers:
         which the server's first run would wait out otherwise."""
         _tls()
         if self.default is not None:
-            self._client("default", self.default)
+            with contextlib.suppress(ProviderMissing):  # (each run says so, see _client)
+                self._client("default", self.default)
 
     async def route(self, model: str) -> Route:
         if self.settings.default_upstream_only and self.default is not None:
@@ -139,7 +142,6 @@ class Providers:
                     f"The model '{model}' needs LiteLLM: pip install 'vtai[litellm]'.")
             return Route("litellm", self._litellm, None, rest)
         if sep and prefix in self.named:
-            self._check_not_this_server(prefix)
             return Route(prefix, *self._client(prefix, self.named[prefix]), model=rest)
         if self.default is not None:
             return Route("default", *self._client("default", self.default), model=model)
@@ -152,20 +154,24 @@ class Providers:
             "VTAI_PROVIDERS, or start Ollama on localhost:11434."
         )
 
-    def _check_not_this_server(self, name: str) -> None:
-        """A provider at this server's own address (vLLM's default port is this server's too)
-        would be this server answering itself: ProviderMissing, saying what to configure."""
+    def _check_not_this_server(self, name: str, base_url: str) -> None:
+        """A provider at this server's own address (vLLM's default port is this server's too;
+        OPENAI_BASE_URL may be set for the apps that call this server) would be this server
+        answering itself: ProviderMissing, saying what to configure. Checked as the
+        provider's client is made, so a provider that passes is not checked again."""
         if self.serving_at is None:
             return
         host, port = self.serving_at
-        url = httpx.URL(self.named[name]["base_url"])
+        url = httpx.URL(base_url)
         ours = {host, "localhost", "127.0.0.1", "::1"} \
             if host in ("127.0.0.1", "localhost", "0.0.0.0", "::") else {host}
         if url.host in ours and url.port == port:
+            setting = "VTAI_UPSTREAM_BASE_URL" if name == "default" else (
+                f"VTAI_PROVIDERS='{{\"{name}\": {{\"base_url\": "
+                f"\"http://localhost:PORT/v1\"}}}}'")
             raise ProviderMissing(
                 f"The provider '{name}' is at {url}, where this server listens. Start it on "
-                f"another port and set VTAI_PROVIDERS='{{\"{name}\": {{\"base_url\": "
-                f"\"http://localhost:PORT/v1\"}}}}', or run this server on another port.")
+                f"another port and set {setting}, or run this server on another port.")
 
     async def _ollama_answers(self) -> bool:
         if not self.settings.ollama_probe:
