@@ -7,7 +7,7 @@ import io
 import re
 from typing import Any
 
-from openai import OpenAI
+from openai import AssistantEventHandler, OpenAI
 
 from tests.api.runs_support import scripted_assistant
 from tests.api.test_vector_stores import CORPUS, PARAPHRASES, corpus_store
@@ -62,6 +62,42 @@ def test_run_searches_the_assistants_store_and_cites_the_right_file(
     request = fake_model.requests(model)[-1]
     tool_message = next(m for m in request["messages"] if m["role"] == "tool")
     assert CORPUS["whales.txt"] in tool_message["content"]
+
+
+def test_citations_stream_as_a_delta_before_the_message_completes(
+        client: OpenAI, fake_model: FakeModelServer) -> None:
+    store_id, ids = corpus_store(client)
+    assistant, _ = scripted_assistant(
+        client, fake_model,
+        ToolCalls([Call("file_search", {"queries": [PARAPHRASES["whales.txt"]]})]),
+        cite("whales.txt"), tools=[{"type": "file_search"}],
+        tool_resources={"file_search": {"vector_store_ids": [store_id]}})
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Whales?"}])
+    seen: list[tuple[str, Any]] = []
+
+    class Handler(AssistantEventHandler):
+        def on_text_delta(self, delta: Any, snapshot: Any) -> None:
+            seen.append(("delta", delta))
+
+        def on_message_done(self, message: Any) -> None:
+            seen.append(("done", message))
+
+    with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id,
+                                         event_handler=Handler()) as stream:
+        stream.until_done()
+        (snapshot,) = stream.get_final_messages()
+    *deltas, last = seen
+    assert last[0] == "done"
+    annotated = [d for _, d in deltas if d.annotations]
+    assert len(annotated) == 1 and annotated[0].value == ""  # printable as it comes
+    (streamed,) = annotated[0].annotations
+    assert streamed.index == 0 and streamed.type == "file_citation"
+    assert streamed.file_citation.file_id == ids["whales.txt"]  # type: ignore[union-attr]
+    stored = client.beta.threads.messages.list(thread.id).data[0].content[0].text  # type: ignore[union-attr]
+    (annotation,) = stored.annotations
+    assert (streamed.text, streamed.start_index, streamed.end_index) == (
+        annotation.text, annotation.start_index, annotation.end_index)
+    assert snapshot.content[0].text.annotations == stored.annotations  # type: ignore[union-attr]
 
 
 def test_attachments_go_into_a_thread_store(client: OpenAI,

@@ -421,57 +421,6 @@ def test_missing_thread_run_or_step_is_named_in_the_404(client: OpenAI) -> None:
         assert err.value.body["message"].startswith(f"No {missing} found with id '{missing}_nope'")
 
 
-def test_a_text_answer_is_announced_before_its_first_token(
-        client: OpenAI, fake_model: FakeModelServer) -> None:
-    """A run whose model can only answer in text (no tools) opens its message while the
-    model works; cancelled before any token, the message stays, empty and incomplete."""
-    assistant, _ = scripted_assistant(client, fake_model, Hang(30))
-    thread = client.beta.threads.create(messages=[{"role": "user", "content": "x"}])
-    seen: list[str] = []
-    with client.beta.threads.runs.stream(thread_id=thread.id,
-                                         assistant_id=assistant.id) as stream:
-        for event in stream:
-            seen.append(event.event)
-            if event.event == "thread.run.created":
-                run_id = event.data.id
-            if event.event == "thread.message.in_progress":
-                message_id = event.data.id
-                break
-    assert seen == TEXT_EVENTS[:7]
-    client.beta.threads.runs.cancel(run_id, thread_id=thread.id)
-    assert wait_for_status(client, thread.id, run_id, {"cancelled"}).status == "cancelled"
-    message = client.beta.threads.messages.retrieve(message_id, thread_id=thread.id)
-    assert message.status == "incomplete" and message.content == []
-    assert message.incomplete_details.reason == "run_cancelled"
-    steps = list(client.beta.threads.runs.steps.list(run_id, thread_id=thread.id))
-    assert [(s.type, s.status) for s in steps] == [("message_creation", "cancelled")]
-
-
-def test_a_text_answer_that_failed_first_is_left_out_of_later_prompts(
-        server: ServerProcess, client: OpenAI, fake_model: FakeModelServer) -> None:
-    assistant, model = scripted_assistant(client, fake_model, Error(400), Reply("fine"))
-    thread = client.beta.threads.create(messages=[{"role": "user", "content": "x"}])
-    events = sse_events(f"{server.base_url}/threads/{thread.id}/runs",
-                        {"assistant_id": assistant.id, "stream": True})
-    assert event_names(events) == [
-        *TEXT_EVENTS[:7], "thread.message.incomplete", "thread.run.step.failed",
-        "thread.run.failed", "error", "done"]
-    message, step, run = (events[-5][1], events[-4][1], events[-3][1])
-    assert message["content"] == [] and message["incomplete_details"] == {"reason": "run_failed"}
-    assert run["last_error"]["code"] == "invalid_prompt"
-    # a step's error codes are server_error and rate_limit_exceeded only
-    assert step["last_error"] == {**run["last_error"], "code": "server_error"}
-    stored = client.beta.threads.runs.steps.retrieve(step["id"], thread_id=thread.id,
-                                                     run_id=run["id"])
-    assert stored.model_dump() == step
-    assert client.beta.threads.messages.retrieve(
-        message["id"], thread_id=thread.id).model_dump() == message
-    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id,
-                                                   assistant_id=assistant.id)
-    assert run.status == "completed"
-    assert fake_model.requests(model)[-1]["messages"] == [{"role": "user", "content": "x"}]
-
-
 def test_sdk_raises_on_failed_stream(client: OpenAI, fake_model: FakeModelServer) -> None:
     assistant, _ = scripted_assistant(client, fake_model, Error(500), Error(500), Error(500))
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "x"}])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from vtai.server import ids
+from vtai.server.runs.images import media_type
 from vtai.server.runs.prompt import build_messages
 from vtai.server.runs.tokens import estimate
 
@@ -40,6 +41,48 @@ def test_images_become_vision_parts() -> None:
     assert chat == [{"role": "user", "content": [
         {"type": "text", "text": "look"},
         {"type": "image_url", "image_url": {"url": "https://x/y.png", "detail": "low"}}]}]
+
+
+def test_image_files_become_data_urls_or_say_they_are_missing() -> None:
+    msg = message("user", "look")
+    msg["content"] += [{"type": "image_file", "image_file": {"file_id": "file-a",
+                                                             "detail": "high"}},
+                       {"type": "image_file", "image_file": {"file_id": "file-gone"}}]
+    chat, _ = build_messages(run(instructions=""), [msg], [],
+                             images={"file-a": "data:image/png;base64,AAAA"})
+    assert chat == [{"role": "user", "content": [
+        {"type": "text", "text": "look"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA",
+                                            "detail": "high"}},
+        {"type": "text", "text": "[image file file-gone: not available]"}]}]
+
+
+def test_an_answer_of_text_and_calls_is_replayed_as_one_message() -> None:
+    """Stored as a message and the tool_calls step after it (same run): one assistant
+    message, as the model sent it; a text answer of another run stays apart."""
+    earlier = message("assistant", "Hello.", run_id="run_old")
+    asked = message("user", "weather?")
+    said = message("assistant", "Let me check.", run_id="run_current")
+    step = tool_step("run_current", "call_1", "sunny")
+    chat, _ = build_messages(run(instructions=""), [earlier, asked, said], [step])
+    assert chat == [
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": "Let me check.", "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]
+    other = tool_step("run_other", "call_2", "rain")
+    chat, _ = build_messages(run(instructions=""), [asked, said], [other])
+    assert [m["content"] for m in chat[:2]] == ["weather?", "Let me check."]
+    assert chat[2]["content"] is None
+
+
+def test_media_type_from_bytes_then_name() -> None:
+    assert media_type(b"\x89PNG\r\n\x1a\nrest", "x.jpg") == "image/png"
+    assert media_type(b"\xff\xd8\xff\xe0", "x") == "image/jpeg"
+    assert media_type(b"RIFF\x00\x00\x00\x00WEBPVP8", "x") == "image/webp"
+    assert media_type(b"??", "picture.gif") == "image/gif"
+    assert media_type(b"??", "noname") == "application/octet-stream"
 
 
 def test_tool_calls_sit_between_the_messages_around_them() -> None:

@@ -163,14 +163,19 @@ def tool_calls_plan(writer: ChunkWriter, step: ToolCalls) -> Plan:
     plan: Plan = [float(step.first_token_delay)] if step.first_token_delay else []
     plan.append(writer.delta({"role": "assistant", "content": ""}))
     chunks = [writer.delta({"content": piece}) for piece in split_words(step.text or "")]
-    for index, call in enumerate(step.calls):
+    for position, call in enumerate(step.calls):
+        index = position if call.index is None else call.index
+        name, *more_name = call.name_pieces()
         first = {
             "index": index,
             "id": call_id(call),
             "type": "function",
-            "function": {"name": call.name, "arguments": ""},
+            "function": {"name": name, "arguments": ""},
         }
         chunks.append(writer.delta({"tool_calls": [first]}))
+        for piece in more_name:
+            chunks.append(writer.delta({"tool_calls": [{"index": index,
+                                                        "function": {"name": piece}}]}))
         for fragment in split_arguments(call.arguments_json):
             part = {"index": index, "function": {"arguments": fragment}}
             chunks.append(writer.delta({"tool_calls": [part]}))

@@ -48,11 +48,16 @@ class Reply:
 
 @dataclass(frozen=True)
 class Call:
-    """One function call of `ToolCalls`; `arguments` is a dict (sent as JSON) or a raw string."""
+    """One function call of `ToolCalls`; `arguments` is a dict (sent as JSON) or a raw string.
+    `index`: the `index` its chunks carry (default: its position), to mimic providers that
+    number calls from 1 or give parallel calls one index; `name_chunks`: the name is sent in
+    that many pieces (default 1, as OpenAI does)."""
 
     name: str
     arguments: dict[str, Any] | str
     id: str | None = None
+    index: int | None = None
+    name_chunks: int = 1
 
     @property
     def arguments_json(self) -> str:
@@ -60,8 +65,14 @@ class Call:
             return self.arguments
         return orjson.dumps(self.arguments).decode()
 
+    def name_pieces(self) -> list[str]:
+        n = max(1, min(self.name_chunks, len(self.name)))
+        size = -(-len(self.name) // n)
+        return [self.name[i : i + size] for i in range(0, len(self.name), size)] or [""]
+
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "arguments": self.arguments, "id": self.id}
+        return {"name": self.name, "arguments": self.arguments, "id": self.id,
+                "index": self.index, "name_chunks": self.name_chunks}
 
 
 @dataclass(frozen=True)

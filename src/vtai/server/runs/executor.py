@@ -21,7 +21,7 @@ import orjson
 from vtai.server import ids, logs
 from vtai.server.providers.chat_stream import UpstreamError
 from vtai.server.providers.routing import OpenAnswer, ProviderMissing, Providers, Route
-from vtai.server.runs import prompt, states
+from vtai.server.runs import images, prompt, states
 from vtai.server.runs.records import Changes, Conflict, OpenedMessage, RunRecords
 from vtai.server.runs.tokens import Count, Tokenizers, estimate
 from vtai.server.store import objects, queries, tables
@@ -68,8 +68,21 @@ class _OverPromptLimit(Exception):
 @dataclass
 class _ToolCall:
     id: str
+    upstream_id: str = ""  # the id the model gave it, if any
     name: str = ""
     arguments: str = ""
+    settled: bool = False  # its name is complete (see Executor._settle)
+    # Its index in the step's tool_calls, as streamed: functions take theirs as they stream,
+    # built-in tools when they run.
+    position: int | None = None
+    entry: dict[str, Any] | None = None  # a built-in tool's call as the step holds it
+
+    def step_entry(self) -> dict[str, Any]:
+        """The call as the tool_calls step holds it."""
+        if self.entry is not None:
+            return self.entry
+        return {"id": self.id, "type": "function", "function": {
+            "name": self.name, "arguments": self.arguments, "output": None}}
 
 
 @dataclass
@@ -107,7 +120,11 @@ class _Turn:
     message_step: dict[str, Any] | None = None
     text: str = ""
     tool_step: dict[str, Any] | None = None
-    calls: dict[int, _ToolCall] = field(default_factory=dict)
+    # The model's tool calls in the order they came, and the one each upstream index is at.
+    calls: list[_ToolCall] = field(default_factory=list)
+    by_index: dict[int, _ToolCall] = field(default_factory=dict)
+    positions: int = 0  # tool_calls indexes streamed so far
+    earlier_text: str = ""  # of a message closed when the model turned to tool calls
     finish_reason: str | None = None
     usage: dict[str, int] | None = None
     # calls of built-in tools made since the run's last message, by tool type
@@ -118,16 +135,31 @@ class _Turn:
     # The write of the message's and its step's rows, while it is under way (see
     # Executor._open_message).
     storing: asyncio.Task[None] | None = None
+    # The message a text answer goes into, stored with the run's start but not announced
+    # before the model's first token (see Executor._open_and_start).
+    unannounced: OpenedMessage | None = None
 
     def made_step(self, step: dict[str, Any]) -> None:
         if self.steps is not None:
             self.steps[step["id"]] = step
 
+    def next_position(self) -> int:
+        self.positions += 1
+        return self.positions - 1
+
+    def step_calls(self) -> list[dict[str, Any]]:
+        """The tool calls streamed so far, as the step holds them, in their streamed order."""
+        placed = sorted((c for c in self.calls if c.position is not None),
+                        key=lambda c: c.position or 0)
+        return [c.step_entry() for c in placed]
+
     def next_model_call(self) -> None:
         """Start another model call in the same turn (after built-in tools ran)."""
         self.message = self.message_step = self.tool_step = None
-        self.text = ""
-        self.calls = {}
+        self.text = self.earlier_text = ""
+        self.calls = []
+        self.by_index = {}
+        self.positions = 0
         self.finish_reason = None
         self.usage = None
 
@@ -363,8 +395,9 @@ class Executor:
         messages, tool_steps = await self._load_thread(run, thread_rows)
         route = await self.providers.route(run["model"])
         count = self.tokenizers.count_for(route.model)
+        urls = await images.image_urls(messages, self.db, self.blobs)
         chat, prompt_tokens = prompt.build_messages(run, messages, tool_steps, self._replay,
-                                                    count)
+                                                    count, urls)
         if run.get("max_prompt_tokens") is not None and prompt_tokens > run["max_prompt_tokens"]:
             raise _OverPromptLimit
         return ModelCall(route, self._params(run, route, chat, builtins, used), prompt_tokens,
@@ -447,8 +480,8 @@ class Executor:
             raise _error_from_upstream(err) from err
         metrics.upstream_seconds.labels("total").observe(time.monotonic() - started)
         if turn.usage is None:
-            completion = count(
-                turn.text + "".join(c.name + c.arguments for c in turn.calls.values()))
+            completion = count(turn.earlier_text + turn.text
+                               + "".join(c.name + c.arguments for c in turn.calls))
             turn.usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
                           "total_tokens": prompt_tokens + completion}
         return await self._conclude(run, project, turn, builtins)
@@ -461,14 +494,14 @@ class Executor:
     async def _start_once_sent(self, run: dict[str, Any], project: str,
                                text_turn: _Turn | None) -> None:
         await _let_request_leave()
-        if text_turn is None or text_turn.message is not None:
+        if text_turn is None or text_turn.message is not None \
+                or run["status"] != states.QUEUED:
             await self._start(run)
-        elif run["status"] == states.QUEUED:  # its message is stored with the move
-            opened = self.records.new_message(run, project)
-            _hold(text_turn, opened)
-            run.update(await self.records.start(run, opened))
-        else:  # (a run resumed in progress)
-            self._open_message(run, project, text_turn)
+            return
+        opened = self.records.new_message(run, project)  # stored with the move
+        _hold(text_turn, opened)
+        text_turn.unannounced = opened
+        run.update(await self.records.start(run, opened))
 
     async def _open_and_start(self, run: dict[str, Any], call: ModelCall, project: str,
                               text_turn: _Turn | None) -> OpenAnswer:
@@ -478,10 +511,9 @@ class Executor:
         status is stored, so its events come after ``thread.run.in_progress``.
 
         ``text_turn``: the model can only answer in text (see _answers_in_text), so the
-        message it answers in is opened now too, while the model works: the client has its
-        creation events (and a UI its empty message) before the first token, which then
-        comes alone. If the model call fails, that message stays, incomplete (as one the
-        model stopped writing), and later prompts leave it out while it has no text."""
+        rows of the message it answers in are stored now too, in the same statement as the
+        run's start: no write of its own. The message is announced with the first token (as
+        OpenAI creates it); if the run ends before any, it is removed unannounced."""
         opening = call.opening if call.opening is not None else call.send()
         call.opening = None  # the turn reads it, or releases it
         starting = asyncio.ensure_future(self._start_once_sent(run, project, text_turn))
@@ -507,6 +539,9 @@ class Executor:
             {"index": 0, "type": "text", "text": {"value": text, "annotations": []}}]}
         if turn.message is None:
             self._open_message(run, project, turn, delta)
+        elif turn.unannounced is not None:
+            self.records.announce(run["id"], turn.unannounced, delta)
+            turn.unannounced = None
         else:
             self.records.delta(run["id"], "thread.message.delta", turn.message["id"], delta)
         turn.text += text
@@ -535,32 +570,88 @@ class Executor:
             await storing
 
     async def _on_tool_call(self, run: dict[str, Any], project: str, turn: _Turn,
-                            call: dict[str, Any], builtins: dict[str, Any]) -> None:
+                            chunk: dict[str, Any], builtins: dict[str, Any]) -> None:
+        """A piece of a tool call from the model. Calls are streamed at indexes of our own,
+        0, 1, ... in the order they are streamed (an upstream may number from 1, or give two
+        calls one index with different ids), each once its name is complete."""
         if turn.tool_step is None:
+            await self._close_message_early(run, turn)
             turn.tool_step = await self.records.create_step(
                 run, project, {"type": "tool_calls", "tool_calls": []})
             turn.made_step(turn.tool_step)
-        index = call.get("index")
-        if not isinstance(index, int):
-            index = len(turn.calls)
-        state = turn.calls.get(index)
-        first = state is None
-        if state is None:
-            state = turn.calls[index] = _ToolCall(id=ids.new_id("call_"))
-        fn = call.get("function") or {}
+        key = chunk.get("index")
+        if not isinstance(key, int):
+            key = -1 - len(turn.calls)  # no index: each piece a call of its own
+        given_id = chunk.get("id")
+        upstream_id = given_id if isinstance(given_id, str) else ""
+        call = turn.by_index.get(key)
+        if call is None or (upstream_id and call.upstream_id
+                            and upstream_id != call.upstream_id):
+            for earlier in turn.calls:  # a new call: the names before it are complete
+                if not earlier.settled:
+                    self._settle(run, turn, earlier, builtins)
+            call = _ToolCall(id=ids.new_id("call_"), upstream_id=upstream_id)
+            turn.calls.append(call)
+            turn.by_index[key] = call
+        elif upstream_id and not call.upstream_id:
+            call.upstream_id = upstream_id
+        fn = chunk.get("function") or {}
         name = str(fn.get("name") or "")
         arguments = str(fn.get("arguments") or "")
-        state.name += name
-        state.arguments += arguments
-        if state.name in builtins:
-            return  # streamed in the tool's own shape once its arguments are complete
-        piece: dict[str, Any] = {"index": index, "type": "function",
-                                 "function": {"arguments": arguments}}
-        if first:
-            piece["id"] = state.id
-            piece["function"] = {"name": state.name, "arguments": arguments, "output": None}
+        call.name += name
+        call.arguments += arguments
+        if not call.settled:
+            if arguments:  # the arguments began: the name is complete
+                self._settle(run, turn, call, builtins)
+            return
+        if call.position is None:
+            return  # a built-in tool's: streamed in the tool's own shape when it runs
+        function: dict[str, Any] = {"arguments": arguments}
+        if name:  # (a name still growing after its arguments began: the SDK joins them)
+            function["name"] = name
+        self._step_delta(run, turn, {"index": call.position, "type": "function",
+                                     "function": function})
+
+    def _settle(self, run: dict[str, Any], turn: _Turn, call: _ToolCall,
+                builtins: dict[str, Any]) -> None:
+        """A call's name is complete: a function's call is streamed from here on; a
+        built-in tool's waits for the tool to run."""
+        call.settled = True
+        if call.name in builtins:
+            return
+        call.position = turn.next_position()
+        self._step_delta(run, turn, {"index": call.position, "id": call.id, "type": "function",
+                                     "function": {"name": call.name,
+                                                  "arguments": call.arguments,
+                                                  "output": None}})
+
+    def _announce_empty(self, run: dict[str, Any], turn: _Turn) -> None:
+        """The model's answer ended with no text: its message, stored and not announced
+        yet, is announced now (and completes empty)."""
+        if turn.unannounced is not None:
+            self.records.announce(run["id"], turn.unannounced)
+            turn.unannounced = None
+
+    def _step_delta(self, run: dict[str, Any], turn: _Turn, piece: dict[str, Any]) -> None:
+        assert turn.tool_step is not None
         self.records.delta(run["id"], "thread.run.step.delta", turn.tool_step["id"],
                            {"step_details": {"type": "tool_calls", "tool_calls": [piece]}})
+
+    async def _close_message_early(self, run: dict[str, Any], turn: _Turn) -> None:
+        """The model wrote text, then turned to tool calls: its message and the message's
+        step complete before the tool_calls step is created, as steps follow one another
+        (the SDK's stream helpers keep one current step)."""
+        if turn.message is None or turn.message_step is None:
+            return
+        await self._stored(turn)
+        self._announce_empty(run, turn)
+        async with self.records.changes(gather=True) as tx:
+            await self._close_message(tx, turn, "completed", None, run["id"])
+            turn.message_step.update(status="completed", completed_at=ids.now(), usage=None)
+            await tx.save_step(turn.message_step, "completed")
+        turn.earlier_text += turn.text
+        turn.text = ""
+        turn.message = turn.message_step = None
 
     async def _conclude(self, run: dict[str, Any], project: str, turn: _Turn,
                         builtins: dict[str, tuple[BuiltinTool, dict[str, Any]]]
@@ -568,18 +659,30 @@ class Executor:
         """Store what the model call produced: the run's status when the turn is over, None
         when built-in tools ran and the model is called again."""
         await self._stored(turn)
+        self._announce_empty(run, turn)
+        for call in turn.calls:
+            if not call.settled:
+                self._settle(run, turn, call, builtins)
         truncated = turn.finish_reason == "length"
-        ends = truncated or not turn.calls or turn.tool_step is None
+        filtered = turn.finish_reason == "content_filter"
+        ends = truncated or filtered or not turn.calls or turn.tool_step is None
         if ends or turn.message is not None:  # (a model call that only called tools: no text)
             async with self.records.changes(gather=True) as tx:
                 if turn.message is not None:
+                    cut = "max_tokens" if truncated else "content_filter" if filtered else None
                     await self._close_message(
-                        tx, turn, "incomplete" if truncated else "completed",
-                        {"reason": "max_tokens"} if truncated else None)
+                        tx, turn, "incomplete" if cut else "completed",
+                        {"reason": cut} if cut else None, run["id"])
                 if turn.message_step is not None:
                     turn.message_step.update(status="completed", completed_at=ids.now(),
                                              usage=None if turn.calls else turn.usage)
                     await tx.save_step(turn.message_step, "completed")
+                if ends and turn.tool_step is not None:
+                    # cut off while calling tools: the calls streamed so far will not run
+                    turn.tool_step.update(status="cancelled", cancelled_at=ids.now(),
+                                          usage=turn.usage)
+                    turn.tool_step["step_details"]["tool_calls"] = turn.step_calls()
+                    turn.made_step(await tx.save_step(turn.tool_step, "cancelled"))
                 if ends:
                     status = states.INCOMPLETE if truncated else states.COMPLETED
                     await self._end(
@@ -589,15 +692,10 @@ class Executor:
                     return status
         assert turn.tool_step is not None
 
-        ordered = sorted(turn.calls.items())
-        step_calls: list[dict[str, Any]] = []
-        for index, call in ordered:
-            if call.name in builtins:
-                step_calls.append(await self._run_builtin(run, project, turn, index, call,
-                                                          builtins[call.name][0]))
-            else:
-                step_calls.append({"id": call.id, "type": "function", "function": {
-                    "name": call.name, "arguments": call.arguments, "output": None}})
+        for call in turn.calls:
+            if call.position is None:  # a built-in tool's
+                await self._run_builtin(run, project, turn, call, builtins[call.name][0])
+        step_calls = turn.step_calls()
         turn.tool_step["step_details"]["tool_calls"] = step_calls
         turn.tool_step["usage"] = turn.usage
         pending = [c for c in step_calls if c["type"] == "function"]
@@ -618,26 +716,26 @@ class Executor:
             }, expires_at=ids.now() + self._expires_after())
         return states.REQUIRES_ACTION
 
-    async def _run_builtin(self, run: dict[str, Any], project: str, turn: _Turn, index: int,
-                           call: _ToolCall, tool: BuiltinTool) -> dict[str, Any]:
-        assert turn.tool_step is not None
-        step_id = turn.tool_step["id"]
+    async def _run_builtin(self, run: dict[str, Any], project: str, turn: _Turn,
+                           call: _ToolCall, tool: BuiltinTool) -> None:
+        """Run a built-in tool's call, streamed at the step's next index; ``call.entry``
+        holds it as the step does (its first shape while it runs)."""
+        index = call.position = turn.next_position()
 
         def emit(fields: dict[str, Any], first: bool = False) -> None:
             # The SDK concatenates string fields of deltas merged by index: the id goes once.
             piece = {"index": index, **({"id": call.id} if first else {}), "type": tool.type,
                      **fields}
-            self.records.delta(run["id"], "thread.run.step.delta", step_id,
-                               {"step_details": {"type": "tool_calls", "tool_calls": [piece]}})
+            self._step_delta(run, turn, piece)
 
-        initial = tool.initial_call(call.id, call.arguments)
-        emit({k: v for k, v in initial.items() if k not in ("id", "type")}, first=True)
+        call.entry = tool.initial_call(call.id, call.arguments)
+        emit({k: v for k, v in call.entry.items() if k not in ("id", "type")}, first=True)
         ctx = await self._tool_context(run, project, emit)
         started = time.monotonic()
         result = await tool.call(ctx, call.id, call.arguments)
         self.records.metrics.tool_seconds.labels(tool.type).observe(time.monotonic() - started)
         turn.builtin_calls.setdefault(tool.type, []).append(result.call)
-        return result.call
+        call.entry = result.call
 
     async def _tool_context(self, run: dict[str, Any], project: str,
                             emit: Callable[[dict[str, Any]], None]) -> ToolContext:
@@ -664,7 +762,9 @@ class Executor:
         await tx.move(run, status, usage=_sum_usage(usages), required_action=None, **changes)
 
     async def _close_message(self, tx: Changes, turn: _Turn, status: str,
-                             incomplete: dict[str, str] | None) -> None:
+                             incomplete: dict[str, str] | None, run_id: str) -> None:
+        """Store the turn's message as it ends. What the built-in tools add to it (citations,
+        files) is streamed first, as a delta of the parts it adds to."""
         assert turn.message is not None
         now = ids.now()
         annotations: list[dict[str, Any]] = []
@@ -675,9 +775,18 @@ class Executor:
                 annotations += added.annotations
                 parts += added.parts
         turn.builtin_calls = {}
-        # the text first: it streamed as content index 0 (none streamed: no text part)
+        # the text first: it streamed as content index 0 (none streamed: no text part,
+        # unless the answer completed with nothing at all: then an empty one)
         text = [{"type": "text", "text": {"value": turn.text, "annotations": annotations}}] \
-            if turn.text or annotations else []
+            if turn.text or annotations or (status == "completed" and not parts) else []
+        added_parts = [{"index": index, **part} for index, part in enumerate(parts, len(text))]
+        if annotations:  # (value "": handlers print delta.value)
+            added_parts.insert(0, {"index": 0, "type": "text", "text": {
+                "value": "", "annotations": [{"index": index, **annotation}
+                                             for index, annotation in enumerate(annotations)]}})
+        if added_parts:
+            self.records.delta(run_id, "thread.message.delta", turn.message["id"],
+                               {"content": added_parts})
         turn.message.update(
             content=[*text, *parts],
             status=status, incomplete_details=incomplete,
@@ -692,9 +801,16 @@ class Executor:
         """End the turn's message and every step of the run still in progress (after
         _stored: what the turn's message write stored is then closed). The run's usage: its
         steps' together."""
+        if turn.unannounced is not None:  # no token came: as if it had never been made
+            await tx.remove_opened(turn.unannounced)
+            if turn.steps is not None:
+                turn.steps.pop(turn.unannounced.step["id"], None)
+            turn.unannounced = turn.message = turn.message_step = None
         # What is stored decides (a transaction that failed may have changed the turn's copy).
         if turn.message is not None and turn.message["id"] in await tx.open_messages(run_id):
-            await self._close_message(tx, turn, "incomplete", {"reason": reason})
+            await self._close_message(tx, turn, "incomplete", {"reason": reason}, run_id)
+        if turn.tool_step is not None and turn.calls:
+            turn.tool_step["step_details"]["tool_calls"] = turn.step_calls()
         stamp = {"cancelled": "cancelled_at", "failed": "failed_at", "expired": "expired_at"}
         steps = {s["id"]: s for s in await tx.run_steps(run_id)}
         for step in (turn.message_step, turn.tool_step):

@@ -40,7 +40,8 @@ def _order_key(object_id: str) -> str:
     return object_id.split("_", 1)[-1]
 
 
-def _message_to_chat(message: dict[str, Any]) -> dict[str, Any]:
+def _message_to_chat(message: dict[str, Any], images: dict[str, str]) -> dict[str, Any]:
+    """``images``: data URLs of image files by id (see runs.images)."""
     parts: list[dict[str, Any]] = []
     for part in message["content"]:
         if part["type"] == "text":
@@ -51,9 +52,14 @@ def _message_to_chat(message: dict[str, Any]) -> dict[str, Any]:
                 image["detail"] = part["image_url"]["detail"]
             parts.append({"type": "image_url", "image_url": image})
         elif part["type"] == "image_file":
-            # Image files become data URLs once the files API stores their bytes.
-            parts.append({"type": "text",
-                          "text": f"[image file {part['image_file']['file_id']}]"})
+            file_id = part["image_file"]["file_id"]
+            if file_id not in images:
+                parts.append({"type": "text", "text": f"[image file {file_id}: not available]"})
+                continue
+            image = {"url": images[file_id]}
+            if part["image_file"].get("detail"):
+                image["detail"] = part["image_file"]["detail"]
+            parts.append({"type": "image_url", "image_url": image})
     if message["role"] == "assistant" or all(p["type"] == "text" for p in parts):
         return {"role": message["role"],
                 "content": "\n".join(p["text"] for p in parts if p["type"] == "text")}
@@ -87,34 +93,63 @@ def _step_to_chat(step: dict[str, Any], replay: Replay) -> list[dict[str, Any]]:
     return out
 
 
+# Chat messages from one thread message or tool step: (order, chat messages, droppable,
+# the run that made them: None for a message of the user's).
+_Group = tuple[str, list[dict[str, Any]], bool, str | None]
+
+
+def _join_answers(groups: list[_Group]) -> list[_Group]:
+    """An answer the model gave as text and tool calls at once is stored as a message and
+    the tool_calls step after it: it is replayed as it came, one assistant message (some
+    models' chat templates refuse two assistant messages in a row)."""
+    joined: list[_Group] = []
+    for group in groups:
+        head = group[1][0] if group[1] else {}
+        if joined and group[3] is not None and head.get("tool_calls") \
+                and head.get("content") is None:
+            order, before, droppable, run_id = joined[-1]
+            if run_id == group[3] and len(before) == 1 and "tool_calls" not in before[0]:
+                answer = {**head, "content": before[0]["content"]}
+                joined[-1] = (order, [answer, *group[1][1:]], droppable and group[2], run_id)
+                continue
+        joined.append(group)
+    return joined
+
+
 def build_messages(
     run: dict[str, Any],
     messages: list[dict[str, Any]],
     tool_steps: list[dict[str, Any]],
     replay: Replay = replay_function,
     count: Count = estimate,
+    images: dict[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """Chat messages for one model call, and their prompt tokens as ``count`` counts them.
 
-    ``messages`` and ``tool_steps`` are the thread's, oldest first. Truncation drops whole
-    thread messages (and tool calls older than what is kept), oldest first; by
-    ``max_prompt_tokens``, never the newest message (the returned count is then over it).
+    ``messages`` and ``tool_steps`` are the thread's, oldest first; ``images``: data URLs
+    of their image files (runs.images). Truncation drops whole thread messages (and tool
+    calls older than what is kept), oldest first; by ``max_prompt_tokens``, never the
+    newest message (the returned count is then over it).
     """
-    groups: list[tuple[str, list[dict[str, Any]], bool]] = []  # (order, chat msgs, droppable)
+    groups: list[_Group] = []
     for message in messages:
         if not message["content"]:  # an answer that failed before its first token
             continue
-        groups.append((_order_key(message["id"]), [_message_to_chat(message)], True))
+        made_by = message.get("run_id") if message["role"] == "assistant" else None
+        groups.append((_order_key(message["id"]), [_message_to_chat(message, images or {})],
+                       True, made_by))
     for step in tool_steps:
         droppable = step["run_id"] != run["id"]  # the current run's calls are always sent
-        groups.append((_order_key(step["id"]), _step_to_chat(step, replay), droppable))
+        groups.append((_order_key(step["id"]), _step_to_chat(step, replay), droppable,
+                       step["run_id"]))
     groups.sort(key=lambda g: g[0])
+    groups = _join_answers(groups)
 
     strategy = run.get("truncation_strategy") or {}
     if strategy.get("type") == "last_messages" and strategy.get("last_messages") is not None:
         keep = strategy["last_messages"]
         message_orders = [g[0] for g in groups if g[2] and g[1] and g[1][0]["role"] != "tool"
-                          and "tool_calls" not in g[1][0]]
+                          and g[1][0].get("content") is not None]
         cutoff = message_orders[-keep] if 0 < keep <= len(message_orders) else None
         if keep == 0:
             groups = [g for g in groups if not g[2]]

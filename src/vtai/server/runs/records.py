@@ -153,6 +153,11 @@ class Changes:
         rows = (await self.conn.sql(_RUN_MESSAGES, {"run_id": run_id})).rows
         return {row[0] for row in rows if orjson.loads(row[1])["status"] == "in_progress"}
 
+    async def remove_opened(self, opened: OpenedMessage) -> None:
+        """Delete a message stored with its run's start and never announced, and its step."""
+        for table, obj in ((tables.run_steps, opened.step), (tables.messages, opened.message)):
+            await objects.delete_objects(self.conn, table, table.c.id == obj["id"])
+
     async def save_message(self, message: dict[str, Any], event: str | None = None
                            ) -> dict[str, Any]:
         message = shaped(Message, message)
@@ -283,9 +288,8 @@ class RunRecords:
         """queued -> in_progress: one statement, not durable at once (see
         Database.write_together): the turn's end (or its failure) is, and makes this
         durable too. ``opened`` (new_message): a message stored with the move, in the same
-        statement, and announced after ``thread.run.in_progress``."""
+        statement, to be announced later (``announce``)."""
         new, event = _moved(run, states.IN_PROGRESS, {})
-        events = opened.stamped_events() if opened is not None else []
         write = _run_write(run["status"], new, None)
         if opened is None:
             moved = (await self.db.write_together([write]))[0]
@@ -294,8 +298,6 @@ class RunRecords:
         if not moved:
             raise Conflict(new["id"])
         self.bus.publish(new["id"], Event(event.event, write[1]["data"], event.id))
-        for opened_event in events:
-            self.bus.publish(new["id"], opened_event)
         return new
 
     async def create_step(self, run: dict[str, Any], project: str,
@@ -327,11 +329,16 @@ class RunRecords:
         database, and a request for the message in that moment (about a millisecond) does
         not find it yet."""
         opened = self.new_message(run, project)
-        for event in opened.stamped_events():
-            self.bus.publish(run["id"], event)
-        if first is not None:
-            self.delta(run["id"], "thread.message.delta", opened.message["id"], first)
+        self.announce(run["id"], opened, first)
         return opened
+
+    def announce(self, run_id: str, opened: OpenedMessage,
+                 first: dict[str, Any] | None = None) -> None:
+        """Publish an opened message's four events, and its ``first`` delta if given."""
+        for event in opened.stamped_events():
+            self.bus.publish(run_id, event)
+        if first is not None:
+            self.delta(run_id, "thread.message.delta", opened.message["id"], first)
 
     async def store_opened(self, opened: OpenedMessage) -> None:
         """Both rows of an opened message in one write, not durable at once: the turn's end,
