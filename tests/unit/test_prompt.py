@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from vtai.server import ids
-from vtai.server.runs.images import media_type
+from vtai.server.runs.images import image_file_ids, media_type
 from vtai.server.runs.prompt import build_messages
 from vtai.server.runs.tokens import estimate
 
@@ -75,6 +75,16 @@ def test_an_answer_of_text_and_calls_is_replayed_as_one_message() -> None:
     chat, _ = build_messages(run(instructions=""), [asked, said], [other])
     assert [m["content"] for m in chat[:2]] == ["weather?", "Let me check."]
     assert chat[2]["content"] is None
+
+
+def test_only_the_users_image_files_are_read() -> None:
+    """An assistant's message goes to the model as its text: its images are not read."""
+    def with_image(role: str, file_id: str) -> dict[str, Any]:
+        msg = message(role, "x")
+        msg["content"].append({"type": "image_file", "image_file": {"file_id": file_id}})
+        return msg
+    assert image_file_ids([with_image("user", "file-u"),
+                           with_image("assistant", "file-plot")]) == {"file-u"}
 
 
 def test_media_type_from_bytes_then_name() -> None:

@@ -31,7 +31,9 @@ def media_type(data: bytes, filename: str) -> str:
 
 
 def image_file_ids(messages: list[dict[str, Any]]) -> set[str]:
-    return {part["image_file"]["file_id"] for message in messages
+    """Image files the model is shown: the user's (an assistant's message is sent as its
+    text: the chat API takes no image from the assistant)."""
+    return {part["image_file"]["file_id"] for message in messages if message["role"] == "user"
             for part in message["content"] if part["type"] == "image_file"}
 
 
