@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from collections import Counter
 from typing import Any
 
@@ -251,3 +252,63 @@ def test_image_files_reach_the_model_as_images(client: OpenAI,
         {"type": "image_url", "image_url": {
             "url": "data:image/png;base64," + base64.b64encode(PNG).decode(), "detail": "high"}},
         {"type": "text", "text": f"[image file {gone.id}: not available]"}]
+
+
+def test_reasoning_models_get_their_own_parameters(client: OpenAI,
+                                                   fake_model: FakeModelServer) -> None:
+    """OpenAI's reasoning models (o1, o3, gpt-5, ...) refuse max_tokens and a temperature:
+    they get max_completion_tokens and reasoning_effort (the assistant's unless the run's)."""
+    model = f"o3-mini-{uuid.uuid4().hex[:8]}"
+    fake_model.script(model, Reply("Thought it over."), Reply("Again."))
+    assistant = client.beta.assistants.create(model=model, reasoning_effort="high")
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "x"}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id,
+                                                   assistant_id=assistant.id,
+                                                   max_completion_tokens=2000)
+    assert run.status == "completed" and run.reasoning_effort == "high"
+    sent = fake_model.requests(model)[-1]
+    assert sent["max_completion_tokens"] == 2000 and sent["reasoning_effort"] == "high"
+    assert not {"max_tokens", "temperature", "top_p"} & set(sent)
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id,
+                                                   assistant_id=assistant.id,
+                                                   reasoning_effort="low")
+    assert run.reasoning_effort == "low"
+    assert fake_model.requests(model)[-1]["reasoning_effort"] == "low"
+
+
+def test_other_models_keep_max_tokens_and_their_own_default_temperature(
+        client: OpenAI, fake_model: FakeModelServer) -> None:
+    """temperature and top_p of 1.0 (the API's default, which every assistant shows) leave
+    the model's own default; other values are sent."""
+    assistant, model = scripted_assistant(client, fake_model, Reply("a"), Reply("b"))
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "x"}])
+    client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id,
+                                             max_completion_tokens=300)
+    sent = fake_model.requests(model)[-1]
+    assert sent["max_tokens"] == 300
+    assert not {"max_completion_tokens", "temperature", "top_p", "reasoning_effort"} & set(sent)
+    client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id,
+                                             temperature=0.2, top_p=0.9)
+    sent = fake_model.requests(model)[-1]
+    assert (sent["temperature"], sent["top_p"]) == (0.2, 0.9)
+
+
+def test_a_spent_completion_budget_ends_the_run_without_another_model_call(
+        client: OpenAI, fake_model: FakeModelServer) -> None:
+    long_note = {"text": "word " * 300}  # about 380 completion tokens
+    assistant, model = scripted_assistant(
+        client, fake_model, ToolCalls([Call("take_note", long_note)]), Reply("Noted."),
+        tools=[NOTE_TOOL])
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "note it"}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id,
+                                                   assistant_id=assistant.id,
+                                                   max_completion_tokens=256)
+    assert run.status == "requires_action"
+    (call,) = run.required_action.submit_tool_outputs.tool_calls
+    run = client.beta.threads.runs.submit_tool_outputs_and_poll(
+        run_id=run.id, thread_id=thread.id, tool_outputs=[{"tool_call_id": call.id,
+                                                           "output": "ok"}])
+    assert run.status == "incomplete"
+    assert run.incomplete_details.reason == "max_completion_tokens"
+    assert run.usage.completion_tokens > 256
+    assert len(fake_model.requests(model)) == 1

@@ -187,7 +187,7 @@ def _new_run(request: Request, assistant: dict[str, Any], thread_id: str, body: 
                         else body.tool_choice) or "auto",
         "parallel_tool_calls": True if body.parallel_tool_calls is None
         else body.parallel_tool_calls,
-        "reasoning_effort": body.reasoning_effort,
+        "reasoning_effort": pick("reasoning_effort", assistant.get("reasoning_effort")),
     }))
 
 

@@ -46,11 +46,12 @@ class UpstreamError(Exception):
     connection error, a timeout, a broken stream)."""
 
     def __init__(self, message: str, status: int | None = None,
-                 broke_off: bool = False) -> None:
+                 broke_off: bool = False, unreachable: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.broke_off = broke_off  # its headers came, then its stream broke off
+        self.unreachable = unreachable  # no connection, or no answer in time
 
 
 def _env_proxy(url: str) -> str | None:
@@ -297,7 +298,8 @@ class ChatStreams:
                                                      proxy=self.proxy)
             except (aiohttp.ClientError, TimeoutError) as err:
                 if retries >= self.max_retries:
-                    raise UpstreamError(f"Connection error: {err!r}") from err
+                    raise UpstreamError(f"Connection error: {str(err) or repr(err)}",
+                                        unreachable=True) from err
                 await _pause(retry_delay(retries))
                 retries += 1
                 continue

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -63,6 +64,10 @@ async def _let_request_leave() -> None:
 
 class _OverPromptLimit(Exception):
     """The prompt is longer than the run's max_prompt_tokens."""
+
+
+class _OverCompletionLimit(Exception):
+    """The run's model calls used up its max_completion_tokens."""
 
 
 @dataclass
@@ -164,17 +169,27 @@ class _Turn:
         self.usage = None
 
 
-def _error_from_upstream(err: Exception) -> RunFailure:
-    """From ChatStreams (UpstreamError) or an SDK client (LiteLLM's, openai errors)."""
+def _error_from_upstream(err: Exception, provider: str) -> RunFailure:
+    """From ChatStreams (UpstreamError) or an SDK client (LiteLLM's, openai errors), of the
+    provider named ``provider``."""
     status = err.status if isinstance(err, UpstreamError) else \
         err.status_code if isinstance(err, openai.APIStatusError) else None
+    who = f"The model provider '{provider}'"
     if status == 429:
-        return RunFailure("rate_limit_exceeded", f"The model provider is rate limiting: {err}")
+        return RunFailure("rate_limit_exceeded", f"{who} is rate limiting: {err}")
     if status == 400:
-        return RunFailure("invalid_prompt", f"The model provider rejected the request: {err}")
-    if isinstance(err, UpstreamError | openai.APIStatusError):
-        return RunFailure("server_error", f"The model provider failed: {err}")
-    return RunFailure("server_error", f"The model provider could not be reached: {err}")
+        return RunFailure("invalid_prompt", f"{who} rejected the request: {err}")
+    if isinstance(err, openai.APIConnectionError) or (
+            isinstance(err, UpstreamError) and err.unreachable):
+        return RunFailure("server_error", f"{who} could not be reached: {err}")
+    if isinstance(err, UpstreamError | openai.APIError):
+        return RunFailure("server_error", f"{who} failed: {err}")
+    return RunFailure("server_error", f"{who} sent an answer that could not be read: {err}")
+
+
+# OpenAI's reasoning models: they take max_completion_tokens (not max_tokens) and
+# reasoning_effort, and refuse temperature and top_p other than their default.
+_REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
 
 
 def _function_tools(run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -416,13 +431,17 @@ class Executor:
                 params["parallel_tool_calls"] = False
             if (choice := _tool_choice(run, builtins)) is not None:
                 params["tool_choice"] = choice
-        for key in ("temperature", "top_p"):
-            if run.get(key) is not None:
+        for key in ("temperature", "top_p"):  # 1.0, the API's default, leaves the model's
+            if run.get(key) is not None and run[key] != 1.0:
                 params[key] = run[key]
         if (fmt := _response_format(run)) is not None:
             params["response_format"] = fmt
+        reasoning = _REASONING_MODEL.match(route.model) is not None
         if run.get("max_completion_tokens") is not None:
-            params["max_tokens"] = max(1, run["max_completion_tokens"] - used)
+            budget = max(1, run["max_completion_tokens"] - used)
+            params["max_completion_tokens" if reasoning else "max_tokens"] = budget
+        if run.get("reasoning_effort") is not None:
+            params["reasoning_effort"] = run["reasoning_effort"]
         return params
 
     async def _model_call(self, run: dict[str, Any], project: str, turn: _Turn,
@@ -439,17 +458,22 @@ class Executor:
                 used = sum(int((s.get("usage") or {}).get("completion_tokens") or 0)
                            for s in await self.records.run_steps(run["id"]))
             try:
+                limit = run.get("max_completion_tokens")
+                if limit is not None and used >= limit:
+                    raise _OverCompletionLimit
                 call = await self._build_call(run, builtins, used)
-            except _OverPromptLimit:
+            except (_OverPromptLimit, _OverCompletionLimit) as over:
+                reason = "max_prompt_tokens" if isinstance(over, _OverPromptLimit) else \
+                    "max_completion_tokens"
                 await self._start(run)
                 async with self.records.changes() as tx:
                     await self._end(tx, run, states.INCOMPLETE, turn,
-                                    incomplete_details={"reason": "max_prompt_tokens"})
+                                    incomplete_details={"reason": reason})
                 return states.INCOMPLETE
             except ProviderMissing as err:
                 await self._start(run)
                 raise RunFailure("server_error", str(err)) from err
-        prompt_tokens, count = call.prompt_tokens, call.count
+        prompt_tokens, count, provider = call.prompt_tokens, call.count, call.route.provider
 
         metrics = self.records.metrics
         started = call.started
@@ -477,7 +501,7 @@ class Executor:
                         if reason := choice.get("finish_reason"):
                             turn.finish_reason = reason
         except (UpstreamError, openai.APIError, ValueError, AttributeError, TypeError) as err:
-            raise _error_from_upstream(err) from err
+            raise _error_from_upstream(err, provider) from err
         metrics.upstream_seconds.labels("total").observe(time.monotonic() - started)
         if turn.usage is None:
             completion = count(turn.earlier_text + turn.text
