@@ -47,6 +47,12 @@ async def test_nothing_configured_says_what_to_do() -> None:
     with pytest.raises(ProviderMissing) as err:
         await Providers(Settings(ollama_probe=False)).route("gpt-4o")
     assert "gpt-4o" in str(err.value) and "VTAI_UPSTREAM_BASE_URL" in str(err.value)
+    assert "configured provider" not in str(err.value)
+    with pytest.raises(ProviderMissing) as err:
+        await Providers(Settings(ollama_probe=False, providers={
+            "lab": {"base_url": "http://10.0.0.1:9000/v1"}})).route("foo/bar")
+    assert "'foo/bar' ('foo' is not a configured provider: known are lab, litellm, " \
+        "llamacpp, lmstudio, ollama, vllm)" in str(err.value)
 
 
 async def test_each_provider_streams_from_its_own_url() -> None:

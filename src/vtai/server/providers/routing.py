@@ -147,8 +147,10 @@ class Providers:
             return Route("default", *self._client("default", self.default), model=model)
         if await self._ollama_answers():
             return Route("ollama", *self._client("ollama", self.named["ollama"]), model=model)
+        unknown = f" ('{prefix}' is not a configured provider: known are " \
+            f"{', '.join(sorted({*self.named, 'litellm'}))})" if sep else ""
         raise ProviderMissing(
-            f"No model provider can serve '{model}'. Set VTAI_UPSTREAM_BASE_URL (or "
+            f"No model provider can serve '{model}'{unknown}. Set VTAI_UPSTREAM_BASE_URL (or "
             "OPENAI_BASE_URL and OPENAI_API_KEY) to an OpenAI-compatible endpoint, name a "
             "provider with a prefix such as 'ollama/llama3.2', configure one in "
             "VTAI_PROVIDERS, or start Ollama on localhost:11434."
