@@ -189,15 +189,17 @@ def test_an_empty_answer_is_a_message_with_empty_text(client: OpenAI,
 
 def test_a_run_failing_before_its_first_token_leaves_no_message(
         server: ServerProcess, client: OpenAI, fake_model: FakeModelServer) -> None:
-    """The message a text answer goes into is announced with the first token, as OpenAI
-    makes it: a run that fails before leaves none (streamed or stored)."""
+    """A text answer's message is announced while the model works (its first token then
+    comes alone); a run that fails before that token removes it, and its step, without an
+    event that closes them: nothing stored is left of an answer that never began."""
     assistant, model = scripted_assistant(client, fake_model, Error(400), Reply("fine"))
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "x"}])
     events = sse_events(f"{server.base_url}/threads/{thread.id}/runs",
                         {"assistant_id": assistant.id, "stream": True})
     assert event_names(events) == [
         "thread.run.created", "thread.run.queued", "thread.run.in_progress",
-        "thread.run.failed", "error", "done"]
+        "thread.run.step.created", "thread.run.step.in_progress", "thread.message.created",
+        "thread.message.in_progress", "thread.run.failed", "error", "done"]
     run = events[-3][1]
     assert run["last_error"]["code"] == "invalid_prompt"
     assert [m.role for m in client.beta.threads.messages.list(thread.id)] == ["user"]
@@ -214,16 +216,17 @@ def test_a_run_cancelled_before_its_first_token_leaves_no_message(
     assistant, _ = scripted_assistant(client, fake_model, Hang(30))
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "x"}])
     seen: list[str] = []
-    with client.beta.threads.runs.stream(thread_id=thread.id,
-                                         assistant_id=assistant.id) as stream:
+    handler = Recorder()
+    with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id,
+                                         event_handler=handler) as stream:
         for event in stream:
             seen.append(event.event)
             if event.event == "thread.run.created":
                 run_id = event.data.id
-            if event.event == "thread.run.in_progress":
+            if event.event == "thread.message.in_progress":
                 client.beta.threads.runs.cancel(run_id, thread_id=thread.id)
     assert seen[-2:] == ["thread.run.cancelling", "thread.run.cancelled"]
-    assert not any(name.startswith("thread.message") for name in seen)
+    assert "thread.message.incomplete" not in seen and handler.errors == []
     assert wait_for_status(client, thread.id, run_id, {"cancelled"}).status == "cancelled"
     assert [m.role for m in client.beta.threads.messages.list(thread.id)] == ["user"]
     assert list(client.beta.threads.runs.steps.list(run_id, thread_id=thread.id)) == []

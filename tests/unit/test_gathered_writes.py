@@ -207,8 +207,7 @@ async def test_a_change_that_needs_a_transaction_is_refused_when_gathering(store
 
 async def test_a_run_starts_with_its_message_in_one_write(store: Database) -> None:
     """RunRecords.start with a new message: the run in_progress and the message and its step
-    stored together; the message is announced later (with the model's first token), its
-    events stamped then, after the run's."""
+    stored together, then announced, in_progress first."""
     bus = _Bus()
     records = RunRecords(store, bus)  # type: ignore[arg-type]
     run = _run(states.QUEUED)
@@ -217,12 +216,10 @@ async def test_a_run_starts_with_its_message_in_one_write(store: Database) -> No
     assert not bus.published  # made, not announced
     started = await records.start(run, opened)
     assert started["status"] == states.IN_PROGRESS and started["started_at"]
-    assert [event.event for _, event in bus.published] == ["thread.run.in_progress"]
-    records.announce(run["id"], opened, {"content": []})
     assert [event.event for _, event in bus.published] == [
         "thread.run.in_progress", "thread.run.step.created", "thread.run.step.in_progress",
-        "thread.message.created", "thread.message.in_progress", "thread.message.delta"]
-    ids_ = [event.id for _, event in bus.published[:5]]  # (a delta's is taken later)
+        "thread.message.created", "thread.message.in_progress"]
+    ids_ = [event.id for _, event in bus.published]
     assert ids_ == sorted(ids_) and len(set(ids_)) == 5  # stamped in stream order
     stored = {row[0]: row for row in await _stored(store)}
     assert stored[run["id"]][1] == states.IN_PROGRESS

@@ -140,9 +140,9 @@ class _Turn:
     # The write of the message's and its step's rows, while it is under way (see
     # Executor._open_message).
     storing: asyncio.Task[None] | None = None
-    # The message a text answer goes into, stored with the run's start but not announced
-    # before the model's first token (see Executor._open_and_start).
-    unannounced: OpenedMessage | None = None
+    # The message a text answer goes into, opened with the run's start, until the model's
+    # first token (see Executor._open_and_start).
+    untouched: OpenedMessage | None = None
 
     def made_step(self, step: dict[str, Any]) -> None:
         if self.steps is not None:
@@ -524,7 +524,7 @@ class Executor:
             return
         opened = self.records.new_message(run, project)  # stored with the move
         _hold(text_turn, opened)
-        text_turn.unannounced = opened
+        text_turn.untouched = opened
         run.update(await self.records.start(run, opened))
 
     async def _open_and_start(self, run: dict[str, Any], call: ModelCall, project: str,
@@ -535,9 +535,11 @@ class Executor:
         status is stored, so its events come after ``thread.run.in_progress``.
 
         ``text_turn``: the model can only answer in text (see _answers_in_text), so the
-        rows of the message it answers in are stored now too, in the same statement as the
-        run's start: no write of its own. The message is announced with the first token (as
-        OpenAI creates it); if the run ends before any, it is removed unannounced."""
+        message it answers in is opened now too, while the model works, stored in the same
+        statement as the run's start: the client has its creation events (and a UI its
+        empty message) before the first token, which then comes alone (the SDK parses one
+        event for it, not five). If the run ends before the first token, the message and
+        its step are removed (see _close_open_objects)."""
         opening = call.opening if call.opening is not None else call.send()
         call.opening = None  # the turn reads it, or releases it
         starting = asyncio.ensure_future(self._start_once_sent(run, project, text_turn))
@@ -561,11 +563,9 @@ class Executor:
     async def _on_text(self, run: dict[str, Any], project: str, turn: _Turn, text: str) -> None:
         delta = {"content": [
             {"index": 0, "type": "text", "text": {"value": text, "annotations": []}}]}
+        turn.untouched = None
         if turn.message is None:
             self._open_message(run, project, turn, delta)
-        elif turn.unannounced is not None:
-            self.records.announce(run["id"], turn.unannounced, delta)
-            turn.unannounced = None
         else:
             self.records.delta(run["id"], "thread.message.delta", turn.message["id"], delta)
         turn.text += text
@@ -649,13 +649,6 @@ class Executor:
                                                   "arguments": call.arguments,
                                                   "output": None}})
 
-    def _announce_empty(self, run: dict[str, Any], turn: _Turn) -> None:
-        """The model's answer ended with no text: its message, stored and not announced
-        yet, is announced now (and completes empty)."""
-        if turn.unannounced is not None:
-            self.records.announce(run["id"], turn.unannounced)
-            turn.unannounced = None
-
     def _step_delta(self, run: dict[str, Any], turn: _Turn, piece: dict[str, Any]) -> None:
         assert turn.tool_step is not None
         self.records.delta(run["id"], "thread.run.step.delta", turn.tool_step["id"],
@@ -668,7 +661,7 @@ class Executor:
         if turn.message is None or turn.message_step is None:
             return
         await self._stored(turn)
-        self._announce_empty(run, turn)
+        turn.untouched = None
         async with self.records.changes(gather=True) as tx:
             await self._close_message(tx, turn, "completed", None, run["id"])
             turn.message_step.update(status="completed", completed_at=ids.now(), usage=None)
@@ -683,7 +676,7 @@ class Executor:
         """Store what the model call produced: the run's status when the turn is over, None
         when built-in tools ran and the model is called again."""
         await self._stored(turn)
-        self._announce_empty(run, turn)
+        turn.untouched = None  # (an empty answer: its message completes empty)
         for call in turn.calls:
             if not call.settled:
                 self._settle(run, turn, call, builtins)
@@ -825,11 +818,13 @@ class Executor:
         """End the turn's message and every step of the run still in progress (after
         _stored: what the turn's message write stored is then closed). The run's usage: its
         steps' together."""
-        if turn.unannounced is not None:  # no token came: as if it had never been made
-            await tx.remove_opened(turn.unannounced)
+        if turn.untouched is not None:
+            # The model never began its answer: its message (announced early) and the step
+            # go, no event closes them, and nothing stored is left of it (as of OpenAI's).
+            await tx.remove_opened(turn.untouched)
             if turn.steps is not None:
-                turn.steps.pop(turn.unannounced.step["id"], None)
-            turn.unannounced = turn.message = turn.message_step = None
+                turn.steps.pop(turn.untouched.step["id"], None)
+            turn.untouched = turn.message = turn.message_step = None
         # What is stored decides (a transaction that failed may have changed the turn's copy).
         if turn.message is not None and turn.message["id"] in await tx.open_messages(run_id):
             await self._close_message(tx, turn, "incomplete", {"reason": reason}, run_id)

@@ -133,7 +133,7 @@ def build_messages(
     """
     groups: list[_Group] = []
     for message in messages:
-        if not message["content"]:  # an answer that failed before its first token
+        if not message["content"]:  # an empty answer (earlier versions left some)
             continue
         made_by = message.get("run_id") if message["role"] == "assistant" else None
         groups.append((_order_key(message["id"]), [_message_to_chat(message, images or {})],

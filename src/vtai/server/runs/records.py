@@ -154,7 +154,8 @@ class Changes:
         return {row[0] for row in rows if orjson.loads(row[1])["status"] == "in_progress"}
 
     async def remove_opened(self, opened: OpenedMessage) -> None:
-        """Delete a message stored with its run's start and never announced, and its step."""
+        """Delete a message opened with its run's start and never written to, and its
+        step."""
         for table, obj in ((tables.run_steps, opened.step), (tables.messages, opened.message)):
             await objects.delete_objects(self.conn, table, table.c.id == obj["id"])
 
@@ -288,8 +289,9 @@ class RunRecords:
         """queued -> in_progress: one statement, not durable at once (see
         Database.write_together): the turn's end (or its failure) is, and makes this
         durable too. ``opened`` (new_message): a message stored with the move, in the same
-        statement, to be announced later (``announce``)."""
+        statement, and announced after ``thread.run.in_progress``."""
         new, event = _moved(run, states.IN_PROGRESS, {})
+        events = opened.stamped_events() if opened is not None else []
         write = _run_write(run["status"], new, None)
         if opened is None:
             moved = (await self.db.write_together([write]))[0]
@@ -298,6 +300,8 @@ class RunRecords:
         if not moved:
             raise Conflict(new["id"])
         self.bus.publish(new["id"], Event(event.event, write[1]["data"], event.id))
+        for opened_event in events:
+            self.bus.publish(new["id"], opened_event)
         return new
 
     async def create_step(self, run: dict[str, Any], project: str,
@@ -329,16 +333,11 @@ class RunRecords:
         database, and a request for the message in that moment (about a millisecond) does
         not find it yet."""
         opened = self.new_message(run, project)
-        self.announce(run["id"], opened, first)
-        return opened
-
-    def announce(self, run_id: str, opened: OpenedMessage,
-                 first: dict[str, Any] | None = None) -> None:
-        """Publish an opened message's four events, and its ``first`` delta if given."""
         for event in opened.stamped_events():
-            self.bus.publish(run_id, event)
+            self.bus.publish(run["id"], event)
         if first is not None:
-            self.delta(run_id, "thread.message.delta", opened.message["id"], first)
+            self.delta(run["id"], "thread.message.delta", opened.message["id"], first)
+        return opened
 
     async def store_opened(self, opened: OpenedMessage) -> None:
         """Both rows of an opened message in one write, not durable at once: the turn's end,
