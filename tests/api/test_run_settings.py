@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import ExitStack
 
@@ -13,6 +14,7 @@ from tests.api.runs_support import WEATHER_TOOL, scripted_assistant, wait_for_st
 from tests.conftest import BACKENDS, start_server
 from tests.support import ServerProcess
 from vtai.testing import Call, FakeModelServer, ToolCalls
+from vtai.testing.app import FAKE_MODEL
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -93,3 +95,21 @@ def test_fake_model_demo_says_so(demo_server: ServerProcess, model: str) -> None
     text = client.beta.threads.messages.list(run.thread_id).data[0].content[0].text.value
     assert text.startswith("[VT.ai fake model") and text.endswith("You said: ping")
     assert "fake model" in demo_server.log()
+
+
+def test_models_are_what_the_upstreams_list(tmp_path_factory: pytest.TempPathFactory,
+                                            fake_model: FakeModelServer) -> None:
+    """GET /v1/models (the SDK's client.models): the default upstream's models under their
+    ids, a named provider's as name/id."""
+    lab = json.dumps({"lab": {"base_url": fake_model.base_url, "api_key": "k"}})
+    with ExitStack() as stack:
+        server = start_server(stack, tmp_path_factory.mktemp("models"), "sqlite", fake_model,
+                              {"VTAI_PROVIDERS": lab})
+        client = OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
+        listed = {model.id: model for model in client.models.list()}
+        assert {FAKE_MODEL, f"lab/{FAKE_MODEL}"} <= set(listed)
+        assert listed[f"lab/{FAKE_MODEL}"].object == "model"
+        assert client.models.retrieve(f"lab/{FAKE_MODEL}") == listed[f"lab/{FAKE_MODEL}"]
+        with pytest.raises(openai.NotFoundError) as err:
+            client.models.retrieve("nowhere/nothing")
+        assert err.value.body["code"] == "model_not_found"

@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
 from vtai.heap import settle_heap
-from vtai.server.api import assistants, errors, files, messages, runs, threads
+from vtai.server.api import assistants, errors, files, messages, models, runs, threads
 from vtai.server.api.auth import KeyRing
 from vtai.server.api.limits import ActiveRunLimit, BodyLimit, NoNulInUrl, RateLimiter
 from vtai.server.api.responses import json_response
@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     # runs first: its /threads/runs must win over /threads/{thread_id}
     for router in (runs.router, assistants.router, threads.router, messages.router,
-                   files.router):
+                   files.router, models.router):
         app.include_router(router, prefix=API_PREFIX)
     for plugin in runtime.plugins:
         for router in plugin.routers:

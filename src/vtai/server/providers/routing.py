@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -24,6 +25,7 @@ from typing import Any
 
 import certifi
 import httpx
+import openai
 from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
 from vtai.server.providers.chat_stream import Answer, ChatStreams
@@ -40,6 +42,8 @@ WELL_KNOWN = {
 }
 OLLAMA_URL = WELL_KNOWN["ollama"]
 _PROBE_TTL = 30.0
+_MODELS_TTL = 10.0  # seconds a listing of the upstreams' models is kept
+_MODELS_TIMEOUT = 3.0  # seconds an upstream has to list its models
 
 
 class ProviderMissing(Exception):
@@ -93,6 +97,7 @@ class Providers:
         self._clients: dict[str, tuple[AsyncOpenAI, ChatStreams]] = {}
         self._litellm = LiteLLMClient()
         self._ollama_seen: tuple[float, bool] = (0.0, False)
+        self._models_seen: tuple[float, list[dict[str, Any]]] = (-_MODELS_TTL, [])
         self.serving_at: tuple[str, int] | None = None  # this process's HTTP address, if any
         named = {name: dict(cfg) for name, cfg in settings.providers.items()}
         for name, url in WELL_KNOWN.items():
@@ -131,6 +136,37 @@ class Providers:
         if self.default is not None:
             with contextlib.suppress(ProviderMissing):  # (each run says so, see _client)
                 self._client("default", self.default)
+
+    async def list_models(self) -> list[dict[str, Any]]:
+        """The models the upstreams list (each one's ``GET /models``, asked at once, a few
+        seconds at most): the default upstream's under their own ids, a named provider's as
+        ``name/id``. An upstream that does not answer, or is this server, is left out. Kept
+        for a few seconds."""
+        seen_at, models = self._models_seen
+        if time.monotonic() - seen_at < _MODELS_TTL:
+            return models
+        sources: list[tuple[str, str, dict[str, str]]] = []
+        if self.default is not None:
+            sources.append(("default", "", self.default))
+        if not self.settings.default_upstream_only:
+            sources += [(name, f"{name}/", cfg) for name, cfg in self.named.items()]
+        found = await asyncio.gather(*(self._models_of(*source) for source in sources))
+        models = [model for listed in found for model in listed]
+        self._models_seen = (time.monotonic(), models)
+        return models
+
+    async def _models_of(self, name: str, prefix: str, cfg: dict[str, str]
+                         ) -> list[dict[str, Any]]:
+        try:
+            client, _ = self._client(name, cfg)
+            page = await client.with_options(timeout=_MODELS_TIMEOUT,
+                                             max_retries=0).models.list()
+        except (ProviderMissing, openai.APIError) as err:
+            log.debug("provider %s lists no models: %s", name, err)
+            return []
+        return [{"id": prefix + model.id, "object": "model",
+                 "created": int(model.created or 0), "owned_by": model.owned_by or name}
+                for model in page.data]
 
     async def route(self, model: str) -> Route:
         if self.settings.default_upstream_only and self.default is not None:
