@@ -169,15 +169,15 @@ class Providers:
                 for model in page.data]
 
     async def route(self, model: str) -> Route:
-        if self.settings.default_upstream_only and self.default is not None:
-            return Route("default", *self._client("default", self.default), model=model)
         prefix, sep, rest = model.partition("/")
-        if sep and prefix == "litellm":
+        # (with --fake-model every model goes to the default upstream, prefixed or not)
+        by_prefix = bool(sep) and not self.settings.default_upstream_only
+        if by_prefix and prefix == "litellm":
             if not litellm_installed():
                 raise ProviderMissing(
                     f"The model '{model}' needs LiteLLM: pip install 'vtai[litellm]'.")
             return Route("litellm", self._litellm, None, rest)
-        if sep and prefix in self.named:
+        if by_prefix and prefix in self.named:
             return Route(prefix, *self._client(prefix, self.named[prefix]), model=rest)
         if self.default is not None:
             return Route("default", *self._client("default", self.default), model=model)

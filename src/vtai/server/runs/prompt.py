@@ -40,6 +40,14 @@ def _order_key(object_id: str) -> str:
     return object_id.split("_", 1)[-1]
 
 
+def _image_part(url: str, given: dict[str, Any]) -> dict[str, Any]:
+    """A chat image part for ``url``, with the ``detail`` the message's part gave, if any."""
+    image = {"url": url}
+    if given.get("detail"):
+        image["detail"] = given["detail"]
+    return {"type": "image_url", "image_url": image}
+
+
 def _message_to_chat(message: dict[str, Any], images: dict[str, str]) -> dict[str, Any]:
     """``images``: data URLs of image files by id (see runs.images)."""
     parts: list[dict[str, Any]] = []
@@ -47,19 +55,13 @@ def _message_to_chat(message: dict[str, Any], images: dict[str, str]) -> dict[st
         if part["type"] == "text":
             parts.append({"type": "text", "text": part["text"]["value"]})
         elif part["type"] == "image_url":
-            image = {"url": part["image_url"]["url"]}
-            if part["image_url"].get("detail"):
-                image["detail"] = part["image_url"]["detail"]
-            parts.append({"type": "image_url", "image_url": image})
+            parts.append(_image_part(part["image_url"]["url"], part["image_url"]))
         elif part["type"] == "image_file":
             file_id = part["image_file"]["file_id"]
             if file_id not in images:
                 parts.append({"type": "text", "text": f"[image file {file_id}: not available]"})
                 continue
-            image = {"url": images[file_id]}
-            if part["image_file"].get("detail"):
-                image["detail"] = part["image_file"]["detail"]
-            parts.append({"type": "image_url", "image_url": image})
+            parts.append(_image_part(images[file_id], part["image_file"]))
     if message["role"] == "assistant" or all(p["type"] == "text" for p in parts):
         return {"role": message["role"],
                 "content": "\n".join(p["text"] for p in parts if p["type"] == "text")}
