@@ -128,7 +128,6 @@ class _Turn:
     # The model's tool calls in the order they came, and the one each upstream index is at.
     calls: list[_ToolCall] = field(default_factory=list)
     by_index: dict[int, _ToolCall] = field(default_factory=dict)
-    positions: int = 0  # tool_calls indexes streamed so far
     earlier_text: str = ""  # of a message closed when the model turned to tool calls
     finish_reason: str | None = None
     usage: dict[str, int] | None = None
@@ -149,8 +148,8 @@ class _Turn:
             self.steps[step["id"]] = step
 
     def next_position(self) -> int:
-        self.positions += 1
-        return self.positions - 1
+        """The tool_calls index the next call streamed takes."""
+        return sum(call.position is not None for call in self.calls)
 
     def step_calls(self) -> list[dict[str, Any]]:
         """The tool calls streamed so far, as the step holds them, in their streamed order."""
@@ -164,7 +163,6 @@ class _Turn:
         self.text = self.earlier_text = ""
         self.calls = []
         self.by_index = {}
-        self.positions = 0
         self.finish_reason = None
         self.usage = None
 
@@ -611,9 +609,7 @@ class Executor:
         call = turn.by_index.get(key)
         if call is None or (upstream_id and call.upstream_id
                             and upstream_id != call.upstream_id):
-            for earlier in turn.calls:  # a new call: the names before it are complete
-                if not earlier.settled:
-                    self._settle(run, turn, earlier, builtins)
+            self._settle_all(run, turn, builtins)  # a new call: the names before it are complete
             call = _ToolCall(id=ids.new_id("call_"), upstream_id=upstream_id)
             turn.calls.append(call)
             turn.by_index[key] = call
@@ -644,10 +640,12 @@ class Executor:
         if call.name in builtins:
             return
         call.position = turn.next_position()
-        self._step_delta(run, turn, {"index": call.position, "id": call.id, "type": "function",
-                                     "function": {"name": call.name,
-                                                  "arguments": call.arguments,
-                                                  "output": None}})
+        self._step_delta(run, turn, {"index": call.position, **call.step_entry()})
+
+    def _settle_all(self, run: dict[str, Any], turn: _Turn, builtins: dict[str, Any]) -> None:
+        for call in turn.calls:
+            if not call.settled:
+                self._settle(run, turn, call, builtins)
 
     def _step_delta(self, run: dict[str, Any], turn: _Turn, piece: dict[str, Any]) -> None:
         assert turn.tool_step is not None
@@ -663,9 +661,7 @@ class Executor:
         await self._stored(turn)
         turn.untouched = None
         async with self.records.changes(gather=True) as tx:
-            await self._close_message(tx, turn, "completed", None, run["id"])
-            turn.message_step.update(status="completed", completed_at=ids.now(), usage=None)
-            await tx.save_step(turn.message_step, "completed")
+            await self._complete_message(tx, run["id"], turn)
         turn.earlier_text += turn.text
         turn.text = ""
         turn.message = turn.message_step = None
@@ -677,23 +673,16 @@ class Executor:
         when built-in tools ran and the model is called again."""
         await self._stored(turn)
         turn.untouched = None  # (an empty answer: its message completes empty)
-        for call in turn.calls:
-            if not call.settled:
-                self._settle(run, turn, call, builtins)
+        self._settle_all(run, turn, builtins)
         truncated = turn.finish_reason == "length"
         filtered = turn.finish_reason == "content_filter"
         ends = truncated or filtered or not turn.calls or turn.tool_step is None
         if ends or turn.message is not None:  # (a model call that only called tools: no text)
             async with self.records.changes(gather=True) as tx:
-                if turn.message is not None:
-                    cut = "max_tokens" if truncated else "content_filter" if filtered else None
-                    await self._close_message(
-                        tx, turn, "incomplete" if cut else "completed",
-                        {"reason": cut} if cut else None, run["id"])
-                if turn.message_step is not None:
-                    turn.message_step.update(status="completed", completed_at=ids.now(),
-                                             usage=None if turn.calls else turn.usage)
-                    await tx.save_step(turn.message_step, "completed")
+                cut = "max_tokens" if truncated else "content_filter" if filtered else None
+                await self._complete_message(
+                    tx, run["id"], turn, "incomplete" if cut else "completed",
+                    {"reason": cut} if cut else None, None if turn.calls else turn.usage)
                 if ends and turn.tool_step is not None:
                     # cut off while calling tools: the calls streamed so far will not run
                     turn.tool_step.update(status="cancelled", cancelled_at=ids.now(),
@@ -777,6 +766,18 @@ class Executor:
         if turn.message_step is None and turn.tool_step is None:
             usages.append(turn.usage)
         await tx.move(run, status, usage=_sum_usage(usages), required_action=None, **changes)
+
+    async def _complete_message(self, tx: Changes, run_id: str, turn: _Turn,
+                                status: str = "completed",
+                                incomplete: dict[str, str] | None = None,
+                                usage: dict[str, int] | None = None) -> None:
+        """End the turn's message (``status``) and complete its step (with ``usage``: the
+        model call's when it only wrote the message)."""
+        if turn.message is not None:
+            await self._close_message(tx, turn, status, incomplete, run_id)
+        if turn.message_step is not None:
+            turn.message_step.update(status="completed", completed_at=ids.now(), usage=usage)
+            await tx.save_step(turn.message_step, "completed")
 
     async def _close_message(self, tx: Changes, turn: _Turn, status: str,
                              incomplete: dict[str, str] | None, run_id: str) -> None:
