@@ -30,7 +30,8 @@ def _require_postgres() -> None:
 def fake_model() -> Iterator[object]:
     from vtai.testing import FakeModelServer
 
-    with FakeModelServer() as fm:
+    # As llama-cpp-python's server: an assistant message with "content": null is a 500.
+    with FakeModelServer(refuse_null_content=True) as fm:
         yield fm
 
 

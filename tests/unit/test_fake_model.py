@@ -18,11 +18,13 @@ from vtai.testing import (
     Call,
     Drop,
     Echo,
+    Empty,
     Error,
     FakeModelServer,
     FakeModelState,
     Garbage,
     Hang,
+    Raw,
     Reply,
     ToolCalls,
     create_app,
@@ -252,6 +254,50 @@ def test_garbage_is_not_json(fm: FakeModelServer, sdk: OpenAI) -> None:
         stream_chunks(sdk)
 
 
+# ------------------------------------------------------------ other providers' shapes
+
+
+def test_a_name_repeated_in_every_chunk(fm: FakeModelServer) -> None:
+    """As llama-cpp-python's server streams a call: each chunk has the whole name, the id
+    and the legacy function_call beside tool_calls."""
+    fm.script("m", ToolCalls([Call("get_weather", {"city": "Oslo"}, repeat_name=True)]))
+    with httpx.stream("POST", f"{fm.base_url}/chat/completions", json={
+            "model": "m", "messages": USER_HI, "stream": True}) as response:
+        events = [json.loads(line[6:]) for line in response.iter_lines()
+                  if line.startswith("data: {")]
+    deltas = [e["choices"][0]["delta"] for e in events if e["choices"][0]["delta"].get(
+        "tool_calls")]
+    assert len(deltas) >= 3
+    assert {d["tool_calls"][0]["function"]["name"] for d in deltas} == {"get_weather"}
+    assert len({d["tool_calls"][0]["id"] for d in deltas}) == 1
+    assert all(d["function_call"]["name"] == "get_weather" for d in deltas)
+    arguments = "".join(d["tool_calls"][0]["function"]["arguments"] for d in deltas)
+    assert json.loads(arguments) == {"city": "Oslo"}
+
+
+def test_empty_and_raw_answers(fm: FakeModelServer) -> None:
+    fm.script("m", Empty(), Raw('{"error": "teapot"}', status=418,
+                                content_type="application/json"))
+    body = {"model": "m", "messages": USER_HI, "stream": True}
+    empty = httpx.post(f"{fm.base_url}/chat/completions", json=body)
+    assert empty.status_code == 200 and empty.content == b""
+    assert empty.headers["content-type"].startswith("text/event-stream")
+    raw = httpx.post(f"{fm.base_url}/chat/completions", json=body)
+    assert (raw.status_code, raw.json()) == (418, {"error": "teapot"})
+
+
+def test_null_content_can_be_refused() -> None:
+    messages = [*USER_HI, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c", "content": "ok"}]
+    with FakeModelServer(refuse_null_content=True) as strict:
+        sdk = OpenAI(base_url=strict.base_url, api_key="x", max_retries=0)
+        with pytest.raises(openai.InternalServerError, match="valid string"):
+            sdk.chat.completions.create(model="m", messages=messages)
+        without = [{k: v for k, v in m.items() if v is not None} for m in messages]
+        assert sdk.chat.completions.create(model="m", messages=without).choices
+
+
 # ----------------------------------------------------------------- prompts and scripting
 
 
@@ -376,6 +422,9 @@ def test_steps_round_trip_through_json() -> None:
         Drop("x", after_chunks=0),
         Hang(1.5),
         Garbage("<html>"),
+        Empty(),
+        Raw("data: [DONE]\n\n", status=201, content_type="text/plain"),
+        ToolCalls([Call("f", {}, repeat_name=True)]),
         Echo(),
     ]
     assert [step_from_json(json.loads(json.dumps(s.to_json()))) for s in steps] == steps

@@ -187,16 +187,10 @@ class AssistantSession:
             thread_id=self.thread_id, run_id=run.id, tool_outputs=outputs,
             event_handler=_Handler(self, listener), extra_query=WITH_RESULT_CONTENT))
 
-    async def _consume(self, manager: Any) -> None:
-        try:
-            async with manager as stream:
-                await stream.until_done()
-        except openai.APIError as err:
-            # The `error` event that follows thread.run.failed only repeats the run's
-            # last_error, which the caller gets with the failed run.
-            if type(err) is not openai.APIError or self.run is None \
-                    or self.run.status not in TERMINAL_STATUSES:
-                raise
+    @staticmethod
+    async def _consume(manager: Any) -> None:
+        async with manager as stream:
+            await stream.until_done()
 
     async def cancel(self) -> None:
         """Cancel the run in progress, if any (a run that already ended is left alone)."""

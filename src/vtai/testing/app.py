@@ -23,9 +23,11 @@ from .embeddings import parse_input as parse_embedding_input
 from .steps import (
     Drop,
     Echo,
+    Empty,
     Error,
     Garbage,
     Hang,
+    Raw,
     Reply,
     ScriptItem,
     Step,
@@ -49,10 +51,15 @@ class FakeModelState:
     """Scripts, recorded requests and the default step; safe to use from any thread."""
 
     def __init__(self, default: Step | StepFn | None = None,
-                 max_recorded: int | None = MAX_RECORDED) -> None:
+                 max_recorded: int | None = MAX_RECORDED,
+                 refuse_null_content: bool = False) -> None:
         """``max_recorded``: how many request bodies are kept, the newest (None: all), so a
-        fake model serving a long load test does not grow without end."""
+        fake model serving a long load test does not grow without end.
+        ``refuse_null_content``: an assistant message with ``"content": null`` is answered
+        with a 500, as llama-cpp-python's server answers it (its request validation wants a
+        string)."""
         self.default = default
+        self.refuse_null_content = refuse_null_content
         self._lock = threading.Lock()
         self._scripts: dict[str, deque[ScriptItem]] = {}
         self._requests: deque[dict[str, Any]] = deque(maxlen=max_recorded)
@@ -247,6 +254,10 @@ async def _answer(
             # the payload, the way a broken upstream usually shows up.
             return Response(f"data: {step.body}\n\n", media_type=_SSE)
         return Response(step.body, media_type=_JSON)
+    if isinstance(step, Empty):
+        return Response(b"", media_type=_SSE if stream else _JSON)
+    if isinstance(step, Raw):
+        return Response(step.body.encode(), step.status, media_type=step.content_type)
     if isinstance(step, Echo):
         step = Reply(chat.echo_text(body))
     if isinstance(step, Drop):
@@ -286,6 +297,18 @@ def _drop(step: Drop, model: str, stream: bool) -> ASGIApp:
 # ---------------------------------------------------------------------------- endpoints
 
 
+def _null_content(messages: list[Any]) -> str | None:
+    """What llama-cpp-python's server says of an assistant message sent with ``"content":
+    null`` (beside its tool calls), or None if there is none."""
+    for position, message in enumerate(messages):
+        if isinstance(message, dict) and message.get("role") == "assistant" \
+                and "content" in message and message["content"] is None:
+            return (f"1 validation error:\n  {{'type': 'string_type', 'loc': ('body', "
+                    f"'messages', {position}, 'ChatCompletionRequestAssistantMessage', "
+                    "'content'), 'msg': 'Input should be a valid string', 'input': None}")
+    return None
+
+
 async def _read_json(request: Request) -> dict[str, Any]:
     try:
         body = orjson.loads(await request.body())
@@ -306,6 +329,8 @@ def _endpoints(state: FakeModelState) -> list[Route]:
                 400, "Missing required parameter: 'messages'.", code="missing_required_parameter"
             )
         state.record(body)
+        if state.refuse_null_content and (refused := _null_content(body["messages"])):
+            return _error(500, refused, "internal_server_error")
         step = await state.next_step(body)
         return await _answer(state, step, body, request.receive)
 

@@ -165,6 +165,9 @@ def tool_calls_plan(writer: ChunkWriter, step: ToolCalls) -> Plan:
     chunks = [writer.delta({"content": piece}) for piece in split_words(step.text or "")]
     for position, call in enumerate(step.calls):
         index = position if call.index is None else call.index
+        if call.repeat_name:
+            chunks += _repeated_name_chunks(writer, call, index)
+            continue
         name, *more_name = call.name_pieces()
         first = {
             "index": index,
@@ -181,6 +184,21 @@ def tool_calls_plan(writer: ChunkWriter, step: ToolCalls) -> Plan:
             chunks.append(writer.delta({"tool_calls": [part]}))
     _paced(plan, chunks, step.chunk_delay)
     return plan
+
+
+def _repeated_name_chunks(writer: ChunkWriter, call: Call, index: int) -> list[bytes]:
+    """A call as llama-cpp-python's server streams it: each chunk repeats the whole name and
+    the id beside a fragment of the arguments, with the legacy ``function_call`` too, and
+    null for the fields it does not fill."""
+    identity = call_id(call)
+    chunks = []
+    for fragment in [*split_arguments(call.arguments_json), ""]:
+        function = {"name": call.name, "arguments": fragment}
+        chunks.append(writer.delta({
+            "role": None, "content": None, "function_call": function,
+            "tool_calls": [{"index": index, "id": identity, "type": "function",
+                            "function": function}]}))
+    return chunks
 
 
 def finish_plan(

@@ -39,11 +39,12 @@ class FakeModelServer:
     """
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, default: Step | StepFn | None = None
+        self, host: str = "127.0.0.1", port: int = 0, default: Step | StepFn | None = None,
+        refuse_null_content: bool = False,
     ) -> None:
         self.host = host
         self.port = port
-        self.state = FakeModelState(default)
+        self.state = FakeModelState(default, refuse_null_content=refuse_null_content)
         self.app = create_app(self.state)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None

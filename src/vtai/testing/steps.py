@@ -51,13 +51,16 @@ class Call:
     """One function call of `ToolCalls`; `arguments` is a dict (sent as JSON) or a raw string.
     `index`: the `index` its chunks carry (default: its position), to mimic providers that
     number calls from 1 or give parallel calls one index; `name_chunks`: the name is sent in
-    that many pieces (default 1, as OpenAI does)."""
+    that many pieces (default 1, as OpenAI does); `repeat_name`: every chunk of the call
+    repeats its whole name and its id, with a legacy `function_call` beside `tool_calls`
+    (as llama-cpp-python's server streams calls)."""
 
     name: str
     arguments: dict[str, Any] | str
     id: str | None = None
     index: int | None = None
     name_chunks: int = 1
+    repeat_name: bool = False
 
     @property
     def arguments_json(self) -> str:
@@ -72,7 +75,8 @@ class Call:
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "arguments": self.arguments, "id": self.id,
-                "index": self.index, "name_chunks": self.name_chunks}
+                "index": self.index, "name_chunks": self.name_chunks,
+                "repeat_name": self.repeat_name}
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,28 @@ class Garbage:
 
 
 @dataclass(frozen=True)
+class Empty:
+    """Answer 200 with nothing: an event stream (or a JSON answer) with no byte in it, as
+    some servers answer when the model produced nothing."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "empty"}
+
+
+@dataclass(frozen=True)
+class Raw:
+    """Answer with `body` exactly as given (`status`, `content_type`): to replay an exchange
+    recorded with a real model server."""
+
+    body: str
+    status: int = 200
+    content_type: str = "text/event-stream"
+
+    def to_json(self) -> dict[str, Any]:
+        return _to_json(self)
+
+
+@dataclass(frozen=True)
 class Echo:
     """Answer with one `role: content` line per received message."""
 
@@ -148,7 +174,7 @@ class Echo:
         return {"type": "echo"}
 
 
-Step: TypeAlias = Reply | ToolCalls | Error | Drop | Hang | Garbage | Echo
+Step: TypeAlias = Reply | ToolCalls | Error | Drop | Hang | Garbage | Empty | Raw | Echo
 StepFn: TypeAlias = Callable[[dict[str, Any]], "Step | Awaitable[Step]"]
 ScriptItem: TypeAlias = Step | StepFn
 
@@ -159,6 +185,8 @@ _TYPE_NAMES: dict[type, str] = {
     Drop: "drop",
     Hang: "hang",
     Garbage: "garbage",
+    Empty: "empty",
+    Raw: "raw",
     Echo: "echo",
 }
 _BY_NAME: dict[str, type] = {name: cls for cls, name in _TYPE_NAMES.items()}

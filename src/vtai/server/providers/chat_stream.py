@@ -46,12 +46,14 @@ class UpstreamError(Exception):
     connection error, a timeout, a broken stream)."""
 
     def __init__(self, message: str, status: int | None = None,
-                 broke_off: bool = False, unreachable: bool = False) -> None:
+                 broke_off: bool = False, unreachable: bool = False,
+                 empty: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.broke_off = broke_off  # its headers came, then its stream broke off
         self.unreachable = unreachable  # no connection, or no answer in time
+        self.empty = empty  # an answer that ended without saying anything
 
 
 def _env_proxy(url: str) -> str | None:
@@ -188,9 +190,10 @@ def _says_something(chunk: dict[str, Any]) -> bool:
 
 class Answer:
     """An answer whose request is sent: its chunks as they come, or ``release()`` when they
-    are not wanted after all. A stream that breaks off before any chunk said something is
-    asked again (``reopen``, up to ``retries`` times, with backoff), as a request that
-    failed before its answer began would be: what was read of it only opened the answer."""
+    are not wanted after all. A stream that breaks off before any chunk said something, or
+    ends without one (an HTTP 200 with no chunk, as some servers send), is asked again
+    (``reopen``, up to ``retries`` times, with backoff), as a request that failed before its
+    answer began would be: what was read of it only opened the answer."""
 
     def __init__(self, response: aiohttp.ClientResponse,
                  reopen: Callable[[], Awaitable[aiohttp.ClientResponse]] | None = None,
@@ -211,7 +214,11 @@ class Answer:
                     async for chunk in chunks:
                         said = said or _says_something(chunk)
                         yield chunk
-                return
+                if said:
+                    return
+                raise UpstreamError(
+                    f"an empty answer (HTTP {self._response.status} with no text, tool call "
+                    f"or end in it), {retries_done + 1} times", broke_off=True, empty=True)
             except UpstreamError as err:
                 if said or not err.broke_off or self._reopen is None \
                         or retries_done >= self._retries:

@@ -23,6 +23,14 @@ from vtai.server import ids, logs
 from vtai.server.providers.chat_stream import UpstreamError
 from vtai.server.providers.routing import OpenAnswer, ProviderMissing, Providers, Route
 from vtai.server.runs import images, prompt, states
+from vtai.server.runs.accumulator import (
+    Accumulator,
+    CallDraft,
+    CallNamed,
+    CallOpened,
+    Piece,
+    Text,
+)
 from vtai.server.runs.records import Changes, Conflict, OpenedMessage, RunRecords
 from vtai.server.runs.tokens import Count, Tokenizers, estimate
 from vtai.server.store import objects, queries, tables
@@ -73,14 +81,19 @@ class _OverCompletionLimit(Exception):
 @dataclass
 class _ToolCall:
     id: str
-    upstream_id: str = ""  # the id the model gave it, if any
-    name: str = ""
-    arguments: str = ""
-    settled: bool = False  # its name is complete (see Executor._settle)
+    draft: CallDraft  # the call as the model streams it (see runs.accumulator)
     # Its index in the step's tool_calls, as streamed: functions take theirs as they stream,
     # built-in tools when they run.
     position: int | None = None
     entry: dict[str, Any] | None = None  # a built-in tool's call as the step holds it
+
+    @property
+    def name(self) -> str:
+        return self.draft.name
+
+    @property
+    def arguments(self) -> str:
+        return self.draft.arguments
 
     def step_entry(self) -> dict[str, Any]:
         """The call as the tool_calls step holds it."""
@@ -125,11 +138,10 @@ class _Turn:
     message_step: dict[str, Any] | None = None
     text: str = ""
     tool_step: dict[str, Any] | None = None
-    # The model's tool calls in the order they came, and the one each upstream index is at.
-    calls: list[_ToolCall] = field(default_factory=list)
-    by_index: dict[int, _ToolCall] = field(default_factory=dict)
+    answer: Accumulator = field(default_factory=Accumulator)  # the model call's answer
+    # The model's tool calls in the order they came, by the draft each one streams into.
+    calls: dict[CallDraft, _ToolCall] = field(default_factory=dict)
     earlier_text: str = ""  # of a message closed when the model turned to tool calls
-    finish_reason: str | None = None
     usage: dict[str, int] | None = None
     # calls of built-in tools made since the run's last message, by tool type
     builtin_calls: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -147,13 +159,17 @@ class _Turn:
         if self.steps is not None:
             self.steps[step["id"]] = step
 
+    @property
+    def finish_reason(self) -> str | None:
+        return self.answer.finish_reason
+
     def next_position(self) -> int:
         """The tool_calls index the next call streamed takes."""
-        return sum(call.position is not None for call in self.calls)
+        return sum(call.position is not None for call in self.calls.values())
 
     def step_calls(self) -> list[dict[str, Any]]:
         """The tool calls streamed so far, as the step holds them, in their streamed order."""
-        placed = sorted((c for c in self.calls if c.position is not None),
+        placed = sorted((c for c in self.calls.values() if c.position is not None),
                         key=lambda c: c.position or 0)
         return [c.step_entry() for c in placed]
 
@@ -161,9 +177,8 @@ class _Turn:
         """Start another model call in the same turn (after built-in tools ran)."""
         self.message = self.message_step = self.tool_step = None
         self.text = self.earlier_text = ""
-        self.calls = []
-        self.by_index = {}
-        self.finish_reason = None
+        self.answer = Accumulator()
+        self.calls = {}
         self.usage = None
 
 
@@ -177,6 +192,8 @@ def _error_from_upstream(err: Exception, provider: str) -> RunFailure:
         return RunFailure("rate_limit_exceeded", f"{who} is rate limiting: {err}")
     if status == 400:
         return RunFailure("invalid_prompt", f"{who} rejected the request: {err}")
+    if isinstance(err, UpstreamError) and err.empty:
+        return RunFailure("server_error", f"{who} sent nothing: {err}")
     if isinstance(err, openai.APIConnectionError) or (
             isinstance(err, UpstreamError) and err.unreachable):
         return RunFailure("server_error", f"{who} could not be reached: {err}")
@@ -197,6 +214,21 @@ def _function_tools(run: dict[str, Any]) -> list[dict[str, Any]]:
             fn = {k: v for k, v in tool["function"].items() if v is not None}
             tools.append({"type": "function", "function": fn})
     return tools
+
+
+def _function_names(run: dict[str, Any]) -> set[str]:
+    return {tool["function"]["name"] for tool in _function_tools(run)}
+
+
+def _check_tool_names(run: dict[str, Any], turn: _Turn,
+                      builtins: dict[str, tuple[Any, dict[str, Any]]]) -> None:
+    """Every tool the model called must be one the run offers (RunFailure otherwise)."""
+    offered = _function_names(run) | set(builtins)
+    for call in turn.calls.values():
+        if call.name not in offered:
+            listed = ", ".join(f"'{name}'" for name in sorted(offered)) or "none"
+            raise RunFailure("server_error", f"The model called a tool the run does not "
+                                             f"offer: '{call.name[:200]}' (offered: {listed}).")
 
 
 def _tool_choice(run: dict[str, Any], builtins: dict[str, tuple[Any, dict[str, Any]]]) -> Any:
@@ -413,13 +445,17 @@ class Executor:
                                                     count, urls)
         if run.get("max_prompt_tokens") is not None and prompt_tokens > run["max_prompt_tokens"]:
             raise _OverPromptLimit
-        return ModelCall(route, self._params(run, route, chat, builtins, used), prompt_tokens,
-                         count)
+        # A tool_choice that forces a tool applies to the run's first model call: once the
+        # model has called tools, it answers as it sees fit (else it could never end).
+        first = not any(step["run_id"] == run["id"] for step in tool_steps)
+        return ModelCall(route, self._params(run, route, chat, builtins, used, first),
+                         prompt_tokens, count)
 
     def _params(self, run: dict[str, Any], route: Route, chat: list[dict[str, Any]],
-                builtins: dict[str, tuple[BuiltinTool, dict[str, Any]]], used: int
-                ) -> dict[str, Any]:
-        """The chat completion request; ``used``: completion tokens the run used so far."""
+                builtins: dict[str, tuple[BuiltinTool, dict[str, Any]]], used: int,
+                first: bool) -> dict[str, Any]:
+        """The chat completion request; ``used``: completion tokens the run used so far;
+        ``first``: the run's first model call."""
         params: dict[str, Any] = {"model": route.model, "messages": chat, "stream": True,
                                   "stream_options": {"include_usage": True}}
         tools = _function_tools(run) + [definition for _, definition in builtins.values()]
@@ -427,7 +463,8 @@ class Executor:
             params["tools"] = tools
             if run.get("parallel_tool_calls") is False:
                 params["parallel_tool_calls"] = False
-            if (choice := _tool_choice(run, builtins)) is not None:
+            choice = _tool_choice(run, builtins)
+            if choice is not None and (first or choice == "none"):
                 params["tool_choice"] = choice
         for key in ("temperature", "top_p"):  # 1.0, the API's default, leaves the model's
             if run.get(key) is not None and run[key] != 1.0:
@@ -481,29 +518,19 @@ class Executor:
                 run, call, project, turn if _answers_in_text(run, builtins) else None)
             async with aclosing(answer.chunks()) as chunks:
                 async for chunk in chunks:
-                    choices = chunk.get("choices") or ()
-                    if first_token and choices:
+                    if first_token and chunk.get("choices"):
                         first_token = False
                         metrics.upstream_seconds.labels("first_token").observe(
                             time.monotonic() - started)
-                    usage = chunk.get("usage")
-                    if isinstance(usage, dict):
-                        turn.usage = {key: int(usage.get(key) or 0) for key in
-                                      ("prompt_tokens", "completion_tokens", "total_tokens")}
-                    for choice in choices:
-                        delta = choice.get("delta") or {}
-                        if content := delta.get("content"):
-                            await self._on_text(run, project, turn, str(content))
-                        for call in delta.get("tool_calls") or ():
-                            await self._on_tool_call(run, project, turn, call, builtins)
-                        if reason := choice.get("finish_reason"):
-                            turn.finish_reason = reason
+                    for piece in turn.answer.feed(chunk):
+                        await self._on_piece(run, project, turn, piece, builtins)
         except (UpstreamError, openai.APIError, ValueError, AttributeError, TypeError) as err:
             raise _error_from_upstream(err, provider) from err
         metrics.upstream_seconds.labels("total").observe(time.monotonic() - started)
+        turn.usage = turn.answer.usage
         if turn.usage is None:
             completion = count(turn.earlier_text + turn.text
-                               + "".join(c.name + c.arguments for c in turn.calls))
+                               + "".join(c.name + c.arguments for c in turn.answer.calls))
             turn.usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
                           "total_tokens": prompt_tokens + completion}
         return await self._conclude(run, project, turn, builtins)
@@ -591,61 +618,41 @@ class Executor:
         else:
             await storing
 
-    async def _on_tool_call(self, run: dict[str, Any], project: str, turn: _Turn,
-                            chunk: dict[str, Any], builtins: dict[str, Any]) -> None:
-        """A piece of a tool call from the model. Calls are streamed at indexes of our own,
-        0, 1, ... in the order they are streamed (an upstream may number from 1, or give two
-        calls one index with different ids), each once its name is complete."""
-        if turn.tool_step is None:
-            await self._close_message_early(run, turn)
-            turn.tool_step = await self.records.create_step(
-                run, project, {"type": "tool_calls", "tool_calls": []})
-            turn.made_step(turn.tool_step)
-        key = chunk.get("index")
-        if not isinstance(key, int):
-            key = -1 - len(turn.calls)  # no index: each piece a call of its own
-        given_id = chunk.get("id")
-        upstream_id = given_id if isinstance(given_id, str) else ""
-        call = turn.by_index.get(key)
-        if call is None or (upstream_id and call.upstream_id
-                            and upstream_id != call.upstream_id):
-            self._settle_all(run, turn, builtins)  # a new call: the names before it are complete
-            call = _ToolCall(id=ids.new_id("call_"), upstream_id=upstream_id)
-            turn.calls.append(call)
-            turn.by_index[key] = call
-        elif upstream_id and not call.upstream_id:
-            call.upstream_id = upstream_id
-        fn = chunk.get("function") or {}
-        name = str(fn.get("name") or "")
-        arguments = str(fn.get("arguments") or "")
-        call.name += name
-        call.arguments += arguments
-        if not call.settled:
-            if arguments:  # the arguments began: the name is complete
-                self._settle(run, turn, call, builtins)
-            return
-        if call.position is None:
-            return  # a built-in tool's: streamed in the tool's own shape when it runs
-        function: dict[str, Any] = {"arguments": arguments}
-        if name:  # (a name still growing after its arguments began: the SDK joins them)
-            function["name"] = name
-        self._step_delta(run, turn, {"index": call.position, "type": "function",
-                                     "function": function})
+    async def _on_piece(self, run: dict[str, Any], project: str, turn: _Turn, piece: Piece,
+                        builtins: dict[str, Any]) -> None:
+        """A piece of the model's answer (see runs.accumulator). Tool calls are streamed at
+        indexes of our own, 0, 1, ... in the order they are streamed (an upstream may number
+        from 1, or give two calls one index with different ids), each once its name is
+        complete."""
+        if isinstance(piece, Text):
+            await self._on_text(run, project, turn, piece.text)
+        elif isinstance(piece, CallOpened):
+            if turn.tool_step is None:
+                await self._close_message_early(run, turn)
+                turn.tool_step = await self.records.create_step(
+                    run, project, {"type": "tool_calls", "tool_calls": []})
+                turn.made_step(turn.tool_step)
+            turn.calls[piece.call] = _ToolCall(id=ids.new_id("call_"), draft=piece.call)
+        elif isinstance(piece, CallNamed):
+            call = turn.calls[piece.call]
+            if call.name not in builtins and call.name in _function_names(run):
+                self._place_function(run, turn, call)
+            # (a built-in tool's call is streamed in the tool's own shape when it runs; one
+            # of a tool the run does not offer fails the run when the answer ends)
+        else:
+            call = turn.calls[piece.call]
+            if call.position is None:
+                return
+            function: dict[str, Any] = {"arguments": piece.arguments}
+            if piece.name:  # (a name still growing after its arguments began: the SDK joins)
+                function["name"] = piece.name
+            self._step_delta(run, turn, {"index": call.position, "type": "function",
+                                         "function": function})
 
-    def _settle(self, run: dict[str, Any], turn: _Turn, call: _ToolCall,
-                builtins: dict[str, Any]) -> None:
-        """A call's name is complete: a function's call is streamed from here on; a
-        built-in tool's waits for the tool to run."""
-        call.settled = True
-        if call.name in builtins:
-            return
+    def _place_function(self, run: dict[str, Any], turn: _Turn, call: _ToolCall) -> None:
+        """A function's call is streamed from here on, at the step's next index."""
         call.position = turn.next_position()
         self._step_delta(run, turn, {"index": call.position, **call.step_entry()})
-
-    def _settle_all(self, run: dict[str, Any], turn: _Turn, builtins: dict[str, Any]) -> None:
-        for call in turn.calls:
-            if not call.settled:
-                self._settle(run, turn, call, builtins)
 
     def _step_delta(self, run: dict[str, Any], turn: _Turn, piece: dict[str, Any]) -> None:
         assert turn.tool_step is not None
@@ -673,9 +680,12 @@ class Executor:
         when built-in tools ran and the model is called again."""
         await self._stored(turn)
         turn.untouched = None  # (an empty answer: its message completes empty)
-        self._settle_all(run, turn, builtins)
+        for piece in turn.answer.close():
+            await self._on_piece(run, project, turn, piece, builtins)
         truncated = turn.finish_reason == "length"
         filtered = turn.finish_reason == "content_filter"
+        if not (truncated or filtered):  # (a call cut off may have half a name)
+            _check_tool_names(run, turn, builtins)
         ends = truncated or filtered or not turn.calls or turn.tool_step is None
         if ends or turn.message is not None:  # (a model call that only called tools: no text)
             async with self.records.changes(gather=True) as tx:
@@ -698,7 +708,7 @@ class Executor:
                     return status
         assert turn.tool_step is not None
 
-        for call in turn.calls:
+        for call in turn.calls.values():
             if call.position is None:  # a built-in tool's
                 await self._run_builtin(run, project, turn, call, builtins[call.name][0])
         step_calls = turn.step_calls()

@@ -84,8 +84,9 @@ def _step_to_chat(step: dict[str, Any], replay: Replay) -> list[dict[str, Any]]:
              if (r := replay(c)) is not None]
     if not calls:
         return []
+    # (no "content" at all: some servers refuse the null that OpenAI's API allows)
     out: list[dict[str, Any]] = [{
-        "role": "assistant", "content": None,
+        "role": "assistant",
         "tool_calls": [{"id": call_id, "type": "function",
                         "function": {"name": name, "arguments": arguments}}
                        for call_id, (name, arguments, _) in calls],
@@ -108,7 +109,7 @@ def _join_answers(groups: list[_Group]) -> list[_Group]:
     for group in groups:
         head = group[1][0] if group[1] else {}
         if joined and group[3] is not None and head.get("tool_calls") \
-                and head.get("content") is None:
+                and "content" not in head:
             order, before, droppable, run_id = joined[-1]
             if run_id == group[3] and len(before) == 1 and "tool_calls" not in before[0]:
                 answer = {**head, "content": before[0]["content"]}

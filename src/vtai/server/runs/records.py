@@ -98,12 +98,6 @@ class Changes:
                 metrics.runs_finished.labels(target).inc()
                 metrics.run_seconds.observe(max(0, ids.now() - new["created_at"]))
             self.after_commit.append(count)
-        if target == states.FAILED:
-            error = new.get("last_error") or {}
-            self.events.append((new["id"], Event.stamped("error", orjson.dumps({"error": {
-                "message": error.get("message", "The run failed."),
-                "type": "server_error", "param": None, "code": error.get("code"),
-            }}).decode())))
         return new
 
     async def _write_run(self, expected_status: str, new: dict[str, Any],
