@@ -195,3 +195,34 @@ def test_tool_choice_must_name_one_of_the_runs_tools(server: ServerProcess,
         "assistant_id": assistant.id, "tool_choice": {"type": "code_interpreter"}}), 400)
     assert error["param"] == "tool_choice.type"  # (the thread is not stored either)
     assert client.beta.threads.runs.list(thread.id).data == []
+
+
+def test_integers_beyond_64_bits_are_a_400_naming_the_field(client: OpenAI) -> None:
+    """Any-JSON fields (a function's parameters, a json_schema, file attributes) take only
+    integers a 64-bit one holds (they were a 500 when the object was stored)."""
+    huge = 2**70
+    assistants_before = len(client.beta.assistants.list(limit=100).data)
+    parameters = {"type": "object", "properties": {"n": {"type": "integer", "maximum": huge}}}
+    with pytest.raises(openai.BadRequestError) as err:
+        client.beta.assistants.create(model="m", tools=[
+            {"type": "function", "function": {"name": "f", "parameters": parameters}}])
+    assert err.value.body["param"] == "tools[0].function.parameters"
+    assert "properties.n.maximum" in err.value.body["message"]
+    schema = {"type": "json_schema", "json_schema": {"name": "s", "schema": {
+        "type": "object", "properties": {"n": {"enum": [1, -huge]}}}}}
+    with pytest.raises(openai.BadRequestError) as err:
+        client.beta.assistants.create(model="m", response_format=schema)  # type: ignore[arg-type]
+    assert err.value.body["param"] == "response_format.json_schema.schema"
+    assert "properties.n.enum[1]" in err.value.body["message"]
+    assert len(client.beta.assistants.list(limit=100).data) == assistants_before
+    ok = client.beta.assistants.create(model="m", tools=[{"type": "function", "function": {
+        "name": "f", "parameters": {"maximum": 2**64 - 1, "minimum": -(2**63)}}}])
+    assert ok.tools[0].function.parameters == {"maximum": 2**64 - 1, "minimum": -(2**63)}
+
+    store = client.vector_stores.create(name="attrs")
+    file_id = client.files.create(file=("a.txt", b"apples"), purpose="assistants").id
+    with pytest.raises(openai.BadRequestError) as err:
+        client.vector_stores.files.create(vector_store_id=store.id, file_id=file_id,
+                                          attributes={"n": huge})
+    assert err.value.body["param"] == "attributes"
+    assert list(client.vector_stores.files.list(store.id)) == []

@@ -47,6 +47,39 @@ def _check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
 
 Metadata = Annotated[dict[str, str] | None, AfterValidator(_check_metadata)]
 
+# The integers a JSON value may hold to be stored (and sent on): 64 bits, signed or not.
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
+
+
+def out_of_range_int(value: Any) -> str | None:
+    """The path (``properties.n.maximum``, ``items[2]``) of an integer inside a JSON value
+    that no 64-bit integer holds, "" for the value itself, or None if there is none."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, int) and not isinstance(item, bool):
+            if not INT_MIN <= item <= INT_MAX:
+                return path
+        elif isinstance(item, dict):
+            stack += [(f"{path}.{key}" if path else str(key), inner)
+                      for key, inner in reversed(item.items())]
+        elif isinstance(item, list):
+            stack += [(f"{path}[{index}]", inner)
+                      for index, inner in reversed(list(enumerate(item)))]
+    return None
+
+
+def check_json_ints(value: Any) -> Any:
+    """A free-form JSON value (a schema, attributes) whose integers fit in 64 bits."""
+    path = out_of_range_int(value)
+    if path is not None:
+        where = f" at {path}" if path else ""
+        raise ValueError(f"integer out of range{where}: integers must fit in 64 bits.")
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(check_json_ints)]
+
 
 class CodeInterpreterTool(Strict):
     type: Literal["code_interpreter"]
@@ -70,7 +103,7 @@ class FileSearchTool(Strict):
 class FunctionDefinition(Strict):
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
     description: str | None = Field(None, max_length=1024)
-    parameters: dict[str, Any] | None = None
+    parameters: JsonObject | None = None
     strict: bool | None = None
 
 
@@ -100,7 +133,7 @@ class CodeInterpreterResources(Strict):
 
 class FileSearchResources(Strict):
     vector_store_ids: list[str] = Field(default_factory=list, max_length=1)
-    vector_stores: list[dict[str, Any]] | None = Field(None, max_length=1)
+    vector_stores: list[JsonObject] | None = Field(None, max_length=1)
 
 
 class ToolResources(Strict):
@@ -119,7 +152,7 @@ class ResponseFormatJsonObject(Strict):
 class JsonSchema(Strict):
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
     description: str | None = None
-    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    schema_: JsonObject | None = Field(None, alias="schema")
     strict: bool | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)

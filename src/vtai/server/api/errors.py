@@ -235,6 +235,10 @@ def install(app: FastAPI) -> None:
             return error_response(bad_request(
                 "Invalid Unicode in the request: a lone surrogate (an unpaired \\uD800-"
                 "\\uDFFF escape) cannot be stored.", code="invalid_unicode"))
+        if "64-bit" in str(exc):  # (the fields that take any JSON check this when parsed)
+            return error_response(bad_request(
+                "An integer in the request is out of range: integers must fit in 64 bits.",
+                code="invalid_value"))
         return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
 
-from vtai.server.api.common import Metadata, Strict
+from vtai.server.api.common import Metadata, Strict, check_json_ints
 from vtai.server.tools.file_search.chunking import AUTO, Strategy
 
 ATTRIBUTE_PAIRS = 16
@@ -27,7 +27,7 @@ def _check_attributes(value: dict[str, Any] | None) -> dict[str, Any] | None:
         if isinstance(item, str) and len(item) > ATTRIBUTE_VALUE_CHARS:
             raise ValueError(f"string too long for key '{key}'. Expected a string with maximum "
                              f"length {ATTRIBUTE_VALUE_CHARS}, but got {len(item)}.")
-    return value
+    return check_json_ints(value)
 
 
 Attributes = Annotated[dict[str, str | bool | int | float] | None,
