@@ -131,6 +131,39 @@ def test_attachments_go_into_a_thread_store(client: OpenAI,
     assert annotation.file_citation.file_id == file_id  # type: ignore[union-attr]
 
 
+def test_the_thread_store_is_made_when_the_message_is_created(client: OpenAI) -> None:
+    """As OpenAI's: threads.retrieve shows the store at once, not only after a run
+    searched; on every way a message with attachments is created, into one store."""
+    def text_file(name: str) -> str:
+        return client.files.create(file=(name, io.BytesIO(b"Lentil soup on Tuesdays.")),
+                                   purpose="assistants").id
+
+    def store_of(thread_id: str) -> list[str]:
+        resources = client.beta.threads.retrieve(thread_id).tool_resources
+        assert resources is not None and resources.file_search is not None
+        return list(resources.file_search.vector_store_ids or [])
+
+    def attached(file_id: str, tool: str = "file_search") -> dict[str, Any]:
+        return {"role": "user", "content": "Read it.",
+                "attachments": [{"file_id": file_id, "tools": [{"type": tool}]}]}
+
+    first, second, third = text_file("a.txt"), text_file("b.txt"), text_file("c.txt")
+    thread = client.beta.threads.create(messages=[attached(first)])
+    assert thread.tool_resources.file_search is not None  # (in the create's answer too)
+    (store_id,) = store_of(thread.id)
+    client.beta.threads.messages.create(thread.id, **attached(second))
+    assert store_of(thread.id) == [store_id]
+    files = {f.id for f in client.vector_stores.files.list(store_id)}
+    assert files == {first, second}
+
+    plain = client.beta.threads.create()
+    client.beta.threads.messages.create(plain.id, **attached(third, "code_interpreter"))
+    assert client.beta.threads.retrieve(plain.id).tool_resources.file_search is None
+    client.beta.threads.messages.create(plain.id, **attached(third))
+    (made,) = store_of(plain.id)
+    assert {f.id for f in client.vector_stores.files.list(made)} == {third}
+
+
 def test_no_store_means_no_results(client: OpenAI, fake_model: FakeModelServer) -> None:
     assistant, _ = scripted_assistant(
         client, fake_model, ToolCalls([Call("file_search", {"queries": ["anything"]})]),

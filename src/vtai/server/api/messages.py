@@ -111,9 +111,26 @@ def new_message(
 
 
 async def insert_message(conn: Connection, obj: dict[str, Any], project: str) -> str:
+    """Store a new message; files attached to it for file_search go into the thread's vector
+    store at once."""
     statement, params = message_statement(obj, project)
     await conn.sql(statement, params)
+    await add_attachments_to_thread_store(conn, project, obj["thread_id"], [obj])
     return str(params["data"])
+
+
+async def add_attachments_to_thread_store(conn: Connection, project: str, thread_id: str,
+                                          messages: list[dict[str, Any]]) -> bool:
+    """Files attached to ``messages`` for file_search, into the thread's vector store:
+    whether there were any (the thread's tool_resources may have changed)."""
+    # Imported here: the tool package builds on this module.
+    from vtai.server.tools.base import attached_files
+    from vtai.server.tools.file_search.threads import add_to_thread_store
+
+    file_ids = attached_files(messages, "file_search")
+    if file_ids:
+        await add_to_thread_store(conn, project, thread_id, file_ids)
+    return bool(file_ids)
 
 
 def message_statement(obj: dict[str, Any], project: str) -> tuple[Sql, dict[str, Any]]:

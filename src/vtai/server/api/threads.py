@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Depends, Request
 from openai.types.beta import Thread
 from pydantic import Field
@@ -14,7 +15,12 @@ from vtai.server.api.auth import project_id
 from vtai.server.api.common import Metadata, Strict, ToolResources, dump_tool_resources, shaped
 from vtai.server.api.errors import not_found
 from vtai.server.api.limits import check_message_size
-from vtai.server.api.messages import MessageCreate, message_statement, new_message
+from vtai.server.api.messages import (
+    MessageCreate,
+    add_attachments_to_thread_store,
+    message_statement,
+    new_message,
+)
 from vtai.server.api.references import message_file_ids, require_files, resource_file_ids
 from vtai.server.api.responses import deleted, json_response
 from vtai.server.settings import Settings
@@ -50,6 +56,10 @@ async def insert_thread(conn: Connection, body: ThreadCreate, project: str) -> s
     data, statements = _thread_statements(body, project, resources)
     for statement, params in statements:
         await conn.sql(statement, params)
+    messages = [orjson.loads(params["data"]) for _, params in statements[1:]]
+    thread_id = statements[0][1]["id"]
+    if await add_attachments_to_thread_store(conn, project, thread_id, messages):
+        data = await objects.get_data(conn, tables.threads, thread_id, project) or data
     return data
 
 

@@ -46,13 +46,18 @@ class ToolContext:
 
     def attachment_file_ids(self, tool_type: str) -> list[str]:
         """Files attached to the thread's messages for ``tool_type``."""
-        found: list[str] = []
-        for message in self.messages:
-            for attachment in message.get("attachments") or []:
-                tools = {t.get("type") for t in attachment.get("tools") or []}
-                if tool_type in tools and attachment["file_id"] not in found:
-                    found.append(attachment["file_id"])
-        return found
+        return attached_files(self.messages, tool_type)
+
+
+def attached_files(messages: list[dict[str, Any]], tool_type: str) -> list[str]:
+    """Files attached to ``messages`` (message objects) for ``tool_type``."""
+    found: list[str] = []
+    for message in messages:
+        for attachment in message.get("attachments") or []:
+            tools = {t.get("type") for t in attachment.get("tools") or []}
+            if tool_type in tools and attachment["file_id"] not in found:
+                found.append(attachment["file_id"])
+    return found
 
 
 @dataclass

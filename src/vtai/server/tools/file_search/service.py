@@ -56,9 +56,5 @@ class FileSearch:
         """Attach files of the project to a locked store; ingestion starts when the
         transaction commits (call ``wake`` after it)."""
         await require_files(conn, project, file_ids)
-        added = await stores.attach(conn, project, store, file_ids, attributes, strategy,
-                                    batch_id, per_file)
-        stores.touch(store)
-        await stores.recount_store(conn, store)
-        await stores.notify_work(conn)
-        return added
+        return await stores.add_files(conn, project, store, file_ids, attributes, strategy,
+                                      batch_id, per_file)

@@ -194,6 +194,22 @@ async def attach(conn: Connection, project: str, store: dict[str, Any], file_ids
     return out
 
 
+async def add_files(conn: Connection, project: str, store: dict[str, Any], file_ids: list[str],
+                    attributes: dict[str, Any] | None, strategy: Strategy,
+                    batch_id: str | None = None,
+                    per_file: dict[str, tuple[dict[str, Any] | None, Strategy]] | None = None
+                    ) -> list[dict[str, Any]]:
+    """``attach``, then the store's counts, its activity and ingestion's wake-up (which
+    other processes get when the transaction commits; this one's ingestion is woken by the
+    caller, or finds the files at its next poll)."""
+    added = await attach(conn, project, store, file_ids, attributes, strategy, batch_id,
+                         per_file)
+    touch(store)
+    await recount_store(conn, store)
+    await notify_work(conn)
+    return added
+
+
 async def remove_chunks(conn: Connection, store_id: str, file_id: str | None = None) -> None:
     where = [chunks.c.vector_store_id == store_id]
     if file_id is not None:

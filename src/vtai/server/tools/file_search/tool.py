@@ -2,9 +2,8 @@
 of the assistant and the thread are searched, the step records the results, and the model
 reads them with citation markers that become ``file_citation`` annotations.
 
-Files attached to the thread's messages for file_search go into the thread's vector store,
-made on first use (expiring after 7 idle days, as OpenAI's), and are indexed before the
-search.
+Files attached to the thread's messages for file_search are in the thread's vector store
+(see threads.py), and are indexed before the search.
 """
 
 from __future__ import annotations
@@ -14,20 +13,17 @@ import time
 from typing import Any
 
 import orjson
-from openai.types.beta import Thread
 from sqlalchemy import func, select
 
-from vtai.server.api.common import shaped
 from vtai.server.store import objects, tables
 from vtai.server.tools.base import MessageAdditions, ToolContext, ToolResult
 from vtai.server.tools.file_search import citations, stores
-from vtai.server.tools.file_search.chunking import AUTO
 from vtai.server.tools.file_search.service import FileSearch
+from vtai.server.tools.file_search.threads import add_to_thread_store
 
 NAME = "file_search"
 DEFAULT_MAX_RESULTS = 20  # OpenAI's for current models
 RANKER = "default_2024_08_21"
-THREAD_STORE_EXPIRY = {"anchor": "last_active_at", "days": 7}
 WAIT_POLL_SECONDS = 0.2
 
 DESCRIPTION = (
@@ -126,7 +122,7 @@ class FileSearchTool:
         attached = ctx.attachment_file_ids("file_search")
         if attached:
             thread_store = await self._thread_store(ctx, attached)
-            if thread_store not in found:
+            if thread_store is not None and thread_store not in found:
                 found.append(thread_store)
         usable = []
         async with self.fs.db.read() as conn:
@@ -139,30 +135,16 @@ class FileSearchTool:
             await self.fs.mark_active(store_id, store)
         return [store_id for store_id, _ in usable]
 
-    async def _thread_store(self, ctx: ToolContext, file_ids: list[str]) -> str:
-        t = tables.threads
+    async def _thread_store(self, ctx: ToolContext, file_ids: list[str]) -> str | None:
+        """The thread's store with its messages' attached files in it (they went in when
+        the messages were created; a file of an older message, or in an expired store, goes
+        in now), once they are indexed."""
         async with self.fs.db.write() as conn:
-            data = (await conn.execute(select(t.c.data).where(
-                t.c.id == ctx.thread["id"]).with_for_update())).scalar()
-            thread = orjson.loads(data) if data else dict(ctx.thread)
-            resources = thread.get("tool_resources") or {}
-            existing = (resources.get("file_search") or {}).get("vector_store_ids") or []
-            store = await stores.lock_store(conn, existing[0], ctx.project) \
-                if existing else None
-            if store is None or stores.is_expired(store):
-                store = stores.new_store("", {}, THREAD_STORE_EXPIRY)
-                await stores.insert_store(conn, ctx.project, store)
-                resources["file_search"] = {"vector_store_ids": [store["id"]]}
-                thread["tool_resources"] = resources
-                await objects.save_object(conn, t, shaped(Thread, thread))
-            live = (await conn.execute(select(tables.files.c.id).where(
-                tables.files.c.id.in_(file_ids),
-                tables.files.c.project_id == ctx.project))).scalars().all()
-            await self.fs.add_files(conn, ctx.project, store, [f for f in file_ids if f in live],
-                                    None, AUTO)
-        self.fs.wake()
-        await self._wait_indexed(store["id"], file_ids)
-        return str(store["id"])
+            store_id = await add_to_thread_store(conn, ctx.project, ctx.thread["id"], file_ids)
+        if store_id is not None:
+            self.fs.wake()
+            await self._wait_indexed(store_id, file_ids)
+        return store_id
 
     async def _wait_indexed(self, store_id: str, file_ids: list[str]) -> None:
         f = tables.vector_store_files
