@@ -38,7 +38,7 @@ INITIAL_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 8.0
 MAX_RETRY_AFTER = 60.0
 CONNECTIONS = 1000  # open to one upstream at once, as the SDK's default pool
-USER_AGENT = f"vtai/{importlib.metadata.version('vtai')}"
+USER_AGENT = f"vtai/{importlib.metadata.version('vtai-assistants')}"
 
 
 class UpstreamError(Exception):

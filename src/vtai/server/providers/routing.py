@@ -175,7 +175,7 @@ class Providers:
         if by_prefix and prefix == "litellm":
             if not litellm_installed():
                 raise ProviderMissing(
-                    f"The model '{model}' needs LiteLLM: pip install 'vtai[litellm]'.")
+                    f"The model '{model}' needs LiteLLM: pip install 'vtai-assistants[litellm]'.")
             return Route("litellm", self._litellm, None, rest)
         if by_prefix and prefix in self.named:
             return Route(prefix, *self._client(prefix, self.named[prefix]), model=rest)
