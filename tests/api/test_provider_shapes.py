@@ -60,7 +60,7 @@ def test_a_built_in_tool_name_repeated_in_every_chunk_runs_the_tool(
     calls = ToolCalls([Call("file_search", {"queries": ["orchard"]}, repeat_name=True)])
     assistant, _ = scripted_assistant(client, fake_model, calls, Reply("Nothing found."),
                                       tools=[{"type": "file_search"}])
-    handler, run = _stream(client, assistant.id)
+    _, run = _stream(client, assistant.id)
     assert run.status == "completed", run.last_error
     steps = client.beta.threads.runs.steps.list(run.id, thread_id=run.thread_id, order="asc")
     tool_calls = [c for s in steps if s.type == "tool_calls" for c in s.step_details.tool_calls]
@@ -71,7 +71,7 @@ def test_a_tool_the_run_does_not_offer_fails_the_run_clearly(
         client: OpenAI, fake_model: FakeModelServer) -> None:
     calls = ToolCalls([Call("launch_rockets", {"count": 3})])
     assistant, _ = scripted_assistant(client, fake_model, calls, tools=[WEATHER_TOOL])
-    handler, run = _stream(client, assistant.id)
+    _, run = _stream(client, assistant.id)
     assert run.status == "failed" and run.last_error.code == "server_error"
     assert "'launch_rockets'" in run.last_error.message
     assert "'get_weather'" in run.last_error.message  # what was offered

@@ -1,4 +1,4 @@
-"""The optional LiteLLM route (``litellm/<model>``), with vtai[litellm] in its own venv.
+"""The optional LiteLLM route (``litellm/<model>``), with vtai-assistants[litellm] in its own venv.
 
 LiteLLM pins its own openai SDK range, so it is kept out of the main test venv. LiteLLM's
 ``openai/`` provider reaches the fake model through OPENAI_API_BASE.

@@ -144,3 +144,13 @@ def test_recorded_streams_of_real_servers(server: str) -> None:
                 assert call.arguments and call.upstream_id.startswith("call_")
         else:
             assert answer.text.strip() and answer.finish_reason == "stop"
+
+
+def test_chunks_of_unexpected_shapes_are_read_as_far_as_they_go() -> None:
+    answer, pieces = feed_all([
+        {"choices": {"not": "a list"}}, {"choices": ["nor an object"]},
+        {"choices": [{"delta": "text?"}]}, {"choices": [{"delta": {"tool_calls": 5}}]},
+        {"choices": [{"delta": {"tool_calls": ["x", {"index": True, "function": "f"}]}}]},
+        {"choices": [{"finish_reason": "stop"}]}, {"usage": "none"}])
+    assert answer.finish_reason == "stop" and answer.usage is None
+    assert [(c.name, c.arguments) for c in answer.calls] == [("", "")]

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 
 from vtai.server.providers import chat_stream
 from vtai.server.providers.chat_stream import ChatStreams, UpstreamError, _SseReader
-from vtai.server.runs.executor import _error_from_upstream
+from vtai.server.runs.model_call import failure_from_upstream
 from vtai.testing import Call, Drop, Error, FakeModelServer, Garbage, Hang, Reply, ToolCalls
 
 PARAMS = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
@@ -108,7 +108,7 @@ async def test_a_refused_connection_is_retried_then_fails(_no_waiting: list[floa
     assert err.value.status is None and "Connection error" in err.value.message
     assert err.value.unreachable and "127.0.0.1:9" in err.value.message
     assert len(_no_waiting) == 2
-    failure = _error_from_upstream(err.value, "lab")
+    failure = failure_from_upstream(err.value, "lab")
     assert failure.code == "server_error"
     assert failure.message.startswith("The model provider 'lab' could not be reached: ")
 
@@ -118,9 +118,9 @@ def test_run_errors_name_the_provider_and_what_it_did() -> None:
              (UpstreamError("bad", 400), "invalid_prompt", "rejected the request"),
              (UpstreamError("oops", 500), "server_error", "failed"),
              (UpstreamError("cut", broke_off=True), "server_error", "failed"),
-             (ValueError("no choices"), "server_error", "sent an answer that could not be read")]
+             (UpstreamError("x", broke_off=True, empty=True), "server_error", "sent nothing")]
     for err, code, says in cases:
-        failure = _error_from_upstream(err, "vllm")
+        failure = failure_from_upstream(err, "vllm")
         assert (failure.code, failure.message) == (code, f"The model provider 'vllm' {says}: "
                                                          f"{err}")
 

@@ -9,8 +9,10 @@ import pytest
 
 from tests.unit.test_gathered_writes import _Bus, _insert_run, _run
 from vtai.server.runs import states
-from vtai.server.runs.executor import Executor, RunFailure, _hold, _Turn
+from vtai.server.runs.endings import Endings
+from vtai.server.runs.model_call import RunFailure
 from vtai.server.runs.records import RunRecords
+from vtai.server.runs.turn_state import Turn
 from vtai.server.store.db import Database, Sql
 
 _MESSAGE = Sql("SELECT data FROM messages WHERE id = :id")
@@ -18,23 +20,23 @@ _USED = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
 
 
 async def _run_with_steps(store: Database, status: str, message: bool
-                          ) -> tuple[Executor, RunRecords, dict[str, Any], _Turn]:
+                          ) -> tuple[Endings, RunRecords, dict[str, Any], Turn]:
     """A run with a finished tool-call step (which used tokens) and, if ``message``, a
     message its turn is writing (its step in progress)."""
     records = RunRecords(store, _Bus())  # type: ignore[arg-type]
-    executor = Executor(records, None, None)  # type: ignore[arg-type]
+    endings = Endings(records, {})
     run = _run(status)
     await _insert_run(store, run)
     step = await records.create_step(run, "proj", {"type": "tool_calls", "tool_calls": []})
     step.update(status="completed", usage=_USED)
     async with records.changes() as tx:
         await tx.save_step(step, "completed")
-    turn = _Turn()
+    turn = Turn()
     if message:
         opened = records.open_message(run, "proj")
         await records.store_opened(opened)
-        _hold(turn, opened)
-    return executor, records, run, turn
+        turn.hold(opened)
+    return endings, records, run, turn
 
 
 async def _message_status(store: Database, message_id: str) -> str | None:
@@ -49,14 +51,14 @@ async def test_a_run_that_does_not_complete_has_usage_and_closes_what_was_open(
         store: Database, ending: str) -> None:
     status = {"failed": states.IN_PROGRESS, "cancelled": states.CANCELLING,
               "expired": states.REQUIRES_ACTION}[ending]
-    executor, records, run, turn = await _run_with_steps(store, status,
+    endings, records, run, turn = await _run_with_steps(store, status,
                                                          message=ending != "expired")
     if ending == "failed":
-        await executor._fail(run["id"], turn, RunFailure("server_error", "gone"))
+        await endings.fail(run["id"], turn, RunFailure("server_error", "gone"))
     elif ending == "cancelled":
-        await executor._finish_cancel(run, turn)
+        await endings.cancel(run, turn)
     else:
-        await executor.expire(run)
+        await endings.expire(run)
     ended = await records.load(run["id"])
     assert ended is not None and ended["status"] == ending
     assert ended["usage"] == _USED
@@ -71,9 +73,9 @@ async def test_a_run_that_does_not_complete_has_usage_and_closes_what_was_open(
 
 
 async def test_a_run_given_up_fails_without_what_its_lost_worker_left(store: Database) -> None:
-    executor, records, run, turn = await _run_with_steps(store, states.IN_PROGRESS, True)
+    endings, records, run, turn = await _run_with_steps(store, states.IN_PROGRESS, True)
     assert turn.message is not None
-    await executor.give_up(run["id"], "lost three times")
+    await endings.give_up(run["id"], "lost three times")
     ended = await records.load(run["id"])
     assert ended is not None and ended["status"] == "failed"
     assert ended["last_error"] == {"code": "server_error", "message": "lost three times"}

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from vtai.server.runs.events import DONE, Event, EventBus
-from vtai.server.runs.sse import EventStream, send_now
+from vtai.server.api.sse import EventStream, send_now
 from vtai.server.store.db import Database
 
 

@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from vtai.server.runs import states
+from vtai.server.store import tables
 
 ALLOWED = {
     ("queued", "in_progress"), ("queued", "cancelling"), ("queued", "cancelled"),
@@ -38,3 +39,5 @@ def test_terminal_and_active() -> None:
     assert {"cancelled", "failed", "completed", "incomplete", "expired"} == states.TERMINAL
     assert {"queued", "in_progress", "requires_action", "cancelling"} == states.ACTIVE
     assert set(states.TRANSITIONS) == set(ALL)
+    # the store's own list (its unique index of a thread's active run) is the same
+    assert set(tables.ACTIVE_RUN_STATUSES) == states.ACTIVE

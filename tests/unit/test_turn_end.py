@@ -11,42 +11,44 @@ import pytest
 
 from tests.unit.test_gathered_writes import _Bus, _insert_run, _run
 from vtai.server.runs import states
-from vtai.server.runs.executor import Executor, RunFailure, _hold, _Turn
+from vtai.server.runs.endings import Endings
+from vtai.server.runs.model_call import RunFailure
 from vtai.server.runs.records import RunRecords
+from vtai.server.runs.turn_state import Turn
 from vtai.server.store.db import Database, Sql
 
 _MESSAGE = Sql("SELECT data FROM messages WHERE id = :id")
 
 
 async def _turn_storing_its_message(store: Database, run: dict[str, Any]
-                                    ) -> tuple[Executor, RunRecords, _Turn]:
+                                    ) -> tuple[Endings, RunRecords, Turn]:
     """An executor's turn whose message was announced and whose write has not begun (it
     begins in a moment, as one waiting for a connection would)."""
     records = RunRecords(store, _Bus())  # type: ignore[arg-type]
-    executor = Executor(records, None, None)  # type: ignore[arg-type]
+    endings = Endings(records, {})
     await _insert_run(store, run)
-    turn = _Turn()
+    turn = Turn()
     opened = records.open_message(run, "proj")
-    _hold(turn, opened)
+    turn.hold(opened)
 
     async def store_soon() -> None:
         await asyncio.sleep(0.1)
         await records.store_opened(opened)
 
     turn.storing = asyncio.ensure_future(store_soon())
-    return executor, records, turn
+    return endings, records, turn
 
 
 @pytest.mark.parametrize("ending", ["failed", "cancelled"])
 async def test_an_ending_turn_closes_the_message_it_was_still_storing(
         store: Database, ending: str) -> None:
     run = _run(states.IN_PROGRESS if ending == "failed" else states.CANCELLING)
-    executor, records, turn = await _turn_storing_its_message(store, run)
+    endings, records, turn = await _turn_storing_its_message(store, run)
     assert turn.storing is not None and not turn.storing.done()
     if ending == "failed":
-        end = executor._fail(run["id"], turn, RunFailure("server_error", "gone"))
+        end = endings.fail(run["id"], turn, RunFailure("server_error", "gone"))
     else:
-        end = executor._finish_cancel(run, turn)
+        end = endings.cancel(run, turn)
     assert await asyncio.wait_for(end, 5) == ending
     assert turn.storing is None
     steps = await records.run_steps(run["id"])

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from vtai.server.runs.executor import ModelCall
+from vtai.server.runs.model_call import ModelCall
 from vtai.server.runs.worker import Worker
 
 

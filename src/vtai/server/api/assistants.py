@@ -23,13 +23,13 @@ from vtai.server.api.common import (
     dump_response_format,
     dump_tool_resources,
     dump_tools,
-    shaped,
 )
 from vtai.server.api.errors import not_found
 from vtai.server.api.limits import check_tools_size
 from vtai.server.api.pagination import ListParams, list_params
 from vtai.server.api.references import require_files, resource_file_ids
 from vtai.server.api.responses import deleted, json_response
+from vtai.server.shapes import shaped
 from vtai.server.store import objects, tables
 from vtai.server.store.db import Connection
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -216,14 +216,3 @@ def dump_response_format(value: Any) -> Any:
     return value.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-M = TypeVar("M", bound=BaseModel)
-
-
-def shaped(model: type[M], obj: dict[str, Any]) -> dict[str, Any]:
-    """Check an object against the openai SDK's own type, so the SDK reads what is sent.
-
-    The object is returned as built, not as the SDK would dump it: a dump spells out every
-    optional field of nested objects as null (``"tool_resources": {"code_interpreter":
-    null}``), which OpenAI's contract does not allow."""
-    model.model_validate(obj)
-    return obj

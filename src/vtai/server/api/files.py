@@ -12,9 +12,9 @@ from starlette.responses import FileResponse, Response
 
 from vtai.server import ids
 from vtai.server.api.auth import project_id
-from vtai.server.api.common import shaped
 from vtai.server.api.errors import APIError, bad_request, not_found
 from vtai.server.api.responses import deleted, json_response
+from vtai.server.shapes import shaped
 from vtai.server.store import objects, tables
 from vtai.server.store.blobs import BlobStore, TooLarge
 from vtai.server.store.db import Connection, Database

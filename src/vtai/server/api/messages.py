@@ -11,12 +11,13 @@ from starlette.responses import Response
 
 from vtai.server import ids
 from vtai.server.api.auth import project_id
-from vtai.server.api.common import Metadata, Strict, shaped
+from vtai.server.api.common import Metadata, Strict
 from vtai.server.api.errors import bad_request, not_found
 from vtai.server.api.limits import check_message_size
 from vtai.server.api.pagination import ListParams, list_params
 from vtai.server.api.references import message_file_ids, require_files
 from vtai.server.api.responses import deleted, json_response
+from vtai.server.shapes import shaped
 from vtai.server.store import objects, queries, tables
 from vtai.server.store.db import Connection, Sql
 

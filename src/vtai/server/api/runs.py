@@ -25,7 +25,6 @@ from vtai.server.api.common import (
     TopP,
     dump_response_format,
     dump_tools,
-    shaped,
 )
 from vtai.server.api.errors import bad_request, not_found
 from vtai.server.api.limits import ActiveRunLimit, check_message_size, check_tools_size
@@ -33,14 +32,15 @@ from vtai.server.api.messages import MessageCreate, insert_message, new_message
 from vtai.server.api.pagination import ListParams, list_params
 from vtai.server.api.references import message_file_ids, require_files
 from vtai.server.api.responses import json_response
+from vtai.server.api.sse import EventStream
 from vtai.server.api.threads import ThreadCreate, check_thread_request, insert_thread
 from vtai.server.providers.routing import ProviderMissing
 from vtai.server.runs import states
 from vtai.server.runs.events import WORK_CHANNEL, Event, Subscription
-from vtai.server.runs.executor import ModelCall
 from vtai.server.runs.known_threads import Known
+from vtai.server.runs.model_call import ModelCall
 from vtai.server.runs.records import Conflict, RunRecords
-from vtai.server.runs.sse import EventStream
+from vtai.server.shapes import shaped
 from vtai.server.store import objects, queries, tables
 from vtai.server.store.db import Connection
 from vtai.server.tools.file_search.tool import without_result_content

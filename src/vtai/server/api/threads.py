@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from vtai.server import ids
 from vtai.server.api.auth import project_id
-from vtai.server.api.common import Metadata, Strict, ToolResources, dump_tool_resources, shaped
+from vtai.server.api.common import Metadata, Strict, ToolResources, dump_tool_resources
 from vtai.server.api.errors import not_found
 from vtai.server.api.limits import check_message_size
 from vtai.server.api.messages import (
@@ -24,6 +24,7 @@ from vtai.server.api.messages import (
 from vtai.server.api.references import message_file_ids, require_files, resource_file_ids
 from vtai.server.api.responses import deleted, json_response
 from vtai.server.settings import Settings
+from vtai.server.shapes import shaped
 from vtai.server.store import objects, tables
 from vtai.server.store.db import Connection, Sql
 

@@ -1,4 +1,5 @@
-"""Models served through LiteLLM (``pip install 'vtai-assistants[litellm]'``), named ``litellm/<model>``.
+"""Models served through LiteLLM (``pip install 'vtai-assistants[litellm]'``), named
+``litellm/<model>``.
 
 LiteLLM reaches providers that do not speak OpenAI's API (Anthropic, Bedrock, Vertex, ...),
 configured by its own environment variables. Its streaming chunks have the shape of OpenAI's,
@@ -39,7 +40,8 @@ class LiteLLMClient:
 
 class LiteLLMMissing(Exception):
     def __init__(self) -> None:
-        super().__init__("The model prefix 'litellm/' needs LiteLLM: pip install 'vtai-assistants[litellm]'.")
+        super().__init__("The model prefix 'litellm/' needs LiteLLM: "
+                         "pip install 'vtai-assistants[litellm]'.")
 
 
 def litellm_installed() -> bool:

@@ -91,24 +91,29 @@ class Accumulator:
         usage = _usage(chunk.get("usage"))
         if usage is not None:
             self.usage = usage
-        for choice in chunk.get("choices") or ():
+        choices = chunk.get("choices")
+        for choice in choices if isinstance(choices, list) else ():
             if not isinstance(choice, dict):
                 continue
-            delta = choice.get("delta") or {}
-            content = delta.get("content")
-            if content:
-                text = content if isinstance(content, str) else str(content)
-                self.text += text
-                pieces.append(Text(text))
-            calls = delta.get("tool_calls")
-            if not calls and isinstance(delta.get("function_call"), dict):
-                calls = [{"index": 0, "function": delta["function_call"]}]  # legacy only
-            for call in calls or ():
-                if isinstance(call, dict):
-                    self._on_call(call, pieces)
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                self._on_delta(delta, pieces)
             if reason := choice.get("finish_reason"):
                 self.finish_reason = str(reason)
         return pieces
+
+    def _on_delta(self, delta: dict[str, Any], pieces: list[Piece]) -> None:
+        content = delta.get("content")
+        if content:
+            text = content if isinstance(content, str) else str(content)
+            self.text += text
+            pieces.append(Text(text))
+        calls = delta.get("tool_calls")
+        if not calls and isinstance(delta.get("function_call"), dict):
+            calls = [{"index": 0, "function": delta["function_call"]}]  # legacy only
+        for call in calls if isinstance(calls, list) else ():
+            if isinstance(call, dict):
+                self._on_call(call, pieces)
 
     def close(self) -> list[Piece]:
         """The answer ended: names still open are complete."""

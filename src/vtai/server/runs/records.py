@@ -21,10 +21,10 @@ from openai.types.beta.threads.runs import RunStep
 from sqlalchemy import Table
 
 from vtai.server import ids
-from vtai.server.api.common import shaped
 from vtai.server.metrics import Metrics
 from vtai.server.runs import states
 from vtai.server.runs.events import WORK_CHANNEL, Event, EventBus
+from vtai.server.shapes import shaped
 from vtai.server.store import objects, tables
 from vtai.server.store.db import Connection, Database, Sql
 

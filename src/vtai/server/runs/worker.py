@@ -21,7 +21,8 @@ from sqlalchemy import and_, or_, select, update
 
 from vtai.server import ids
 from vtai.server.runs import states
-from vtai.server.runs.executor import Executor, ModelCall
+from vtai.server.runs.executor import Executor
+from vtai.server.runs.model_call import ModelCall
 from vtai.server.runs.records import Conflict
 from vtai.server.store import tables
 

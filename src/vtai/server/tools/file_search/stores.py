@@ -17,7 +17,7 @@ from openai.types.vector_stores import VectorStoreFile, VectorStoreFileBatch
 from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 
 from vtai.server import ids
-from vtai.server.api.common import shaped
+from vtai.server.shapes import shaped
 from vtai.server.store import objects, tables
 from vtai.server.store.db import Connection
 from vtai.server.tools.file_search.chunking import Strategy

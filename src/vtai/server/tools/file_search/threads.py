@@ -9,7 +9,7 @@ import orjson
 from openai.types.beta import Thread
 from sqlalchemy import select
 
-from vtai.server.api.common import shaped
+from vtai.server.shapes import shaped
 from vtai.server.store import objects, tables
 from vtai.server.store.db import Connection
 from vtai.server.tools.file_search import stores
