@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from vtai.server.tools.code_interpreter import files
 
 
@@ -41,9 +43,23 @@ def test_written_files_and_reading_them(tmp_path: Path) -> None:
     os.mkfifo(data / "pipe")
     after = files.snapshot(data)
     assert files.written(before, after) == ["sub/new.txt"]
-    assert files.read(data, "sub/new.txt") == b"new"
-    assert files.read(data, "link.txt") is None
-    assert files.read(data, "pipe") is None
+    assert files.read(data, "sub/new.txt", 3) == b"new"
+    assert files.read(data, "link.txt", 100) is None
+    assert files.read(data, "pipe", 100) is None
     (data / "sub").rename(data / "moved")
     (data / "sub").symlink_to(tmp_path)
-    assert files.read(data, "sub/secret") is None
+    assert files.read(data, "sub/secret", 100) is None
+
+
+def test_read_refuses_a_file_over_the_bound_without_reading_it(tmp_path: Path) -> None:
+    (tmp_path / "small.bin").write_bytes(b"x" * 10)
+    assert files.read(tmp_path, "small.bin", 10) == b"x" * 10
+    with pytest.raises(files.TooBig) as refused:
+        files.read(tmp_path, "small.bin", 9)
+    assert refused.value.size == 10
+    # Sparse, so it takes no disk; read whole, it would need 64 GB of memory.
+    with open(tmp_path / "huge.bin", "wb") as huge:
+        huge.truncate(64 * 1024 ** 3)
+    with pytest.raises(files.TooBig) as refused:
+        files.read(tmp_path, "huge.bin", 1024 ** 2)
+    assert refused.value.size == 64 * 1024 ** 3

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-from vtai.server.tools.code_interpreter.outputs import CallOutputs, model_text
+from vtai.server.tools.code_interpreter.outputs import (
+    ALLOWANCE,
+    CallOutputs,
+    model_text,
+    shorten,
+)
 from vtai.server.tools.code_interpreter.pool import Pool
 from vtai.server.tools.code_interpreter.sandbox import Unsandboxed
 from vtai.server.tools.code_interpreter.settings import CodeInterpreterSettings
@@ -41,8 +47,67 @@ def test_outputs_stream_and_truncate() -> None:
     pieces = [d["code_interpreter"]["outputs"][0] for d in sent]
     assert "".join(p["logs"] for p in pieces if p["index"] == 0) == items[0]["logs"]
     assert [p for p in pieces if p["index"] == 1] == [{"index": 1, **items[1]}]
-    assert model_text(items) == items[0]["logs"] + "[image file-a displayed to the user]"
-    assert model_text([]) == "(no output)"
+    assert model_text(items, 100) == items[0]["logs"] + "[image file-a displayed to the user]"
+    assert model_text([], 100) == "(no output)"
+
+
+def test_shorten_keeps_head_and_tail() -> None:
+    assert shorten("abc", 3) == "abc"
+    text = "H" * 500 + "m" * 10_000 + "T" * 500
+    cut = shorten(text, 300)
+    assert len(cut) == 300
+    parts = re.fullmatch(r"(H+)\n\[\.\.\. (\d+) characters cut \.\.\.\]\n(T+)", cut)
+    assert parts
+    head, count, tail = parts.groups()
+    assert len(head) + int(count) + len(tail) == len(text)
+    assert abs(len(head) - len(tail)) <= 1
+    assert shorten(text, 10) == "H" * 10  # no room for the line: the head only
+    assert shorten(text, 0) == ""
+
+
+def test_a_long_traceback_is_cut() -> None:
+    outputs = CallOutputs(lambda _: None, max_chars=1000)
+    outputs.traceback("Traceback: where\n" + "A" * 1_000_000 + "\nException: what\n")
+    [logs] = outputs.finish()
+    assert 990 <= len(logs["logs"]) <= 1000  # the count may have a digit less than sized for
+    assert logs["logs"].startswith("Traceback: where\n")
+    assert logs["logs"].endswith("\nException: what\n")
+    assert "characters cut ...]" in logs["logs"]
+
+
+def test_a_traceback_after_long_output_keeps_a_floor() -> None:
+    outputs = CallOutputs(lambda _: None, max_chars=1000)
+    outputs.text("x" * 5000)
+    outputs.traceback("T" * 3000 + "the error\n")
+    outputs.traceback("a second one\n")  # the floor is used up: only counted
+    outputs.text("more")
+    logs = outputs.finish()[0]["logs"]
+    x, first, rest = logs.partition("\n[... 4000 more characters of output not shown ...]\n")
+    assert x == "x" * 1000 and first
+    assert rest.endswith("the error\n\n[... 17 more characters of output not shown ...]\n")
+    assert len(rest) - len("\n[... 17 more characters of output not shown ...]\n") == 500
+
+
+def test_logs_stay_within_their_limit() -> None:
+    sent: list[str] = []
+    outputs = CallOutputs(lambda d: sent.append(d["code_interpreter"]["outputs"][0]["logs"]),
+                          max_chars=100)
+    for _ in range(200):
+        outputs.text("t" * 300)
+        outputs.traceback("b" * 300)
+        outputs.note("a note from the server " * 10 + "\n")
+    logs = outputs.finish()[0]["logs"]
+    assert len(logs) <= outputs.limit == 100 + ALLOWANCE
+    assert "".join(sent) == logs
+
+
+def test_model_text_cuts_logs_stored_unbounded() -> None:
+    stored = [{"type": "logs", "logs": "head " + "A" * 100_000 + " tail"},
+              {"type": "image", "image": {"file_id": "file-a"}}]
+    text = model_text(stored, 1000)
+    assert text.startswith("head ") and "characters cut" in text
+    assert text.endswith(" tail[image file-a displayed to the user]")
+    assert len(text) < 1100
 
 
 def test_definition_and_replay(tmp_path: Any) -> None:

@@ -86,15 +86,31 @@ def written(before: Snapshot, after: Snapshot) -> list[str]:
     return sorted(changed, key=lambda path: after[path][0])
 
 
-def read(root: Path, relative: str) -> bytes | None:
-    """A regular file below ``root``, or None if it is not one (any more)."""
+class TooBig(Exception):
+    """A file over the size it may have to be read."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"{size} bytes")
+        self.size = size
+
+
+def read(root: Path, relative: str, max_bytes: int) -> bytes | None:
+    """A regular file below ``root``, or None if it is not one (any more); raises TooBig,
+    without reading it, if it has more than ``max_bytes``."""
     *parts, name = PurePosixPath(relative).parts
     try:
         with _directory(root, tuple(parts)) as dir_fd:
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
             with os.fdopen(fd, "rb") as src:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode):
                     return None
-                return src.read()
+                if info.st_size > max_bytes:
+                    raise TooBig(info.st_size)
+                # A thread the code left running may still be writing to it.
+                content = src.read(max_bytes + 1)
+                if len(content) > max_bytes:
+                    raise TooBig(max(len(content), os.fstat(fd).st_size))
+                return content
     except OSError:
         return None

@@ -31,6 +31,7 @@ class Session:
         self.generation = 1
         self.lock = asyncio.Lock()  # one call at a time
         self.placed: dict[str, str] = {}  # input file id -> its name in the data directory
+        self.copied_out = 0  # bytes of its images and files made Files, for its budget
         self.last_used = time.monotonic()
 
     @classmethod

@@ -28,8 +28,14 @@ class CodeInterpreterSettings(BaseSettings):
     memory_mb: int = Field(default=2048, ge=64)  # address space of each process of a session
     max_processes: int = Field(default=64, ge=8)  # processes and threads of a session's uid
     disk_mb: int = Field(default=512, ge=1)  # /mnt/data and /tmp of a session together
-    max_output_chars: int = Field(default=20_000, ge=100)  # logs kept per call
+    # The code's output kept in a call's logs (outputs.ALLOWANCE more for notes and tracebacks).
+    max_output_chars: int = Field(default=20_000, ge=100)
     max_output_files: int = Field(default=20, ge=0)  # files written per call that become Files
+    max_output_images: int = Field(default=10, ge=0)  # displayed images per call kept as Files
+    # What is copied out of the sandbox as Files (images and written files) lands in the
+    # server's blob store: a size per file, and bytes per session (a thread's kernel).
+    max_output_file_mb: int = Field(default=50, ge=1)
+    max_session_output_mb: int = Field(default=200, ge=0)
     start_timeout: float = Field(default=60, gt=0)  # seconds a kernel may take to start
     # Sandboxed sessions run as uid_base + 256 * pid + n, a uid for each live session of
     # each process, so that a session's process limit and file ownership are its own. With

@@ -8,14 +8,16 @@ import json
 import logging
 import re
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 from vtai.server.api.files import store_file
 from vtai.server.store import objects, tables
 from vtai.server.tools.base import MessageAdditions, ToolContext, ToolResult
 from vtai.server.tools.code_interpreter import files
+from vtai.server.tools.code_interpreter.copyout import CopyOut
 from vtai.server.tools.code_interpreter.kernel import KernelStartError, Output
-from vtai.server.tools.code_interpreter.outputs import CallOutputs, model_text
+from vtai.server.tools.code_interpreter.outputs import ALLOWANCE, CallOutputs, model_text
 from vtai.server.tools.code_interpreter.pool import Pool, Unavailable
 from vtai.server.tools.code_interpreter.sandbox import SANDBOX_DATA
 from vtai.server.tools.code_interpreter.session import Session
@@ -94,7 +96,7 @@ class CodeInterpreterTool:
         items = outputs.finish()
         call = {"id": call_id, "type": "code_interpreter",
                 "code_interpreter": {"input": code or "", "outputs": items}}
-        return ToolResult(call=call, output=model_text(items))
+        return ToolResult(call=call, output=model_text(items, outputs.limit))
 
     async def _run(self, ctx: ToolContext, session: Session, call_id: str, code: str,
                    outputs: CallOutputs) -> None:
@@ -102,19 +104,13 @@ class CodeInterpreterTool:
             outputs.note(problem + "\n")
         data = session.workspace.data
         before = await asyncio.to_thread(files.snapshot, data)
-        images = 0
+        copies = CopyOut(self.settings, session)
 
         async def sink(output: Output) -> None:
-            nonlocal images
             if output.image is not None:
-                media, content = output.image
-                images += 1
-                stored = await store_file(ctx.db, ctx.blobs, ctx.project,
-                                          f"{call_id}_{images}{IMAGE_SUFFIXES[media]}",
-                                          OUTPUT_PURPOSE, content)
-                outputs.image(stored["id"])
+                await self._copy_image(ctx, call_id, output.image, copies, outputs)
             elif output.traceback:
-                outputs.note(output.text)
+                outputs.traceback(output.text)
             else:
                 outputs.text(output.text)
 
@@ -128,19 +124,51 @@ class CodeInterpreterTool:
             raise
         if note:
             outputs.note(note + "\n")
+        _note(outputs, copies.extra_images())
         after = await asyncio.to_thread(files.snapshot, data)
-        written: dict[str, str] = {}
-        for relative in files.written(before, after)[:self.settings.max_output_files]:
-            content = await asyncio.to_thread(files.read, data, relative)
-            if content is not None:
-                stored = await store_file(ctx.db, ctx.blobs, ctx.project,
-                                          relative.rsplit("/", 1)[-1], OUTPUT_PURPOSE,
-                                          content)
-                written[f"{SANDBOX_DATA}/{relative}"] = stored["id"]
+        written = await self._copy_written(ctx, data, files.written(before, after), copies,
+                                           outputs)
         if written:
             self._written[call_id] = written
             while len(self._written) > _REMEMBERED_CALLS:
                 self._written.popitem(last=False)
+
+    async def _copy_image(self, ctx: ToolContext, call_id: str, image: tuple[str, bytes],
+                          copies: CopyOut, outputs: CallOutputs) -> None:
+        """A displayed image becomes a File and an ``image`` output, within the bounds."""
+        media, content = image
+        number = copies.count_image()
+        if number is None:
+            return
+        refused = copies.refusal(f"image {number}", len(content))
+        if refused:
+            _note(outputs, refused)
+            return
+        stored = await store_file(ctx.db, ctx.blobs, ctx.project,
+                                  f"{call_id}_{number}{IMAGE_SUFFIXES[media]}", OUTPUT_PURPOSE,
+                                  content)
+        copies.copied(len(content))
+        outputs.image(stored["id"])
+
+    async def _copy_written(self, ctx: ToolContext, data: Path, written: list[str],
+                            copies: CopyOut, outputs: CallOutputs) -> dict[str, str]:
+        """Files the call wrote become Files, within the bounds: their sandbox paths and
+        file ids."""
+        copied: dict[str, str] = {}
+        for relative in written[:copies.max_files]:
+            try:
+                content = await asyncio.to_thread(files.read, data, relative, copies.room())
+            except files.TooBig as big:
+                _note(outputs, copies.refusal(relative, big.size))
+                continue
+            if content is None:
+                continue
+            stored = await store_file(ctx.db, ctx.blobs, ctx.project,
+                                      relative.rsplit("/", 1)[-1], OUTPUT_PURPOSE, content)
+            copies.copied(len(content))
+            copied[f"{SANDBOX_DATA}/{relative}"] = stored["id"]
+        _note(outputs, copies.extra_files(len(written)))
+        return copied
 
     async def _place_inputs(self, ctx: ToolContext, session: Session) -> list[str]:
         """Copy the run's input files not yet in the session into its data directory, under
@@ -174,8 +202,10 @@ class CodeInterpreterTool:
 
     def replay(self, call: dict[str, Any]) -> tuple[str, str]:
         details = call["code_interpreter"]
+        # Calls stored before logs were bounded are cut as a new call's logs would be.
+        limit = self.settings.max_output_chars + ALLOWANCE
         return (json.dumps({"code": details["input"]}, ensure_ascii=False),
-                model_text(details["outputs"]))
+                model_text(details["outputs"], limit))
 
     def message_additions(self, text: str, calls: list[dict[str, Any]]) -> MessageAdditions:
         """Images the calls displayed become ``image_file`` parts; links to files they wrote
@@ -198,3 +228,8 @@ class CodeInterpreterTool:
                     "start_index": match.start(), "end_index": end,
                     "file_path": {"file_id": written[path]}})
         return MessageAdditions(annotations=annotations, parts=parts)
+
+
+def _note(outputs: CallOutputs, note: str | None) -> None:
+    if note:
+        outputs.note(note + "\n")
