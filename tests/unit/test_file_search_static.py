@@ -4,7 +4,8 @@ and search over stores that hold vectors of several models."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +16,14 @@ from vtai.server.store import tables
 from vtai.server.store.db import Database
 from vtai.server.tools.file_search import embeddings, stores
 from vtai.server.tools.file_search.chunking import Strategy, chunk
+from vtai.server.tools.file_search.embedders import Embedders
 from vtai.server.tools.file_search.embeddings import (
     STATIC_DIMS,
     STATIC_MODEL,
+    Embedder,
     LocalEmbedder,
     StaticEmbedder,
     distill,
-    make_embedders,
 )
 from vtai.server.tools.file_search.search import ALPHA, SearchIndex
 from vtai.server.tools.file_search.settings import FileSearchSettings
@@ -137,12 +139,59 @@ def test_paraphrased_queries_rank_their_documents_first(static: StaticEmbedder) 
     assert [list(DOCUMENTS)[i] for i in best] == list(PARAPHRASES)
 
 
-def test_static_is_the_default_and_the_other_local_model_still_searches() -> None:
-    first, *others = make_embedders(FileSearchSettings())
-    assert first.model == STATIC_MODEL
-    assert [e.model for e in others] == [embeddings.LOCAL_MODEL]
-    first, *others = make_embedders(FileSearchSettings(embeddings_local_model="minilm"))
-    assert first.model == embeddings.LOCAL_MODEL and [e.model for e in others] == [STATIC_MODEL]
+async def test_static_is_the_default_and_the_other_local_model_still_searches() -> None:
+    default = Embedders(FileSearchSettings(), None)
+    assert (await default.for_new_store()).model == STATIC_MODEL
+    transformer = default.get(embeddings.LOCAL_MODEL)
+    assert transformer is not None and transformer.model == embeddings.LOCAL_MODEL
+    assert default.searchable() == {STATIC_MODEL, embeddings.LOCAL_MODEL}
+    assert default.get("text-embedding-3-small") is None  # no endpoint to ask
+    minilm = Embedders(FileSearchSettings(embeddings_local_model="minilm"), None)
+    assert (await minilm.for_new_store()).model == embeddings.LOCAL_MODEL
+    assert minilm.get(STATIC_MODEL) is minilm.static
+
+
+def test_a_distillation_started_at_start_is_waited_for_not_repeated(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The matrix distilled in the background at start: the first use waits for what is
+    left of it, then nothing is distilled again."""
+    stand_in, release = _StandIn(), threading.Event()
+
+    def slow_distill(transformer: object) -> np.ndarray:
+        release.wait(30)
+        return distill(stand_in)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(embeddings, "distill", slow_distill)
+    static = StaticEmbedder(LocalEmbedder(), tmp_path / "cache")
+    assert not static.ready
+    with caplog.at_level(logging.INFO, "vtai.file_search"):
+        building = static.prepare_in_background()
+        used: list[np.ndarray] = []
+        first_use = threading.Thread(target=lambda: used.append(static.embed_texts(["lava"])))
+        first_use.start()
+        first_use.join(0.3)
+        assert first_use.is_alive() and not used  # waiting for the background build
+        release.set()
+        first_use.join(30)
+        building.join(30)
+    assert len(used) == 1 and static.ready
+    assert caplog.text.count("distilling them") == 1
+    assert "distilled (in the background at start)" in caplog.text
+    assert "on first use" not in caplog.text
+
+
+class _Models:
+    """Fixed embedders, by model name (what ``Embedders`` is to the search)."""
+
+    def __init__(self, *embedders: Embedder) -> None:
+        self.by_name = {e.model: e for e in embedders}
+
+    def get(self, model: str) -> Embedder | None:
+        return self.by_name.get(model)
+
+    def searchable(self) -> Collection[str]:
+        return list(self.by_name)
 
 
 class _OtherModel:
@@ -166,8 +215,8 @@ class _OtherModel:
 
 async def test_a_store_with_vectors_of_two_models_is_searched_with_both(
         tmp_path: Path, static: StaticEmbedder) -> None:
-    """After a change of model, files indexed before keep their vectors and stay searchable:
-    each chunk is compared with the query's vector of its own model."""
+    """A store indexed before stores kept one model may hold vectors of several: each chunk
+    is compared with the query's vector of its own model."""
     db = Database(f"sqlite:///{tmp_path / 'vtai.db'}")
     await db.migrate()
     store = stores.new_store("mixed", {}, None)
@@ -187,7 +236,7 @@ async def test_a_store_with_vectors_of_two_models_is_searched_with_both(
             for file_id, text, model, vector in rows])
         await stores.bump_index(conn, store["id"])
     other = _OtherModel()
-    index = SearchIndex(db, [static, other], VectorCache(1 << 20))  # type: ignore[list-item]
+    index = SearchIndex(db, _Models(static, other), VectorCache(1 << 20))  # type: ignore[arg-type]
     hits = await index.search([store["id"]], [PARAPHRASES["whales"]], 10, mode="vector")
     scores = {h.file_id: h.score for h in hits}
     assert scores["file-new-whales"] > scores["file-new-tax"]

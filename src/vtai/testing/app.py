@@ -6,6 +6,7 @@ import inspect
 import logging
 import threading
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -45,6 +46,7 @@ def _strip_provider(model: str) -> str | None:
 
 
 MAX_RECORDED = 10_000  # request bodies kept by default
+MAX_EMBEDDING_RECORDED = 1_000  # fewer embeddings bodies: each may carry 64 whole chunks
 
 
 class FakeModelState:
@@ -52,17 +54,23 @@ class FakeModelState:
 
     def __init__(self, default: Step | StepFn | None = None,
                  max_recorded: int | None = MAX_RECORDED,
-                 refuse_null_content: bool = False) -> None:
+                 refuse_null_content: bool = False,
+                 embedding_models: Sequence[str] = ()) -> None:
         """``max_recorded``: how many request bodies are kept, the newest (None: all), so a
         fake model serving a long load test does not grow without end.
         ``refuse_null_content``: an assistant message with ``"content": null`` is answered
         with a 500, as llama-cpp-python's server answers it (its request validation wants a
-        string)."""
+        string).
+        ``embedding_models``: names listed by ``GET /v1/models`` besides the chat models,
+        as a server that also serves embeddings lists its embeddings models."""
         self.default = default
         self.refuse_null_content = refuse_null_content
+        self.embedding_models = list(embedding_models)
         self._lock = threading.Lock()
         self._scripts: dict[str, deque[ScriptItem]] = {}
         self._requests: deque[dict[str, Any]] = deque(maxlen=max_recorded)
+        self._embedding_requests: deque[dict[str, Any]] = deque(
+            maxlen=None if max_recorded is None else min(max_recorded, MAX_EMBEDDING_RECORDED))
 
     def script(self, model: str, *steps: ScriptItem) -> None:
         for step in steps:
@@ -82,10 +90,20 @@ class FakeModelState:
             if body.get("model") == model or _strip_provider(body.get("model", "")) == model
         ]
 
+    def embedding_requests(self, model: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            recorded = list(self._embedding_requests)
+        return [body for body in recorded if model is None or body.get("model") == model]
+
+    def record_embeddings(self, body: dict[str, Any]) -> None:
+        with self._lock:
+            self._embedding_requests.append(body)
+
     def reset(self) -> None:
         with self._lock:
             self._scripts.clear()
             self._requests.clear()
+            self._embedding_requests.clear()
 
     def models(self) -> list[str]:
         with self._lock:
@@ -345,6 +363,7 @@ def _endpoints(state: FakeModelState) -> list[Route]:
             dimensions = DEFAULT_DIMENSIONS
         if type(dimensions) is not int or not 0 < dimensions <= MAX_DIMENSIONS:
             return _error(400, f"'dimensions' must be an integer from 1 to {MAX_DIMENSIONS}.")
+        state.record_embeddings(body)
         as_base64 = body.get("encoding_format") == "base64"
         data = []
         for index, item in enumerate(items):
@@ -365,7 +384,7 @@ def _endpoints(state: FakeModelState) -> list[Route]:
         return {"id": name, "object": "model", "created": 0, "owned_by": "vtai-fake"}
 
     async def list_models(request: Request) -> Response:
-        names = dict.fromkeys([FAKE_MODEL, *state.models()])
+        names = dict.fromkeys([FAKE_MODEL, *state.embedding_models, *state.models()])
         return _json({"object": "list", "data": [model_object(name) for name in names]})
 
     async def retrieve_model(request: Request) -> Response:

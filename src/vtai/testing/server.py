@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
@@ -40,11 +41,12 @@ class FakeModelServer:
 
     def __init__(
         self, host: str = "127.0.0.1", port: int = 0, default: Step | StepFn | None = None,
-        refuse_null_content: bool = False,
+        refuse_null_content: bool = False, embedding_models: Sequence[str] = (),
     ) -> None:
         self.host = host
         self.port = port
-        self.state = FakeModelState(default, refuse_null_content=refuse_null_content)
+        self.state = FakeModelState(default, refuse_null_content=refuse_null_content,
+                                    embedding_models=embedding_models)
         self.app = create_app(self.state)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -107,6 +109,11 @@ class FakeModelServer:
     def requests(self, model: str | None = None) -> list[dict[str, Any]]:
         """Chat request bodies received for `model` (all models if None), oldest first."""
         return self.state.requests(model)
+
+    def embedding_requests(self, model: str | None = None) -> list[dict[str, Any]]:
+        """Embeddings request bodies received for `model` (all models if None), oldest
+        first."""
+        return self.state.embedding_requests(model)
 
     def reset(self) -> None:
         """Forget all scripts and recorded requests."""

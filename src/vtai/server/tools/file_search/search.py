@@ -8,16 +8,19 @@ reads as a similarity. Against reciprocal rank fusion, which counts only ranks, 
 the size of the gap between a close paraphrase and a chunk that merely shares a common word
 (docs/file-search.md has the measurements).
 
-A store may hold vectors of several models (files indexed before a change of model keep
-theirs): the query is embedded by each of them, and a chunk's cosine is always with the
-query's vector of its own model.
+A store keeps one model (``embedders.py``), but one indexed before stores kept theirs may
+hold vectors of several: the query is embedded by each of them, and a chunk's cosine is
+always with the query's vector of its own model. A model that cannot embed the query (its
+endpoint fails, the local model's file fails its check) leaves its chunks to the words, and
+says why in the log.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import orjson
@@ -26,8 +29,11 @@ from sqlalchemy import select
 from vtai.server.store import tables
 from vtai.server.store.db import Connection, Database
 from vtai.server.tools.file_search import lexical
-from vtai.server.tools.file_search.embeddings import Embedder
+from vtai.server.tools.file_search.embeddings import Embedder, EmbeddingUnavailable
+from vtai.server.tools.file_search.modelfiles import ModelFileError
 from vtai.server.tools.file_search.vectors import StoreVectors, VectorCache
+
+log = logging.getLogger("vtai.file_search")
 
 ALPHA = 0.8
 Mode = Literal["hybrid", "lexical", "vector"]
@@ -60,11 +66,21 @@ def combine(lexical_hits: list[tuple[int, str, float]], cosines: dict[int, float
             for c in files_of}
 
 
+class Models(Protocol):
+    """The embedding models whose vectors can be searched (``embedders.Embedders``)."""
+
+    def get(self, model: str) -> Embedder | None:
+        ...
+
+    def searchable(self) -> Collection[str] | None:
+        """Names of the models there may be an embedder for; None: any."""
+        ...
+
+
 class SearchIndex:
-    def __init__(self, db: Database, embedders: Sequence[Embedder], cache: VectorCache) -> None:
-        """``embedders``: every model whose stored vectors can be searched."""
+    def __init__(self, db: Database, models: Models, cache: VectorCache) -> None:
         self.db = db
-        self.embedders = {e.model: e for e in embedders}
+        self.models = models
         self.cache = cache
         self.common_words = lexical.CommonWords()
 
@@ -73,13 +89,22 @@ class SearchIndex:
             tables.vector_stores.c.id, tables.vector_stores.c.index_version).where(
             tables.vector_stores.c.id.in_(stores)))).all()
         return [vectors for row in rows for vectors in await self.cache.get(
-            conn, row.id, int(row.index_version), self.embedders)]
+            conn, row.id, int(row.index_version), self.models.searchable())]
 
     async def _embed(self, held: list[StoreVectors], queries: list[str]
                      ) -> dict[str, np.ndarray]:
-        """The queries' vectors by each model that the stores have vectors of."""
-        return {model: await self.embedders[model].embed_queries(queries)
-                for model in dict.fromkeys(h.model for h in held if len(h.ids))}
+        """The queries' vectors by each model that the stores have vectors of and that can
+        embed them now."""
+        vectors = {}
+        for model in dict.fromkeys(h.model for h in held if len(h.ids)):
+            embedder = self.models.get(model)
+            if embedder is None:
+                continue
+            try:
+                vectors[model] = await embedder.embed_queries(queries)
+            except (EmbeddingUnavailable, ModelFileError) as err:
+                log.error("searching by words only the chunks embedded by %s: %s", model, err)
+        return vectors
 
     async def search(self, stores: list[str], queries: list[str], limit: int,
                      allowed_files: set[str] | None = None, threshold: float = 0.0,

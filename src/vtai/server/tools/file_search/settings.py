@@ -17,12 +17,15 @@ def _default_cache_dir() -> Path:
 class FileSearchSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VTAI_", extra="ignore")
 
-    # An OpenAI-compatible /v1/embeddings endpoint; without one, the bundled local model.
+    # An OpenAI-compatible /v1/embeddings endpoint for new vector stores; without one, the
+    # default upstream's embeddings model if it serves one, else the bundled local model.
     embeddings_base_url: str | None = None
     embeddings_model: str = "text-embedding-3-small"
     embeddings_api_key: str | None = None
     embeddings_batch_size: int = 64  # inputs per request to the endpoint
-    # The local model without an endpoint: static token vectors distilled from MiniLM
+    # New vector stores use the local model, whatever an endpoint or the upstream serves.
+    embeddings_local: bool = False
+    # The local model: static token vectors distilled from MiniLM
     # (thousands of pages a second), or the MiniLM transformer (about 11 on 2 cores).
     embeddings_local_model: Literal["static", "minilm"] = "static"
     # ONNX Runtime threads of the transformer; 0 lets it use every core.

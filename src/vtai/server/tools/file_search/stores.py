@@ -210,6 +210,17 @@ async def add_files(conn: Connection, project: str, store: dict[str, Any], file_
     return added
 
 
+async def store_model(conn: Connection, store_id: str, besides_file: str | None = None
+                      ) -> str | None:
+    """The embedding model of the store's chunks (those of files other than
+    ``besides_file``): its first indexed file's, which every later file keeps. None while
+    it has no chunks."""
+    query = select(chunks.c.model).where(chunks.c.vector_store_id == store_id)
+    if besides_file is not None:
+        query = query.where(chunks.c.file_id != besides_file)
+    return (await conn.execute(query.limit(1))).scalar()
+
+
 async def remove_chunks(conn: Connection, store_id: str, file_id: str | None = None) -> None:
     where = [chunks.c.vector_store_id == store_id]
     if file_id is not None:

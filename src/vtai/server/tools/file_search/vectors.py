@@ -3,10 +3,10 @@
 A store's vectors are loaded from the database on first use, one block per file, and kept
 with the store's ``index_version``: when it changes, only the blocks of files added or
 re-ingested since are read again. Vectors of different models are held apart (a store
-indexed before a change of model holds both), and only those of models that this process
-can embed queries with are loaded. A query is one matrix product (float32, BLAS), which at 100k
-chunks of 384 dimensions takes a few milliseconds; the least recently used stores are dropped
-past the memory budget.
+indexed before stores kept their model may hold several), and only those of models that this
+process can embed queries with are loaded. A query is one matrix product (float32, BLAS),
+which at 100k chunks of 384 dimensions takes a few milliseconds; the least recently used
+stores are dropped past the memory budget.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ class StoreVectors:
 @dataclass
 class _Held:
     version: int
-    asked: frozenset[str]  # the models whose vectors were looked for
+    asked: frozenset[str] | None  # the models whose vectors were looked for (None: all)
     models: dict[str, StoreVectors] = field(default_factory=dict)
 
     @property
@@ -110,14 +110,16 @@ class VectorCache:
     def forget(self, store_id: str) -> None:
         self._stores.pop(store_id, None)
 
-    async def get(self, conn: Connection, store_id: str, version: int, models: Collection[str]
-                  ) -> list[StoreVectors]:
-        """The store's vectors, one set per model among ``models`` that the store has."""
+    async def get(self, conn: Connection, store_id: str, version: int,
+                  models: Collection[str] | None) -> list[StoreVectors]:
+        """The store's vectors, one set per model among ``models`` (None: any) that the
+        store has."""
+        asked = None if models is None else frozenset(models)
         lock = self._locks.setdefault(store_id, asyncio.Lock())
         async with lock:
             held = self._stores.get(store_id)
-            if held is None or held.asked != frozenset(models):
-                held = _Held(version=-1, asked=frozenset(models))
+            if held is None or held.asked != asked:
+                held = _Held(version=-1, asked=asked)
             if held.version != version:
                 await self._refresh(conn, store_id, held, models)
                 held.version = version
@@ -127,12 +129,14 @@ class VectorCache:
             return list(held.models.values())
 
     async def _refresh(self, conn: Connection, store_id: str, held: _Held,
-                       models: Collection[str]) -> None:
+                       models: Collection[str] | None) -> None:
         current: dict[str, set[tuple[str, int]]] = {}
+        where = [chunks.c.vector_store_id == store_id]
+        if models is not None:
+            where.append(chunks.c.model.in_(list(models)))
         for row in (await conn.execute(
                 select(chunks.c.model, chunks.c.file_id, func.min(chunks.c.id).label("first"))
-                .where(chunks.c.vector_store_id == store_id, chunks.c.model.in_(list(models)))
-                .group_by(chunks.c.model, chunks.c.file_id))).all():
+                .where(*where).group_by(chunks.c.model, chunks.c.file_id))).all():
             current.setdefault(row.model, set()).add((row.file_id, int(row.first)))
         for model in set(held.models) - set(current):
             del held.models[model]
