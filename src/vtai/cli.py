@@ -38,13 +38,17 @@ def serve(
         "--no-worker", help="Serve HTTP only; `vtai worker` processes execute the runs.")] = False,
     insecure_no_auth: Annotated[bool, typer.Option(
         "--insecure-no-auth", help="Allow a non-loopback --host with no API keys.")] = False,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="Serve Prometheus metrics on this port (VTAI_METRICS_HOST, default 127.0.0.1), "
+        "not on the API port: they count over all projects.")] = None,
 ) -> None:
     """Start the server (HTTP API and run worker) on the configured database."""
     import uvicorn
 
     from vtai.server.app import create_app
+    from vtai.server.http import bounded_protocol
 
-    settings = _settings(data_dir, host=host, port=port)
+    settings = _settings(data_dir, host=host, port=port, metrics_port=metrics_port)
     if no_worker:
         settings.run_worker = False
     if insecure_no_auth:
@@ -58,7 +62,8 @@ def serve(
         "VT.ai Assistants on http://%s:%d/v1 (database: %s)",
         settings.host, settings.port, settings.sqlalchemy_url.split("@")[-1])
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level=settings.log_level, access_log=False)
+                log_level=settings.log_level, access_log=False,
+                http=bounded_protocol(settings.max_header_bytes))
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -71,7 +76,8 @@ def _configure_logging(settings: Settings) -> None:
 def worker(
     data_dir: DataDir = None,
     metrics_port: Annotated[int | None, typer.Option(
-        help="Serve Prometheus metrics on this port (127.0.0.1).")] = None,
+        help="Serve Prometheus metrics on this port (VTAI_METRICS_HOST, default 127.0.0.1).")
+    ] = None,
 ) -> None:
     """Execute runs (and ingestion jobs) from the database, without serving HTTP.
 
@@ -93,9 +99,7 @@ def worker(
             loop.add_signal_handler(sig, stop.set)
         await runtime.start(execute_runs=True)
         if metrics_port is not None:
-            from prometheus_client import start_http_server
-
-            start_http_server(metrics_port, addr="127.0.0.1", registry=runtime.metrics.registry)
+            runtime.serve_metrics(settings.metrics_host, metrics_port)
         await stop.wait()
         logging.getLogger("vtai").info("stopping: finishing or handing back running runs")
         await runtime.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -15,8 +16,9 @@ import pytest
 from openai import OpenAI
 
 from tests.api.runs_support import WEATHER_TOOL, scripted_assistant, upload
-from tests.conftest import BACKENDS, start_server
-from tests.support import ServerProcess
+from tests.conftest import BACKENDS, _require_postgres, start_server
+from tests.proxy import TcpProxy
+from tests.support import ServerProcess, postgres_database
 from vtai.testing import Call, FakeModelServer, ToolCalls
 
 
@@ -41,6 +43,71 @@ def test_missing_or_wrong_key_is_401(keyed_server: ServerProcess) -> None:
         sdk(keyed_server, "key-wrong").beta.assistants.list()
     assert err.value.body["code"] == "invalid_api_key"
     assert "key-wrong" not in err.value.body["message"]  # keys are never echoed whole
+
+
+UPLOAD_BYTES = 50 * 1024 * 1024
+CHUNK = b"x" * 65536
+
+
+class Upload:
+    """A multipart upload of UPLOAD_BYTES, made as it is sent; ``sent`` counts the file's bytes
+    handed to the connection so far."""
+
+    BOUNDARY = "vtai-edge-test"
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        part = f"--{self.BOUNDARY}\r\nContent-Disposition: form-data; name="
+        yield f'{part}"purpose"\r\n\r\nassistants\r\n'.encode()
+        yield (f'{part}"file"; filename="big.bin"\r\n'
+               "Content-Type: application/octet-stream\r\n\r\n").encode()
+        while self.sent < UPLOAD_BYTES:
+            self.sent += len(CHUNK)
+            yield CHUNK
+        yield f"\r\n--{self.BOUNDARY}--\r\n".encode()
+
+    def post(self, server: ServerProcess, key: str | None) -> httpx.Response:
+        headers = {"content-type": f"multipart/form-data; boundary={self.BOUNDARY}"}
+        if key is not None:
+            headers["authorization"] = f"Bearer {key}"
+        return httpx.post(f"{server.base_url}/files", content=iter(self), headers=headers,
+                          timeout=60)
+
+
+@pytest.mark.parametrize("key", [None, "key-wrong"])
+def test_upload_without_a_valid_key_is_refused_before_its_body(
+        keyed_server: ServerProcess, key: str | None) -> None:
+    upload = Upload()
+    started = time.monotonic()
+    response = upload.post(keyed_server, key)
+    assert response.status_code == 401
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+    assert time.monotonic() - started < 5
+    # answered at the start: what the client got to send is what the sockets' buffers took
+    # (a few MB on loopback), far from the whole
+    assert upload.sent < UPLOAD_BYTES // 3, f"sent {upload.sent} bytes before the answer"
+    assert httpx.get(f"{keyed_server.base_url}/files",
+                     headers={"authorization": "Bearer key-alpha"}).status_code == 200
+
+
+def test_upload_with_a_valid_key_is_read_whole(keyed_server: ServerProcess) -> None:
+    upload = Upload()
+    response = upload.post(keyed_server, "key-alpha")
+    assert response.status_code == 200, response.text
+    assert upload.sent == UPLOAD_BYTES
+    file_id = response.json()["id"]
+    assert sdk(keyed_server, "key-alpha").files.retrieve(file_id).bytes == UPLOAD_BYTES
+    sdk(keyed_server, "key-alpha").files.delete(file_id)
+
+
+def test_health_and_docs_need_no_key(keyed_server: ServerProcess) -> None:
+    root = keyed_server.base_url.removesuffix("/v1")
+    for path in ("/healthz", "/openapi.json", "/docs"):
+        assert httpx.get(root + path).status_code == 200, path
+    unknown = httpx.get(f"{keyed_server.base_url}/nothing-here")
+    assert unknown.status_code == 401  # under /v1 the key comes first, known URL or not
 
 
 def test_projects_are_isolated(keyed_server: ServerProcess) -> None:
@@ -256,3 +323,30 @@ def test_cli_created_key(keyed_server: ServerProcess) -> None:
 def test_open_server_needs_no_key(server: ServerProcess) -> None:
     assert httpx.get(f"{server.base_url}/assistants").status_code == 200
     assert "no API keys configured" in server.log()
+
+
+def test_key_lookup_while_the_database_is_away_is_503(
+        tmp_path_factory: pytest.TempPathFactory, fake_model: FakeModelServer) -> None:
+    """A key not known to the process is looked up in the database: while that is away the
+    answer is 503 (retry), as for any request then, neither 401 nor 500."""
+    _require_postgres()
+    with ExitStack() as stack:
+        url = stack.enter_context(postgres_database())
+        proxy = TcpProxy("127.0.0.1", 5432).start()
+        stack.callback(proxy.stop)
+        server = start_server(
+            stack, tmp_path_factory.mktemp("auth-dbfault"), "sqlite", fake_model,
+            {"VTAI_DATABASE_URL": url.replace("@127.0.0.1:5432/", f"@127.0.0.1:{proxy.port}/"),
+             "VTAI_API_KEYS": "alpha:key-alpha"})
+        proxy.cut()
+        try:
+            unknown = {"authorization": "Bearer key-unknown"}
+            for send in (lambda: httpx.get(f"{server.base_url}/assistants", headers=unknown),
+                         lambda: Upload().post(server, "key-unknown")):
+                response = send()
+                assert response.status_code == 503, response.text
+                assert response.json()["error"]["code"] == "database_unavailable"
+        finally:
+            proxy.resume()
+        assert httpx.get(f"{server.base_url}/assistants",
+                         headers={"authorization": "Bearer key-unknown"}).status_code == 401

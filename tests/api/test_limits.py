@@ -3,6 +3,9 @@ shape, and nothing stored changes."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,7 +26,7 @@ SMALL_LIMITS = {
     "VTAI_MAX_CONTENT_PARTS": "2", "VTAI_MAX_ATTACHMENTS": "1",
     "VTAI_MAX_FUNCTION_PARAMETERS_BYTES": "200", "VTAI_MAX_ACTIVE_RUNS_PER_PROJECT": "1",
     "VTAI_MAX_FILE_BYTES": "50000", "VTAI_CORS_ORIGINS": "http://app.example",
-    "VTAI_MAX_BATCH_FILES": "2",
+    "VTAI_MAX_BATCH_FILES": "2", "VTAI_MAX_HEADER_BYTES": "8192",
 }
 
 
@@ -50,6 +53,44 @@ def test_request_body_limit(limited: ServerProcess) -> None:
     with pytest.raises(openai.APIStatusError) as err:
         client.files.create(file=("b.bin", b"x" * 60000), purpose="assistants")
     assert err.value.status_code == 413
+
+
+def raw_get(server: ServerProcess, headers: bytes, path: str = "/healthz") -> tuple[int, bytes]:
+    """GET with ``headers`` (lines ending in CRLF) on a socket of its own: the status and the
+    body of the answer (the server closes the connection after it, or the client does)."""
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n".encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        # the server may answer and stop reading before all is sent: its answer is read below
+        with contextlib.suppress(OSError):
+            sock.sendall(request + headers + b"\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+def many_headers(total: int) -> bytes:
+    line = b"X-Pad-%06d: " + b"a" * 1000 + b"\r\n"
+    return b"".join(line % i for i in range(total // len(line % 0) + 1))
+
+
+def test_request_headers_are_bounded(server: ServerProcess) -> None:
+    for headers in (many_headers(1024 * 1024), b"X-Big: " + b"a" * 1024 * 1024 + b"\r\n"):
+        status, body = raw_get(server, headers)
+        assert status == 431
+        assert set(json.loads(body)["error"]) == {"message", "type", "param", "code"}
+    # the default bound (64 KiB) leaves room for large headers
+    assert raw_get(server, many_headers(32 * 1024))[0] == 200
+    # and the server goes on, on a connection kept alive too
+    with httpx.Client(base_url=server.base_url) as client:
+        for _ in range(3):
+            assert client.get("/assistants", headers={"x-pad": "a" * 4000}).status_code == 200
+
+
+def test_header_bound_setting(limited: ServerProcess) -> None:
+    assert raw_get(limited, many_headers(32 * 1024))[0] == 431  # VTAI_MAX_HEADER_BYTES: 8 KiB
+    assert raw_get(limited, many_headers(4 * 1024))[0] == 200
 
 
 def test_message_limits(limited: ServerProcess) -> None:

@@ -15,8 +15,8 @@ from openai import AssistantEventHandler, OpenAI
 
 from tests.api.runs_support import WEATHER_TOOL, event_names, scripted_assistant, wait_for_status
 from tests.support import ServerProcess, sse_events
-from vtai.server.store import queries
-from vtai.server.store.db import turn_lock
+from vtai.server.store import writes
+from vtai.server.store.postgres import turn_lock
 from vtai.testing import Call, Drop, Echo, Error, FakeModelServer, Hang, Reply, ToolCalls
 
 TEXT_EVENTS = [
@@ -665,7 +665,7 @@ def test_a_message_added_while_a_run_is_being_started_waits_for_it(
         thread.id, role="user", content="x").id))
     with psycopg.connect(url.replace("+asyncpg", "")) as conn:  # a run's start, held open
         conn.execute("SELECT pg_advisory_xact_lock(%s)",
-                     (turn_lock(queries.thread_turn(thread.id)),))
+                     (turn_lock(writes.thread_turn(thread.id)),))
         adder.start()
         adder.join(1.5)
         assert not added  # waiting for its turn

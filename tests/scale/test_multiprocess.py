@@ -36,6 +36,7 @@ TEXT_EVENTS = [
 class Cluster:
     servers: list[ServerProcess]
     workers: list[WorkerProcess]
+    metrics_port: int  # the first server's
 
     def client(self, index: int) -> OpenAI:
         return OpenAI(base_url=self.servers[index].base_url, api_key="x", max_retries=0)
@@ -54,12 +55,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory,
         env = {"VTAI_DATABASE_URL": url, "VTAI_UPSTREAM_BASE_URL": fake_model.base_url,
                "VTAI_UPSTREAM_API_KEY": "fake", "VTAI_RUN_LEASE_SECONDS": "2",
                "VTAI_UPSTREAM_MAX_RETRIES": "0", "VTAI_SHUTDOWN_GRACE": "1"}
+        metrics_port = free_port()
         servers = []
-        for _ in range(2):
-            server = ServerProcess(data_dir, env, ("--no-worker",)).start()
+        for args in (("--metrics-port", str(metrics_port)), ()):
+            server = ServerProcess(data_dir, env, ("--no-worker", *args)).start()
             stack.callback(server.stop)
             servers.append(server)
-        cluster = Cluster(servers, [])
+        cluster = Cluster(servers, [], metrics_port)
         # tests replace workers they stop or kill: stop whichever are current at the end
         stack.callback(lambda: [worker.stop() for worker in cluster.workers])
         cluster.workers.extend(WorkerProcess(data_dir, env).start() for _ in range(2))
@@ -209,7 +211,7 @@ def test_metrics_and_json_logs(cluster: Cluster, fake_model: FakeModelServer,
     run = client.beta.threads.create_and_run_poll(
         assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "x"}]})
     assert run.status == "completed"
-    text = httpx.get(cluster.servers[0].base_url.removesuffix("/v1") + "/metrics").text
+    text = httpx.get(f"http://127.0.0.1:{cluster.metrics_port}/metrics").text
     completed = next(line for line in text.splitlines()
                      if line.startswith('vtai_runs{status="completed"}'))
     assert float(completed.split()[-1]) >= 1

@@ -147,7 +147,7 @@ def test_recorded_streams_of_real_servers(server: str) -> None:
 
 
 def test_chunks_of_unexpected_shapes_are_read_as_far_as_they_go() -> None:
-    answer, pieces = feed_all([
+    answer, _ = feed_all([
         {"choices": {"not": "a list"}}, {"choices": ["nor an object"]},
         {"choices": [{"delta": "text?"}]}, {"choices": [{"delta": {"tool_calls": 5}}]},
         {"choices": [{"delta": {"tool_calls": ["x", {"index": True, "function": "f"}]}}]},

@@ -39,15 +39,3 @@ def test_at_the_limit_a_start_is_refused() -> None:
         limit.check("p", 3)
     assert err.value.status == 429
     assert limit.to_count("p") == 3  # and the next start counts again
-
-
-def test_near_the_limit_goes_by_the_last_count_however_old() -> None:
-    """What a start guessed before its read (runs.known_threads) goes by: a start the count
-    may refuse is not guessed."""
-    assert not ActiveRunLimit(0).near("p")
-    limit = ActiveRunLimit(10, max_age=0)
-    assert limit.near("p")  # never counted
-    limit.check("p", 6)  # and this run: 7
-    assert not limit.near("p") and limit.to_count("p") == 10  # an old count, far off
-    limit.check("p", None)  # 8
-    assert limit.near("p")

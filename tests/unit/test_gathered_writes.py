@@ -1,9 +1,10 @@
-"""A turn's end in one write: Database.write_guarded, and RunRecords.changes(gather=True)
-built on it. The statements stand or fall with the guard's compare-and-set, and their commit
-is durable, on SQLite and on PostgreSQL."""
+"""A turn's end in one write: store.writes.save, and RunRecords.changes(gather=True) built on
+it. The saves stand or fall with the run's compare-and-set, and their commit is durable, on
+SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import orjson
@@ -14,11 +15,10 @@ from vtai.server import ids
 from vtai.server.runs import states
 from vtai.server.runs.events import Event
 from vtai.server.runs.records import Conflict, RunRecords
-from vtai.server.store import objects, tables
-from vtai.server.store.db import Database, Sql
+from vtai.server.store import objects, tables, writes
+from vtai.server.store.db import Database
+from vtai.server.store.sql import Sql
 
-_STATUS = Sql("UPDATE runs SET status = :status WHERE id = :id AND status = :expected")
-_DATA = Sql("UPDATE messages SET data = :data WHERE id = :id")
 _ROWS = Sql("SELECT id, status, data FROM runs UNION ALL SELECT id, '', data FROM messages "
             "ORDER BY 1")
 
@@ -67,22 +67,25 @@ async def _opened(db: Database, records: RunRecords, run: dict[str, Any]) -> Any
     return opened
 
 
-async def test_the_statements_are_made_when_the_guard_changes_a_row(store: Database) -> None:
+def _move(run: dict[str, Any], status: str, expected: str) -> writes.RunWrite:
+    return writes.RunWrite(run["id"], expected, status, objects.dumps(run))
+
+
+async def test_saves_are_made_when_the_move_happens(store: Database) -> None:
     run = _run()
     await _insert_run(store, run)
     message = {"id": "msg_1", "created_at": 1}
     async with store.write() as conn:
         await conn.sql(*objects.insert_statement(tables.messages, message, "proj", "{}",
                                                  thread_id="thread_1", run_id=run["id"]))
-    done = await store.write_guarded(
-        (_STATUS, {"id": run["id"], "status": "completed", "expected": "in_progress"}),
-        [(_DATA, {"id": "msg_1", "data": '{"text": "all of it"}'})])
+    done = await writes.save(store, _move(run, "completed", "in_progress"), {},
+                             {"msg_1": '{"text": "all of it"}'})
     assert done
     assert await _stored(store) == [("msg_1", "", '{"text": "all of it"}'),
                                  (run["id"], "completed", objects.dumps(run))]
 
 
-async def test_nothing_is_made_when_the_guard_changes_no_row(store: Database) -> None:
+async def test_nothing_is_saved_when_the_move_does_not_happen(store: Database) -> None:
     run = _run(states.CANCELLING)
     await _insert_run(store, run)
     async with store.write() as conn:
@@ -90,23 +93,36 @@ async def test_nothing_is_made_when_the_guard_changes_no_row(store: Database) ->
                                                                    "created_at": 1},
                                                  "proj", "{}", thread_id="thread_1"))
     before = await _stored(store)
-    done = await store.write_guarded(
-        (_STATUS, {"id": run["id"], "status": "completed", "expected": "in_progress"}),
-        [(_DATA, {"id": "msg_1", "data": '{"text": "all of it"}'})])
+    done = await writes.save(store, _move(run, "completed", "in_progress"), {},
+                             {"msg_1": '{"text": "all of it"}'})
     assert not done
     assert await _stored(store) == before
 
 
-async def test_a_statement_without_its_where_clause_is_refused(store: Database) -> None:
-    with pytest.raises(ValueError, match="WHERE"):
-        await store.write_guarded((_STATUS, {"id": "x", "status": "a", "expected": "b"}),
-                               [(Sql("UPDATE messages SET data = :data"), {"data": "{}"})])
+async def test_a_move_keeps_sets_or_clears_the_lease(store: Database) -> None:
+    run = _run()
+    await _insert_run(store, run)
+    lease = Sql("SELECT worker_id, lease_expires_at FROM runs WHERE id = :id")
+
+    async def claim() -> tuple[Any, ...]:
+        async with store.read() as conn:
+            return tuple((await conn.sql(lease, {"id": run["id"]})).rows[0])
+
+    moves = [("set", states.QUEUED, ("w1", 99)), ("keep", states.IN_PROGRESS, ("w1", 99)),
+             ("clear", states.REQUIRES_ACTION, (None, None))]
+    status = run["status"]
+    for mode, target, expected in moves:
+        write = dataclasses.replace(_move(run, target, status), lease=mode,  # type: ignore[arg-type]
+                                    worker_id="w1", lease_expires_at=99)
+        assert await writes.save(store, write, {}, {})
+        assert await claim() == expected
+        status = target
 
 
-async def test_the_guarded_write_is_durable_on_postgresql(store_url: str) -> None:
+async def test_the_compound_writes_are_durable_on_postgresql(store_url: str) -> None:
     """The server's connections commit without waiting for the WAL flush unless told to
-    (write_together's writes); a guarded write waits for it, as a write() transaction does,
-    and so does write_together(durable=True) (see wal.py for the check)."""
+    (a run's start, a message opened); a turn's end waits for it, as a write() transaction
+    does, and so does a new thread (see wal.py for the check)."""
     if store_url.startswith("sqlite"):
         pytest.skip("SQLite's commits are durable in their transaction (see Database)")
     db = Database(store_url)
@@ -117,21 +133,23 @@ async def test_the_guarded_write_is_durable_on_postgresql(store_url: str) -> Non
             assert (await conn.sql(setting)).scalar() == "off"
         run = _run()
         await _insert_run(db, run)
+        statuses = (states.IN_PROGRESS, states.REQUIRES_ACTION)
         for n in range(5):
             before = await wal_end(db)
-            statuses = (states.IN_PROGRESS, states.REQUIRES_ACTION)
-            assert await db.write_guarded((_STATUS, {
-                "id": run["id"], "status": statuses[(n + 1) % 2],
-                "expected": statuses[n % 2]}), [])
+            assert await writes.save(db, _move(run, statuses[(n + 1) % 2], statuses[n % 2]),
+                                     {}, {})
             assert await flushed_past(db, before), f"write {n}: the WAL was not flushed"
-        for n in range(5):  # and write_together(durable=True), one statement or more
-            messages = [{"id": ids.new_id("msg_"), "created_at": 1} for _ in range(1 + n % 2)]
+        for n in range(5):
+            messages = [writes.RunRow(ids.new_id("msg_"), "proj", 1, "{}", "t", None)
+                        for _ in range(n % 3)]
+            thread = {"id": ids.new_id("thread_"), "project_id": "proj", "created_at": 1,
+                      "data": "{}"}
             before = await wal_end(db)
-            counts = await db.write_together([objects.insert_statement(
-                tables.messages, message, "proj", "{}", thread_id="t", run_id=None)
-                for message in messages], durable=True)
-            assert counts == [1] * (1 + n % 2)
-            assert await flushed_past(db, before), f"together {n}: the WAL was not flushed"
+            await writes.insert_thread(db, thread, messages)
+            assert await flushed_past(db, before), f"thread {n}: the WAL was not flushed"
+            async with db.read() as conn:
+                count = Sql("SELECT count(*) FROM messages WHERE thread_id = :id")
+                assert (await conn.sql(count, {"id": thread["id"]})).scalar() == n % 3
     finally:
         await db.close()
 

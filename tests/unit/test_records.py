@@ -33,12 +33,13 @@ class _Db:
         self.announced_before_write: list[str] = []
         self.written: list[Any] = []
 
-    async def write_together(self, statements: list[Any]) -> list[int]:
+    sqlite = None  # (PostgreSQL's way: one statement, Database.run)
+
+    async def run(self, statement: Any, params: dict[str, Any]) -> Any:
         self.announced_before_write = [event.event for event in self.bus.published]
         if self.fail:
             raise OSError("the database went away")
-        self.written = statements
-        return [1] * len(statements)
+        self.written.append(params)
 
 
 def _records(fail: bool) -> tuple[RunRecords, _Bus, _Db]:
@@ -54,8 +55,9 @@ async def test_the_opened_message_and_first_delta_go_out_before_the_rows_are_sto
     assert [event.event for event in bus.published] == ANNOUNCED and not db.written
     await records.store_opened(opened)
     assert db.announced_before_write == ANNOUNCED
-    assert len(db.written) == 2  # the step and the message, in one write
     step, message = opened.step, opened.message
+    (written,) = db.written  # the step and the message, in one write
+    assert (written["s_id"], written["m_id"]) == (step["id"], message["id"])
     created = orjson.loads(bus.published[2].data)
     assert created["id"] == message["id"] and created["status"] == "in_progress"
     assert step["step_details"]["message_creation"]["message_id"] == message["id"]

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from vtai.server.runs.events import DONE, Event, EventBus
 from vtai.server.api.sse import EventStream, send_now
+from vtai.server.runs.events import DONE, Event, EventBus
 from vtai.server.store.db import Database
 
 

@@ -12,13 +12,14 @@ from vtai.server.settings import Settings
 
 
 def test_an_unexpected_error_is_a_500_that_closes_the_connection(tmp_path: Path) -> None:
-    app = create_app(Settings(data_dir=tmp_path))
+    app = create_app(Settings(data_dir=tmp_path, api_keys="k"))
 
     async def boom() -> None:
         raise KeyError("function")
 
     app.add_api_route("/v1/boom", boom)
-    response = TestClient(app, raise_server_exceptions=False).get("/v1/boom")
+    response = TestClient(app, raise_server_exceptions=False).get(
+        "/v1/boom", headers={"authorization": "Bearer k"})
     assert response.status_code == 500
     assert response.headers["connection"] == "close"
     assert response.json() == {"error": {

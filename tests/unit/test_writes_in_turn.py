@@ -1,6 +1,6 @@
-"""Database.write_in_turn, and starting a run with it (queries.run_insert): one durable
-statement that takes the turn of its key, on SQLite and on PostgreSQL; and the unique index
-that keeps a thread to one active run."""
+"""Storing a new run (store.writes.insert_run): one durable write in its thread's turn, on
+SQLite and on PostgreSQL (there one statement that takes the turn's lock); and the unique
+index that keeps a thread to one active run."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from tests.unit.wal import flushed_past, wal_end
 from vtai.server import ids
 from vtai.server.runs import states
 from vtai.server.runs.events import WORK_CHANNEL
-from vtai.server.store import objects, queries, tables
-from vtai.server.store.db import Database, Sql
+from vtai.server.store import objects, tables, writes
+from vtai.server.store.db import Database
+from vtai.server.store.sql import Sql
 
 _ACTIVE_RUNS = Sql("SELECT id FROM runs WHERE thread_id = :thread_id AND status IN "
                    "('queued', 'in_progress', 'requires_action', 'cancelling') ORDER BY id")
@@ -28,18 +29,18 @@ async def _thread(db: Database, project: str = "proj") -> str:
     return str(thread["id"])
 
 
-def _run_params(thread_id: str, status: str = states.QUEUED,
-                project: str = "proj") -> tuple[Sql, dict[str, Any]]:
-    """A new run's insert (queries.run_insert)."""
-    run = {"id": ids.new_id("run_"), "created_at": ids.now(), "thread_id": thread_id,
-           "status": status}
-    return queries.run_insert(run, project, f'{{"id": "{run["id"]}"}}', None)
+def _run_params(thread_id: str, status: str = states.QUEUED, project: str = "proj",
+                lease: tuple[str, int] | None = None) -> dict[str, Any]:
+    """A new run's columns."""
+    run_id = ids.new_id("run_")
+    return {"id": run_id, "project_id": project, "created_at": ids.now(),
+            "data": f'{{"id": "{run_id}"}}', "thread_id": thread_id, "status": status,
+            "worker_id": lease[0] if lease else None,
+            "lease_expires_at": lease[1] if lease else None}
 
 
-async def _start(db: Database, insert: tuple[Sql, dict[str, Any]],
-                 notify: str | None = None) -> int:
-    return await db.write_in_turn(queries.thread_turn(insert[1]["thread_id"]), *insert,
-                                  notify)
+async def _start(db: Database, run: dict[str, Any], notify: str | None = None) -> int:
+    return int(await writes.insert_run(db, run, notify))
 
 
 async def _active(db: Database, thread_id: str) -> list[str]:
@@ -56,7 +57,7 @@ async def test_a_run_is_stored_only_on_a_thread_of_its_project_without_an_active
     first = _run_params(thread_id)
     assert await _start(store, first) == 1
     assert await _start(store, _run_params(thread_id)) == 0
-    run = first[1]
+    run = first
     assert await _active(store, thread_id) == [run["id"]]
     async with store.read() as conn:
         stored = (await conn.sql(Sql(
@@ -67,13 +68,11 @@ async def test_a_run_is_stored_only_on_a_thread_of_its_project_without_an_active
     async with store.write() as conn:  # once it is finished, the thread takes another
         await conn.sql(Sql("UPDATE runs SET status = 'completed' WHERE id = :id"),
                        {"id": run["id"]})
-    leased = queries.run_insert({"id": ids.new_id("run_"), "created_at": 1,
-                                 "thread_id": thread_id, "status": states.QUEUED}, "proj", "{}",
-                                {"worker_id": "w1", "lease_expires_at": 99})
+    leased = _run_params(thread_id, lease=("w1", 99))
     assert await _start(store, leased) == 1
     async with store.read() as conn:
         claim = (await conn.sql(Sql("SELECT worker_id, lease_expires_at FROM runs "
-                                    "WHERE id = :id"), {"id": leased[1]["id"]})).rows
+                                    "WHERE id = :id"), {"id": leased["id"]})).rows
     assert [tuple(row) for row in claim] == [("w1", 99)]
 
 
@@ -110,7 +109,7 @@ async def test_a_write_in_turn_waits_for_a_transaction_of_the_same_turn(
     holding, release = asyncio.Event(), asyncio.Event()
 
     async def hold_the_turn() -> None:
-        async with store.write(turn=queries.thread_turn(thread_id)):
+        async with store.write(turn=writes.thread_turn(thread_id)):
             holding.set()
             await release.wait()
 
@@ -125,14 +124,6 @@ async def test_a_write_in_turn_waits_for_a_transaction_of_the_same_turn(
     release.set()
     await holder
     assert await asyncio.wait_for(starting, 5) == 1
-
-
-async def test_the_form_of_a_write_in_turn_is_checked(store: Database) -> None:
-    for statement in ("UPDATE runs SET status = 'x' WHERE id = :id",
-                      "INSERT INTO runs (id) SELECT id FROM threads WHERE id = :id",
-                      "INSERT INTO runs (id) SELECT :id"):
-        with pytest.raises(ValueError, match="INSERT"):
-            await store.write_in_turn("t", Sql(statement), {"id": "x"})
 
 
 async def test_a_write_in_turn_is_durable_and_notifies_on_postgresql(store_url: str) -> None:

@@ -9,12 +9,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
 from vtai.heap import settle_heap
 from vtai.server.api import assistants, errors, files, messages, models, runs, threads
-from vtai.server.api.auth import KeyRing
+from vtai.server.api.auth import KeyRing, RequireKey
 from vtai.server.api.limits import ActiveRunLimit, BodyLimit, NoNulInUrl, RateLimiter
 from vtai.server.api.responses import json_response
 from vtai.server.runtime import Runtime
@@ -53,6 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning(
                 "no API keys configured: the server is open to anyone who can reach it "
                 "(set VTAI_API_KEYS or run `vtai keys create` to require keys)")
+        if settings.metrics_port is not None:
+            runtime.serve_metrics(settings.metrics_host, settings.metrics_port)
         settle_heap()
         try:
             yield
@@ -68,6 +69,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(NoNulInUrl)
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes, paths={
         f"{API_PREFIX}/files": settings.max_file_bytes + UPLOAD_OVERHEAD_BYTES})
+    keyring = KeyRing(settings, runtime.db)
+    # outside BodyLimit and inside CORS (which answers preflights, sent without a key)
+    app.add_middleware(RequireKey, keyring=keyring, prefix=API_PREFIX)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_methods=["*"], allow_headers=["*"],
                            allow_origins=[o.strip() for o in settings.cors_origins.split(",")])
@@ -76,12 +80,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.runtime = runtime
     app.state.db = runtime.db
-    app.state.keyring = KeyRing(settings, runtime.db)
+    app.state.keyring = keyring
     app.state.blobs = runtime.blobs
     app.state.providers = runtime.providers
     app.state.records = runtime.records
     app.state.worker = runtime.worker
-    app.state.known_threads = runtime.known_threads
     errors.install(app)
     # runs first: its /threads/runs must win over /threads/{thread_id}
     for router in (runs.router, assistants.router, threads.router, messages.router,
@@ -94,10 +97,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> Response:
         return json_response({"status": "ok"})
-
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(await runtime.metrics.render(runtime.db),
-                        media_type=CONTENT_TYPE_LATEST)
 
     return app

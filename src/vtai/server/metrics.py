@@ -1,15 +1,25 @@
-"""Prometheus metrics of one process, in a registry of its own (no process-wide state)."""
+"""Prometheus metrics of one process, in a registry of its own (no process-wide state), served
+on a port of their own (``serve``): they count over every project, so they are never on the
+API port."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from sqlalchemy import func, select
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
 
-from vtai.server.runs import states
-from vtai.server.store import tables
-from vtai.server.store.db import Database
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+log = logging.getLogger("vtai.server")
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+SCRAPE_SECONDS = 10.0  # a scrape's wait for the database-wide counts
+
+# The runs stored by status, read when a scrape asks (from the event loop, see _RunCounts).
+RunCounts = Callable[[], Coroutine[Any, Any, dict[str, int]]]
 
 
 class Metrics:
@@ -28,24 +38,37 @@ class Metrics:
         self.tool_seconds = Histogram(
             "vtai_tool_seconds", "Seconds a built-in tool call took, by tool.", ["tool"],
             buckets=_LATENCY_BUCKETS, registry=self.registry)
-        self.guessed_starts = Counter(
-            "vtai_run_starts_guessed",
-            "Runs whose first model call left before the run-start read, from what this "
-            "process knew of the thread; guess=wrong: the read found otherwise and that "
-            "call was given up.", ["guess"], registry=self.registry)
-        self.runs = Gauge("vtai_runs", "Runs stored, by status (counted at scrape).",
-                          ["status"], registry=self.registry)
-        self.queue_depth = Gauge("vtai_queue_depth", "Runs queued and not yet started.",
-                                 registry=self.registry)
 
-    async def render(self, db: Database) -> bytes:
-        """The text exposition, with the database-wide gauges read now."""
-        r = tables.runs
-        async with db.read() as conn:
-            rows = (await conn.execute(
-                select(r.c.status, func.count().label("n")).group_by(r.c.status))).all()
-        counts: dict[str, int] = {row.status: int(row.n) for row in rows}
-        for status in states.TRANSITIONS:
-            self.runs.labels(status).set(counts.get(status, 0))
-        self.queue_depth.set(counts.get(states.QUEUED, 0))
-        return generate_latest(self.registry)
+    def serve(self, host: str, port: int, count_runs: RunCounts, statuses: list[str]) -> None:
+        """Serve ``/metrics`` on ``host:port`` (prometheus_client's server, in a thread of
+        its own), with the runs stored by status counted at each scrape by ``count_runs`` in
+        this event loop."""
+        self.registry.register(_RunCounts(asyncio.get_running_loop(), count_runs, statuses))
+        start_http_server(port, addr=host, registry=self.registry)
+        log.info("metrics on http://%s:%d/metrics", host, port)
+
+
+class _RunCounts(Collector):
+    """``vtai_runs`` by status and ``vtai_queue_depth``, read from the database (in the
+    event loop that owns it) when a scrape asks, from the metrics server's thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, count_runs: RunCounts,
+                 statuses: list[str]) -> None:
+        self.loop = loop
+        self.count_runs = count_runs
+        self.statuses = statuses
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            counts = asyncio.run_coroutine_threadsafe(self.count_runs(), self.loop).result(
+                SCRAPE_SECONDS)
+        except Exception:
+            log.exception("metrics: the runs stored could not be counted")
+            return
+        runs = GaugeMetricFamily("vtai_runs", "Runs stored, by status (counted at scrape).",
+                                 labels=["status"])
+        for status in self.statuses:
+            runs.add_metric([status], counts.get(status, 0))
+        yield runs
+        yield GaugeMetricFamily("vtai_queue_depth", "Runs queued and not yet started.",
+                                value=counts.get("queued", 0))

@@ -10,12 +10,13 @@ import logging
 
 from vtai.server.metrics import Metrics
 from vtai.server.providers.routing import Providers
+from vtai.server.runs import states
 from vtai.server.runs.events import EventBus
 from vtai.server.runs.executor import Executor
-from vtai.server.runs.known_threads import KnownThreads
 from vtai.server.runs.records import RunRecords
 from vtai.server.runs.worker import Worker
 from vtai.server.settings import Settings
+from vtai.server.store import queries
 from vtai.server.store.blobs import BlobStore
 from vtai.server.store.db import Database
 from vtai.server.tools.registry import PluginEnv, load_plugins
@@ -40,20 +41,26 @@ class Runtime:
                              lease_seconds=settings.run_lease_seconds)
         self.executes_runs = False
         self.bus.on_work = self.worker.wake
-        self.known_threads = KnownThreads(self.db, self.metrics)
 
     async def start(self, *, execute_runs: bool) -> None:
         await self.db.migrate()
         self.providers.prepare()
         await self.bus.start()
         self.executes_runs = execute_runs
-        if execute_runs:  # (only a process that executes runs sends a model call ahead)
-            self.known_threads.start()
+        if execute_runs:
             for plugin in self.plugins:
                 if plugin.start:
                     await plugin.start()
             self.worker.start()
             log.info("executing runs as %s", self.worker.id)
+
+    def serve_metrics(self, host: str, port: int) -> None:
+        """Prometheus metrics on a port of their own (see metrics.Metrics.serve)."""
+        self.metrics.serve(host, port, self._run_counts, list(states.TRANSITIONS))
+
+    async def _run_counts(self) -> dict[str, int]:
+        async with self.db.read() as conn:
+            return await queries.run_counts(conn)
 
     async def stop(self) -> None:
         if self.executes_runs:
@@ -61,7 +68,6 @@ class Runtime:
             for plugin in self.plugins:
                 if plugin.stop:
                     await plugin.stop()
-        await self.known_threads.stop()
         await self.bus.stop()
         await self.providers.close()
         await self.db.close()

@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     db_pool_size: int = 20  # PostgreSQL connections per process, kept open (no overflow)
     host: str = "127.0.0.1"
     port: int = 8000
+    # Prometheus metrics of `vtai serve` on a port of their own (None: not served); they count
+    # over all projects, so they are kept off the API port and, by default, on loopback.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
     # Comma-separated; an entry is "key" (a project of its own) or "project:key".
     api_keys: str = ""
     run_worker: bool = True  # execute runs in this process (vtai serve --no-worker: False)
@@ -43,6 +47,8 @@ class Settings(BaseSettings):
     # Limits (OpenAI's where it has one). 0 turns a limit off where noted.
     max_file_bytes: int = 512 * 1024 * 1024
     max_request_bytes: int = 16 * 1024 * 1024  # JSON request bodies
+    # A request's line and headers together (431 past it); at least 1 KiB.
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
     max_message_chars: int = 256_000  # text of one message
     max_content_parts: int = 100  # content parts of one message
     max_attachments: int = 20  # attachments of one message

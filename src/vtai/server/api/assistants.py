@@ -125,9 +125,6 @@ async def modify_assistant(
     project: str = Depends(project_id),
 ) -> Response:
     check_tools_size(body.tools, request.app.state.settings)
-    # Forgotten before (no run start guesses from it meanwhile) and after (what a run start
-    # read meanwhile may predate the change).
-    request.app.state.known_threads.forget_assistant(assistant_id)
     async with request.app.state.db.write() as conn:
         obj = await objects.get_object(conn, tables.assistants, assistant_id, project)
         if obj is None:
@@ -138,7 +135,6 @@ async def modify_assistant(
             changes.pop("model", None)
         obj = shaped(Assistant, {**obj, **changes})
         data = await objects.save_object(conn, tables.assistants, obj)
-    request.app.state.known_threads.forget_assistant(assistant_id)
     return json_response(data)
 
 
@@ -147,11 +143,9 @@ async def delete_assistant(
     assistant_id: str, request: Request, project: str = Depends(project_id)
 ) -> Response:
     t = tables.assistants
-    request.app.state.known_threads.forget_assistant(assistant_id)  # (and after, as above)
     async with request.app.state.db.write() as conn:
         count = await objects.delete_objects(conn, t, t.c.id == assistant_id,
                                              t.c.project_id == project)
-    request.app.state.known_threads.forget_assistant(assistant_id)
     if not count:
         raise not_found("assistant", assistant_id)
     return deleted(assistant_id, "assistant.deleted")

@@ -13,9 +13,12 @@ import time
 
 from fastapi import Request
 from sqlalchemy import func, insert, select
+from starlette.datastructures import Headers
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vtai.server import ids
-from vtai.server.api.errors import APIError
+from vtai.server.api.errors import APIError, error_response
 from vtai.server.settings import Settings, hash_key
 from vtai.server.store import tables
 from vtai.server.store.db import Database
@@ -23,6 +26,7 @@ from vtai.server.store.db import Database
 log = logging.getLogger("vtai.server")
 
 OPEN_PROJECT = "proj_default"
+PROJECT_STATE = "vtai_project"  # the request state's entry RequireKey leaves for project_id
 _OPEN_RECHECK_SECONDS = 5.0
 
 
@@ -87,15 +91,58 @@ def _redact(key: str) -> str:
     return f"{key[:3]}***{key[-4:]}" if len(key) > 8 else "***"
 
 
+class RequireKey:
+    """The key of every request under ``prefix`` is checked here, before anything reads the
+    request's body (FastAPI's dependencies run only after it has read and parsed it): a
+    request without a valid key is answered 401 at once, whatever it is uploading. The
+    project found is left in the request's state, for ``project_id``."""
+
+    def __init__(self, app: ASGIApp, keyring: KeyRing, prefix: str) -> None:
+        self.app = app
+        self.keyring = keyring
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not (
+                path == self.prefix or path.startswith(self.prefix + "/")):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        try:
+            project = await self.keyring.project_for(headers.get("authorization"))
+        except APIError as err:
+            await _refusal(err, headers)(scope, receive, send)
+            return
+        except Exception:
+            # The key could not be looked up (the database, most likely): project_id looks
+            # again inside the app, whose error handlers answer it (503 for the database).
+            await self.app(scope, receive, send)
+            return
+        scope.setdefault("state", {})[PROJECT_STATE] = project
+        await self.app(scope, receive, send)
+
+
+def _refusal(err: APIError, headers: Headers) -> Response:
+    """A 401 for a request that has a body closes the connection: kept open, the server
+    would read the rest of the body (to drop it) before the next request."""
+    if headers.get("content-length", "0") != "0" or "transfer-encoding" in headers:
+        err.headers = {**(err.headers or {}), "connection": "close"}
+    return error_response(err)
+
+
 async def project_id(request: Request) -> str:
-    """FastAPI dependency: the project of the calling key, within the key's request rate."""
+    """FastAPI dependency: the project of the calling key (found by RequireKey), within the
+    key's request rate."""
     keyring: KeyRing = request.app.state.keyring
     keyring.note_beta_header(request)
     authorization = request.headers.get("authorization")
-    project = await keyring.project_for(authorization)
+    project = getattr(request.state, PROJECT_STATE, None)
+    if project is None:
+        project = await keyring.project_for(authorization)
     request.app.state.rate_limiter.check(
         project if keyring.open else hash_key(_bearer(authorization)))
-    return project
+    return str(project)
 
 
 async def create_key(db: Database, project: str, name: str = "") -> str:

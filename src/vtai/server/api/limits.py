@@ -122,13 +122,6 @@ class ActiveRunLimit:
             return 0
         return self.limit
 
-    def near(self, project: str) -> bool:
-        """Whether the project may be near its limit: not counted yet, or its last count
-        plus the runs this process started since are past ``NEAR`` of the limit (however
-        old that count is)."""
-        seen = self._seen.get(project)
-        return bool(self.limit) and (seen is None or seen[1] >= self.limit * self.NEAR)
-
     def check(self, project: str, counted: int | None) -> None:
         """429 if the project is at its limit (``counted``: what the start's query counted,
         None if it did not count); otherwise the run is taken as started."""

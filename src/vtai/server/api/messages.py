@@ -18,8 +18,8 @@ from vtai.server.api.pagination import ListParams, list_params
 from vtai.server.api.references import message_file_ids, require_files
 from vtai.server.api.responses import deleted, json_response
 from vtai.server.shapes import shaped
-from vtai.server.store import objects, queries, tables
-from vtai.server.store.db import Connection, Sql
+from vtai.server.store import objects, queries, tables, writes
+from vtai.server.store.sql import Connection
 
 router = APIRouter(tags=["messages"])
 
@@ -114,10 +114,11 @@ def new_message(
 async def insert_message(conn: Connection, obj: dict[str, Any], project: str) -> str:
     """Store a new message; files attached to it for file_search go into the thread's vector
     store at once."""
-    statement, params = message_statement(obj, project)
-    await conn.sql(statement, params)
+    data = objects.dumps(obj)
+    await conn.sql(writes.INSERT_MESSAGE, writes.RunRow(
+        obj["id"], project, obj["created_at"], data, obj["thread_id"], obj["run_id"]).params())
     await add_attachments_to_thread_store(conn, project, obj["thread_id"], [obj])
-    return str(params["data"])
+    return data
 
 
 async def add_attachments_to_thread_store(conn: Connection, project: str, thread_id: str,
@@ -134,12 +135,6 @@ async def add_attachments_to_thread_store(conn: Connection, project: str, thread
     return bool(file_ids)
 
 
-def message_statement(obj: dict[str, Any], project: str) -> tuple[Sql, dict[str, Any]]:
-    """The statement and parameters that store a new message."""
-    return objects.insert_statement(tables.messages, obj, project, objects.dumps(obj),
-                                    thread_id=obj["thread_id"], run_id=obj["run_id"])
-
-
 async def _require_thread(conn: Connection, thread_id: str, project: str) -> None:
     if not await queries.thread_exists(conn, thread_id, project):
         raise not_found("thread", thread_id)
@@ -151,10 +146,8 @@ async def create_message(
 ) -> Response:
     check_message_size(body.content, body.attachments, request.app.state.settings)
     obj = new_message(thread_id, body)
-    known_threads = request.app.state.known_threads
-    adding = known_threads.adding_message(thread_id)
     # After any run being started on the thread: then its active run is seen.
-    async with request.app.state.db.write(turn=queries.thread_turn(thread_id)) as conn:
+    async with request.app.state.db.write(turn=writes.thread_turn(thread_id)) as conn:
         exists, run_id = await queries.thread_activity(conn, thread_id, project)
         if not exists:
             raise not_found("thread", thread_id)
@@ -163,7 +156,6 @@ async def create_message(
             raise bad_request(
                 f"Can't add messages to {thread_id} while a run {run_id} is active.")
         data = await insert_message(conn, obj, project)
-    known_threads.message_added(adding, (0, obj["id"], data))
     return json_response(data)
 
 
@@ -206,8 +198,6 @@ async def modify_message(
     project: str = Depends(project_id),
 ) -> Response:
     m = tables.messages
-    # Before the change: no run start guesses from the thread meanwhile.
-    request.app.state.known_threads.forget_thread(thread_id)
     async with request.app.state.db.write() as conn:
         obj = await objects.get_object(conn, m, message_id, project, m.c.thread_id == thread_id)
         if obj is None:
@@ -224,7 +214,6 @@ async def delete_message(
     thread_id: str, message_id: str, request: Request, project: str = Depends(project_id)
 ) -> Response:
     m = tables.messages
-    request.app.state.known_threads.forget_thread(thread_id)  # (before, as above)
     async with request.app.state.db.write() as conn:
         count = await objects.delete_objects(
             conn, m, m.c.id == message_id, m.c.thread_id == thread_id, m.c.project_id == project)

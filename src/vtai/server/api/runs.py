@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -37,12 +37,11 @@ from vtai.server.api.threads import ThreadCreate, check_thread_request, insert_t
 from vtai.server.providers.routing import ProviderMissing
 from vtai.server.runs import states
 from vtai.server.runs.events import WORK_CHANNEL, Event, Subscription
-from vtai.server.runs.known_threads import Known
 from vtai.server.runs.model_call import ModelCall
 from vtai.server.runs.records import Conflict, RunRecords
 from vtai.server.shapes import shaped
-from vtai.server.store import objects, queries, tables
-from vtai.server.store.db import Connection
+from vtai.server.store import objects, queries, tables, writes
+from vtai.server.store.sql import Connection
 from vtai.server.tools.file_search.tool import without_result_content
 
 router = APIRouter(tags=["runs"])
@@ -139,7 +138,6 @@ async def _assistant_for_run(request: Request, project: str, body: RunOptions,
                                         thread_rows)
     if start.assistant is None:
         raise not_found("assistant", body.assistant_id)
-    request.app.state.known_threads.assistant_read(body.assistant_id, project, start.assistant)
     active_runs.check(project, start.active_in_project if count else None)
     assistant = orjson.loads(start.assistant)
     model = body.model or assistant["model"]
@@ -228,14 +226,16 @@ async def _store_run(request: Request, run: dict[str, Any], project: str,
     db = request.app.state.db
     lease = request.app.state.worker.lease_for_new_run()
     data = objects.dumps(run)
-    insert = queries.run_insert(run, project, data, lease)
+    row = {"id": run["id"], "project_id": project, "created_at": run["created_at"],
+           "data": data, "thread_id": thread_id, "status": run["status"],
+           **(lease or {"worker_id": None, "lease_expires_at": None})}
     notify = None if lease else WORK_CHANNEL  # another process's worker will execute it
     events = _creation_events(data, thread_data)
     try:
         if conn is None:
-            stored = await db.write_in_turn(queries.thread_turn(thread_id), *insert, notify)
+            stored = await writes.insert_run(db, row, notify)
         else:
-            stored = (await conn.sql(*insert)).rowcount
+            stored = await writes.insert_run_in(conn, row)
             if stored and notify:
                 await db.notify(conn, notify)
     except sa_exc.IntegrityError as err:  # a run started on the thread at the same moment
@@ -298,26 +298,6 @@ def _execute(request: Request, run: dict[str, Any], project: str, adopted: bool,
     request.app.state.worker.wake()
 
 
-class _Guess(NamedTuple):
-    known: Known  # what the run and its call were made from
-    run: dict[str, Any]
-    call: ModelCall  # sent
-
-
-async def _guessed_start(request: Request, body: RunCreate, thread_id: str, project: str,
-                         known: Known) -> _Guess | None:
-    """The run and its first model call, sent from what this process knows of its thread
-    and assistant (runs.known_threads), before the run-start read; None if the call is not
-    sent: the project is near its limit of active runs (the read's count may refuse the
-    run), or Worker.send_ahead does not send it."""
-    if request.app.state.active_runs.near(project):
-        return None
-    run = _new_run(request, orjson.loads(known.assistant), thread_id, body,
-                   body.additional_instructions)
-    call = await request.app.state.worker.send_ahead(run, known.rows)
-    return None if call is None else _Guess(known, run, call)
-
-
 @router.post("/threads/{thread_id}/runs")
 async def create_run(
     thread_id: str, body: RunCreate, request: Request, project: str = Depends(project_id),
@@ -329,40 +309,22 @@ async def create_run(
                            f"additional_messages[{index}].content")
     check_tools_size(body.tools, request.app.state.settings)  # (before anything is sent)
     # The model starts on the thread while the run is stored, when the thread holds the
-    # whole prompt already and this process's worker will execute the run; before the
-    # run-start read if this process knows the thread (runs.known_threads). (A message
+    # whole prompt already and this process's worker will execute the run. (A message
     # another request adds to the thread in between is stored before the run but is not in
     # this first prompt.)
     ahead_possible = not body.additional_messages and request.app.state.worker.has_room()
-    known_threads = request.app.state.known_threads
-    known = known_threads.run_starts(thread_id, body.assistant_id, project)
-    guess = await _guessed_start(request, body, thread_id, project, known) \
-        if ahead_possible and known else None
-    try:
-        assistant, start = await _assistant_for_run(request, project, body, thread_id,
-                                                    thread_rows=ahead_possible)
-        if not start.thread_exists:
-            raise not_found("thread", thread_id)
-    except BaseException:
-        if guess is not None:
-            guess.call.release()
-        raise
-    run, ahead = None, None
-    if guess is not None:
-        if known_threads.confirmed(guess.known, start.assistant, start.thread_rows,
-                                   start.thread_active_run):
-            run, ahead = guess.run, guess.call
-        else:
-            guess.call.release()  # a wrong guess: made again from the read
-    if run is None:
-        run = _new_run(request, assistant, thread_id, body, body.additional_instructions)
-        if start.thread_active_run is None and start.thread_rows is not None:
-            ahead = await request.app.state.worker.send_ahead(run, start.thread_rows)
+    assistant, start = await _assistant_for_run(request, project, body, thread_id,
+                                                thread_rows=ahead_possible)
+    if not start.thread_exists:
+        raise not_found("thread", thread_id)
+    run, ahead = _new_run(request, assistant, thread_id, body, body.additional_instructions), None
+    if start.thread_active_run is None and start.thread_rows is not None:
+        ahead = await request.app.state.worker.send_ahead(run, start.thread_rows)
     sub = _records(request).bus.subscribe(run["id"]) if body.stream else None
     try:
         if body.additional_messages:
             # One run (or message) at a time checks the thread's active run and writes.
-            async with request.app.state.db.write(turn=queries.thread_turn(thread_id)) as conn:
+            async with request.app.state.db.write(turn=writes.thread_turn(thread_id)) as conn:
                 await require_files(conn, project, [f for extra in body.additional_messages
                                                     for f in message_file_ids(extra)])
                 for extra in body.additional_messages:

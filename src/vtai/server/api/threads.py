@@ -18,15 +18,14 @@ from vtai.server.api.limits import check_message_size
 from vtai.server.api.messages import (
     MessageCreate,
     add_attachments_to_thread_store,
-    message_statement,
     new_message,
 )
 from vtai.server.api.references import message_file_ids, require_files, resource_file_ids
 from vtai.server.api.responses import deleted, json_response
 from vtai.server.settings import Settings
 from vtai.server.shapes import shaped
-from vtai.server.store import objects, tables
-from vtai.server.store.db import Connection, Sql
+from vtai.server.store import objects, tables, writes
+from vtai.server.store.sql import Connection
 
 router = APIRouter(tags=["threads"])
 
@@ -54,14 +53,15 @@ async def insert_thread(conn: Connection, body: ThreadCreate, project: str) -> s
     await require_files(conn, project, resource_file_ids(body.tool_resources) + [
         file_id for message in body.messages for file_id in message_file_ids(message)])
     resources = await dump_tool_resources(body.tool_resources, conn, project)
-    data, statements = _thread_statements(body, project, resources)
-    for statement, params in statements:
-        await conn.sql(statement, params)
-    messages = [orjson.loads(params["data"]) for _, params in statements[1:]]
-    thread_id = statements[0][1]["id"]
-    if await add_attachments_to_thread_store(conn, project, thread_id, messages):
-        data = await objects.get_data(conn, tables.threads, thread_id, project) or data
-    return data
+    thread, messages = _new_thread(body, project, resources)
+    await conn.sql(writes.INSERT_THREAD, thread)
+    for message in messages:
+        await conn.sql(writes.INSERT_MESSAGE, message.params())
+    stored = [orjson.loads(message.data) for message in messages]
+    if await add_attachments_to_thread_store(conn, project, thread["id"], stored):
+        return await objects.get_data(conn, tables.threads, thread["id"], project) or \
+            thread["data"]
+    return str(thread["data"])
 
 
 def _refers_to_nothing(body: ThreadCreate) -> bool:
@@ -70,18 +70,18 @@ def _refers_to_nothing(body: ThreadCreate) -> bool:
         message_file_ids(message) for message in body.messages)
 
 
-def _thread_statements(body: ThreadCreate, project: str, tool_resources: dict[str, Any]
-                       ) -> tuple[str, list[tuple[Sql, dict[str, Any]]]]:
-    """A new thread's JSON, and the statements that store it and its first messages."""
+def _new_thread(body: ThreadCreate, project: str, tool_resources: dict[str, Any]
+                ) -> tuple[dict[str, Any], list[writes.RunRow]]:
+    """A new thread's row (its JSON as ``data``), and its first messages' rows."""
     thread = shaped(Thread, {
         "id": ids.new_id("thread_"), "object": "thread", "created_at": ids.now(),
         "metadata": body.metadata or {}, "tool_resources": tool_resources,
     })
-    data = objects.dumps(thread)
-    statements = [objects.insert_statement(tables.threads, thread, project, data)]
-    for message in (new_message(thread["id"], m) for m in body.messages):
-        statements.append(message_statement(message, project))
-    return data, statements
+    row = {"id": thread["id"], "project_id": project, "created_at": thread["created_at"],
+           "data": objects.dumps(thread)}
+    messages = [new_message(thread["id"], m) for m in body.messages]
+    return row, [writes.RunRow(m["id"], project, m["created_at"], objects.dumps(m),
+                               m["thread_id"], None) for m in messages]
 
 
 @router.post("/threads")
@@ -91,12 +91,9 @@ async def create_thread(
     body = body or ThreadCreate()
     check_thread_request(body, request.app.state.settings)
     if _refers_to_nothing(body):  # one durable write (one round trip on PostgreSQL)
-        data, statements = _thread_statements(body, project, {})
-        await request.app.state.db.write_together(statements, durable=True)
-        thread_id, messages = statements[0][1]["id"], statements[1:]
-        request.app.state.known_threads.thread_made(
-            thread_id, project, [(0, params["id"], params["data"]) for _, params in messages])
-        return json_response(data)
+        thread, messages = _new_thread(body, project, {})
+        await writes.insert_thread(request.app.state.db, thread, messages)
+        return json_response(thread["data"])
     async with request.app.state.db.write() as conn:
         data = await insert_thread(conn, body, project)
     return json_response(data)
@@ -137,7 +134,6 @@ async def delete_thread(
     thread_id: str, request: Request, project: str = Depends(project_id)
 ) -> Response:
     t = tables.threads
-    request.app.state.known_threads.forget_thread(thread_id)
     async with request.app.state.db.write() as conn:
         count = await objects.delete_objects(conn, t, t.c.id == thread_id,
                                              t.c.project_id == project)

@@ -23,7 +23,8 @@ from sqlalchemy import delete, select
 from vtai.server import ids
 from vtai.server.runs import states
 from vtai.server.store import tables
-from vtai.server.store.db import Database, Sql
+from vtai.server.store.db import Database
+from vtai.server.store.sql import Sql
 
 log = logging.getLogger("vtai.events")
 
@@ -251,13 +252,13 @@ class EventBus:
                  "created_at": now} for run_id, ev in events])
 
     async def _store_pg(self, events: list[tuple[str, Event]]) -> None:
-        await self.db.write_together([(_STORE_EVENTS_PG, {
+        await self.db.run(_STORE_EVENTS_PG, {
             "ids": [ev.id for _, ev in events],
             "run_ids": [run_id for run_id, _ in events],
             "events": [ev.event for _, ev in events],
             "datas": [ev.data for _, ev in events], "created_at": ids.now(),
             "channel": CHANNEL, "payloads": self._payloads(
-                list(dict.fromkeys(run_id for run_id, _ in events)))})])
+                list(dict.fromkeys(run_id for run_id, _ in events)))})
 
     def _payloads(self, run_ids: list[str]) -> list[str]:
         """``origin:run,run,...`` notifications, each within PostgreSQL's 8000 bytes."""

@@ -36,7 +36,7 @@ from vtai.server.runs.tokens import Tokenizers
 from vtai.server.runs.turn_state import ToolCall, Turn
 from vtai.server.store import objects, queries, tables
 from vtai.server.store.blobs import BlobStore
-from vtai.server.store.db import Sql
+from vtai.server.store.sql import Sql
 from vtai.server.tools.base import BuiltinTool, ToolContext
 
 log = logging.getLogger("vtai.runs")
@@ -68,7 +68,7 @@ def _check_tool_names(run: dict[str, Any], turn: Turn, builtins: Builtins) -> No
                                              f"offer: '{call.name[:200]}' (offered: {listed}).")
 
 
-# What a turn reads, on every model call: plain SQL (see store.db.Sql).
+# What a turn reads, on every model call: plain SQL (see store.sql.Sql).
 _RUN_PROJECT = Sql("SELECT project_id FROM runs WHERE id = :run_id")
 
 MAX_TOOL_ROUNDS = 12  # model calls per turn while it only calls built-in tools

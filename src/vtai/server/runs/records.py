@@ -10,6 +10,7 @@ those writes emit are published when the transaction has committed, never before
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,8 +26,9 @@ from vtai.server.metrics import Metrics
 from vtai.server.runs import states
 from vtai.server.runs.events import WORK_CHANNEL, Event, EventBus
 from vtai.server.shapes import shaped
-from vtai.server.store import objects, tables
-from vtai.server.store.db import Connection, Database, Sql
+from vtai.server.store import objects, tables, writes
+from vtai.server.store.db import Database
+from vtai.server.store.sql import Connection, Sql
 
 
 class Conflict(Exception):
@@ -40,11 +42,12 @@ class OpenedMessage:
 
     step: dict[str, Any]
     message: dict[str, Any]
-    rows: list[tuple[Sql, dict[str, Any]]]  # guardable inserts (see Database.write_guarded)
+    step_row: writes.RunRow
+    message_row: writes.RunRow
 
     def stamped_events(self) -> list[Event]:
         """Their events, stamped now (in stream order after any stamped before)."""
-        step, message = self.rows[0][1]["data"], self.rows[1][1]["data"]
+        step, message = self.step_row.data, self.message_row.data
         return [Event.stamped("thread.run.step.created", step),
                 Event.stamped("thread.run.step.in_progress", step),
                 Event.stamped("thread.message.created", message),
@@ -58,15 +61,17 @@ class Changes:
 
     Without a connection (``RunRecords.changes(gather=True)``), saves of steps and messages
     and one move of the run are gathered instead, and made at the end in one write that
-    stands or falls with the move's compare-and-set (Database.write_guarded)."""
+    stands or falls with the move's compare-and-set (store.writes.save)."""
 
     def __init__(self, records: RunRecords, conn: Connection | None) -> None:
         self.records = records
         self._conn = conn
         self.events: list[tuple[str, Event]] = []
         self.after_commit: list[Callable[[], None]] = []
-        self.gathered: list[tuple[Sql, dict[str, Any]]] = []
-        self.guard: tuple[Sql, dict[str, Any]] | None = None  # the gathered move
+        # gathered: the steps' and messages' JSON by id, and the move
+        self.steps: dict[str, str] = {}
+        self.messages: dict[str, str] = {}
+        self.guard: writes.RunWrite | None = None
         self._saved_steps: dict[str, dict[str, Any]] = {}
 
     @property
@@ -78,9 +83,9 @@ class Changes:
     async def _save(self, table: Table, obj: dict[str, Any]) -> str:
         if self._conn is not None:
             return await objects.save_object(self._conn, table, obj)
-        statement, params = objects.update_statement(table, obj)
-        self.gathered.append((statement, params))
-        return str(params["data"])
+        data = objects.dumps(obj)
+        (self.steps if table is tables.run_steps else self.messages)[obj["id"]] = data
+        return data
 
     # runs ----------------------------------------------------------------------------------
 
@@ -102,16 +107,16 @@ class Changes:
 
     async def _write_run(self, expected_status: str, new: dict[str, Any],
                          lease: dict[str, Any] | None = None) -> str:
-        statement, values = _run_write(expected_status, new, lease)
+        write = _run_write(expected_status, new, lease)
         wakes_workers = new["status"] in (states.QUEUED, states.CANCELLING) and lease is None
         if self._conn is None and self.guard is None and not wakes_workers:
-            self.guard = statement, values
-            return str(values["data"])
-        if not (await self.conn.sql(statement, values)).rowcount:
+            self.guard = write
+            return write.data
+        if not await writes.move_run(self.conn, write):
             raise Conflict(new["id"])
         if wakes_workers:
             await self.records.db.notify(self.conn, WORK_CHANNEL)  # workers should look
-        return str(values["data"])
+        return write.data
 
     # steps ---------------------------------------------------------------------------------
 
@@ -163,14 +168,7 @@ class Changes:
         return message
 
 
-# A run's own rows, read and written at each of its steps: plain SQL (see store.db.Sql).
-_WRITE_RUN = Sql("UPDATE runs SET data = :data, status = :status "
-                 "WHERE id = :id AND status = :expected")
-_WRITE_RUN_LEASED = Sql("UPDATE runs SET data = :data, status = :status, "
-                        "worker_id = :worker_id, lease_expires_at = :lease_expires_at "
-                        "WHERE id = :id AND status = :expected")
-_WRITE_RUN_RELEASED = Sql("UPDATE runs SET data = :data, status = :status, worker_id = NULL, "
-                          "lease_expires_at = NULL WHERE id = :id AND status = :expected")
+# A run's own rows, read at each of its steps: plain SQL (see store.sql.Sql).
 _RUN = Sql("SELECT data FROM runs WHERE id = :run_id")
 _RUN_STEPS = Sql("SELECT data FROM run_steps WHERE run_id = :run_id ORDER BY id")
 _RUN_MESSAGES = Sql("SELECT id, data FROM messages WHERE run_id = :run_id")
@@ -191,15 +189,14 @@ def _moved(run: dict[str, Any], target: str, changes: dict[str, Any]
 
 
 def _run_write(expected_status: str, new: dict[str, Any], lease: dict[str, Any] | None
-               ) -> tuple[Sql, dict[str, Any]]:
-    """The compare-and-set write of a run's new state (``data``: its JSON)."""
-    values: dict[str, Any] = {"id": new["id"], "expected": expected_status,
-                              "data": objects.dumps(new), "status": new["status"]}
+               ) -> writes.RunWrite:
+    """The compare-and-set write of a run's new state."""
+    write = writes.RunWrite(new["id"], expected_status, new["status"], objects.dumps(new))
     if new["status"] in states.PAUSING:  # nothing left to execute: no lease either
-        return _WRITE_RUN_RELEASED, values
+        return dataclasses.replace(write, lease="clear")
     if lease is not None:
-        return _WRITE_RUN_LEASED, {**values, **lease}
-    return _WRITE_RUN, values
+        return dataclasses.replace(write, lease="set", **lease)
+    return write
 
 
 def _new_step(run: dict[str, Any], details: dict[str, Any]) -> dict[str, Any]:
@@ -254,14 +251,11 @@ class RunRecords:
             callback()
 
     async def _write_gathered(self, changes: Changes) -> None:
-        if changes.guard is None:  # no move: the saves alone, in a transaction
-            if not changes.gathered:
-                return
-            async with self.db.write() as conn:
-                for statement, params in changes.gathered:
-                    await conn.sql(statement, params)
-        elif not await self.db.write_guarded(changes.guard, changes.gathered):
-            raise Conflict(changes.guard[1]["id"])
+        if changes.guard is None and not (changes.steps or changes.messages):
+            return
+        if not await writes.save(self.db, changes.guard, changes.steps, changes.messages):
+            assert changes.guard is not None
+            raise Conflict(changes.guard.id)
 
     async def load(self, run_id: str) -> dict[str, Any] | None:
         async with self.db.read() as conn:
@@ -281,19 +275,20 @@ class RunRecords:
     async def start(self, run: dict[str, Any], opened: OpenedMessage | None = None
                     ) -> dict[str, Any]:
         """queued -> in_progress: one statement, not durable at once (see
-        Database.write_together): the turn's end (or its failure) is, and makes this
+        store.writes): the turn's end (or its failure) is, and makes this
         durable too. ``opened`` (new_message): a message stored with the move, in the same
         statement, and announced after ``thread.run.in_progress``."""
         new, event = _moved(run, states.IN_PROGRESS, {})
         events = opened.stamped_events() if opened is not None else []
         write = _run_write(run["status"], new, None)
         if opened is None:
-            moved = (await self.db.write_together([write]))[0]
+            moved = await writes.move_run_now(self.db, write)
         else:
-            moved = await self.db.write_guarded(write, opened.rows, durable=False)
+            moved = await writes.start_with_message(self.db, write, opened.step_row,
+                                                    opened.message_row)
         if not moved:
             raise Conflict(new["id"])
-        self.bus.publish(new["id"], Event(event.event, write[1]["data"], event.id))
+        self.bus.publish(new["id"], Event(event.event, write.data, event.id))
         for opened_event in events:
             self.bus.publish(new["id"], opened_event)
         return new
@@ -311,13 +306,9 @@ class RunRecords:
         step = _new_step(run, {"type": "message_creation",
                                "message_creation": {"message_id": message_id}})
         message = _new_message(run, message_id)
-        step_data, message_data = objects.dumps(step), objects.dumps(message)
-        return OpenedMessage(step, message, [
-            objects.insert_statement(tables.run_steps, step, project, step_data, True,
-                                     thread_id=run["thread_id"], run_id=run["id"]),
-            objects.insert_statement(tables.messages, message, project, message_data, True,
-                                     thread_id=run["thread_id"], run_id=run["id"]),
-        ])
+        return OpenedMessage(step, message, *(
+            writes.RunRow(obj["id"], project, obj["created_at"], objects.dumps(obj),
+                          run["thread_id"], run["id"]) for obj in (step, message)))
 
     def open_message(self, run: dict[str, Any], project: str,
                      first: dict[str, Any] | None = None) -> OpenedMessage:
@@ -336,7 +327,7 @@ class RunRecords:
     async def store_opened(self, opened: OpenedMessage) -> None:
         """Both rows of an opened message in one write, not durable at once: the turn's end,
         a durable write, makes it durable too. If it fails, the run fails."""
-        await self.db.write_together(opened.rows)
+        await writes.insert_message(self.db, opened.step_row, opened.message_row)
 
     def delta(self, run_id: str, event: str, object_id: str, delta: dict[str, Any]) -> None:
         kind = "thread.message.delta" if event == "thread.message.delta" else \

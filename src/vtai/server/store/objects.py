@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from sqlalchemy import ColumnElement, Select, Table, bindparam, delete, select
 
-from vtai.server.store.db import Connection, Sql
+from vtai.server.store.sql import Connection, Sql
 
 
 def dumps(obj: Any) -> str:
@@ -35,7 +35,7 @@ class Page:
 
 
 # Objects are read and written on every request: these statements are plain SQL, made once
-# per table (and set of extra columns), and run by the driver (see store.db.Sql).
+# per table (and set of extra columns), and run by the driver (see store.sql.Sql).
 
 
 @functools.cache
@@ -43,21 +43,6 @@ def _insert(table: Table, extra: tuple[str, ...]) -> Sql:
     names = ("id", "project_id", "created_at", "data", *extra)
     return Sql(f"INSERT INTO {table.name} ({', '.join(names)}) "
                f"VALUES ({', '.join(':' + name for name in names)})")
-
-
-_CASTS = {"BIGINT": "bigint", "INTEGER": "integer", "TEXT": "text"}
-
-
-@functools.cache
-def _insert_where(table: Table, extra: tuple[str, ...]) -> Sql:
-    """_insert as ``INSERT ... SELECT ... WHERE TRUE``: a statement a condition can be added
-    to (Database.write_guarded). The values are cast to their columns' types, which
-    PostgreSQL does not infer for a SELECT's parameters."""
-    names = ("id", "project_id", "created_at", "data", *extra)
-    values = ", ".join(
-        f"CAST(:{name} AS {_CASTS.get(str(table.c[name].type).split('(')[0], 'varchar')})"
-        for name in names)
-    return Sql(f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {values} WHERE TRUE")
 
 
 @functools.cache
@@ -87,11 +72,9 @@ async def insert_object(conn: Connection, table: Table, obj: dict[str, Any],
 
 
 def insert_statement(table: Table, obj: dict[str, Any], project_id: str, data: str,
-                     guardable: bool = False, **columns: Any) -> tuple[Sql, dict[str, Any]]:
-    """The statement and parameters that store a new object whose JSON is ``data``;
-    ``guardable``: a statement Database.write_guarded can make depend on its guard."""
-    insert = _insert_where if guardable else _insert
-    return insert(table, tuple(columns)), {
+                     **columns: Any) -> tuple[Sql, dict[str, Any]]:
+    """The statement and parameters that store a new object whose JSON is ``data``."""
+    return _insert(table, tuple(columns)), {
         "id": obj["id"], "project_id": project_id, "created_at": obj["created_at"],
         "data": data, **columns}
 

@@ -1,12 +1,11 @@
-"""Lookups that several resources share, in plain SQL run by the driver (see store.db.Sql)."""
+"""Lookups that several resources share, in plain SQL run by the driver (see store.sql.Sql)."""
 
 from __future__ import annotations
 
-import functools
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from vtai.server.store import objects, tables
-from vtai.server.store.db import Connection, Sql
+from vtai.server.store import tables
+from vtai.server.store.sql import Connection, Sql
 
 _ACTIVE = tables.ACTIVE_STATUSES
 _THREAD = Sql("SELECT id FROM threads WHERE id = :thread_id AND project_id = :project_id")
@@ -39,29 +38,6 @@ _RUN_START_AND_THREAD = Sql("SELECT -1, '', " + _RUN_START + " UNION ALL "
                             + _THREAD_ROWS.format(pad=", NULL, NULL, NULL") + " ORDER BY 1, 2")
 
 
-# What a new run's insert checks (queries.run_insert): its thread is in the project and has
-# no active run (which the unique index ix_runs_active_thread also ensures).
-_RUN_INSERT_CHECKS = (
-    " AND EXISTS (SELECT 1 FROM threads AS t WHERE t.id = :thread_id "
-    f"AND t.project_id = :project_id) AND NOT EXISTS {_active_run_of(':thread_id')}")
-
-
-@functools.cache
-def _checked(insert: Sql) -> Sql:
-    return Sql(insert.sqlite + _RUN_INSERT_CHECKS)
-
-
-def run_insert(run: dict[str, Any], project_id: str, data: str,
-               lease: dict[str, Any] | None) -> tuple[Sql, dict[str, Any]]:
-    """The statement and parameters that store a new run (its JSON ``data``; ``lease``: the
-    worker columns of a run claimed as it is created) only if its thread is in the project
-    and has no active run. To run in the thread's turn (thread_turn)."""
-    insert, params = objects.insert_statement(
-        tables.runs, run, project_id, data, True, thread_id=run["thread_id"],
-        status=run["status"], **(lease or {"worker_id": None, "lease_expires_at": None}))
-    return _checked(insert), params
-
-
 class RunStart(NamedTuple):
     """What starting a run checks, read at once."""
 
@@ -70,12 +46,6 @@ class RunStart(NamedTuple):
     thread_exists: bool
     thread_active_run: str | None
     thread_rows: list[tuple[int, str, str]] | None = None  # THREAD_ROWS, when asked for
-
-
-def thread_turn(thread_id: str) -> str:
-    """The ``Database.write`` turn of the writes that depend on a thread's active run:
-    starting a run on the thread, and adding a message to it."""
-    return f"runs of {thread_id}"
 
 
 async def thread_exists(conn: Connection, thread_id: str, project_id: str) -> bool:
@@ -111,3 +81,11 @@ async def run_start(conn: Connection, assistant_id: str, project_id: str,
         return RunStart(None, 0, False, None)
     data, active, thread, thread_run = start
     return RunStart(data, int(active), thread is not None, thread_run, rest)
+
+
+_RUN_COUNTS = Sql("SELECT status, count(*) FROM runs GROUP BY status")
+
+
+async def run_counts(conn: Connection) -> dict[str, int]:
+    """The runs stored, by status, over every project."""
+    return {row[0]: int(row[1]) for row in (await conn.sql(_RUN_COUNTS)).rows}
