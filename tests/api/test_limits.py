@@ -175,7 +175,7 @@ def rate_limited(tmp_path_factory: pytest.TempPathFactory,
     with ExitStack() as stack:
         yield start_server(stack, tmp_path_factory.mktemp("rate"), "sqlite", fake_model,
                            {"VTAI_RATE_LIMIT_PER_MINUTE": "5",
-                            "VTAI_API_KEYS": "a:key-a,b:key-b"})
+                            "VTAI_API_KEYS": "a:key-a,b:key-b,c:key-c"})
 
 
 def test_rate_limit_per_key(rate_limited: ServerProcess) -> None:
@@ -187,6 +187,18 @@ def test_rate_limit_per_key(rate_limited: ServerProcess) -> None:
     assert int(err.value.response.headers["retry-after"]) >= 1
     assert err.value.body["code"] == "rate_limit_exceeded"
     b.beta.assistants.list()  # another key has its own budget
+
+
+def test_a_rate_limited_upload_is_refused_before_its_body(rate_limited: ServerProcess) -> None:
+    from tests.api.test_auth import UPLOAD_BYTES, Upload
+
+    client = sdk(rate_limited, "key-c")
+    for _ in range(5):
+        client.beta.assistants.list()
+    upload = Upload()
+    response = upload.post(rate_limited, "key-c")
+    assert response.status_code == 429 and "retry-after" in response.headers
+    assert upload.sent < UPLOAD_BYTES // 3, f"sent {upload.sent} bytes before the answer"
 
 
 def test_public_bind_without_keys_is_refused(tmp_path_factory: pytest.TempPathFactory) -> None:

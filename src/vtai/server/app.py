@@ -71,11 +71,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         f"{API_PREFIX}/files": settings.max_file_bytes + UPLOAD_OVERHEAD_BYTES})
     keyring = KeyRing(settings, runtime.db)
     # outside BodyLimit and inside CORS (which answers preflights, sent without a key)
-    app.add_middleware(RequireKey, keyring=keyring, prefix=API_PREFIX)
+    rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.add_middleware(RequireKey, keyring=keyring, rate_limiter=rate_limiter,
+                       prefix=API_PREFIX)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_methods=["*"], allow_headers=["*"],
                            allow_origins=[o.strip() for o in settings.cors_origins.split(",")])
-    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     app.state.active_runs = ActiveRunLimit(settings.max_active_runs_per_project)
     app.state.settings = settings
     app.state.runtime = runtime

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vtai.server import ids
 from vtai.server.api.errors import APIError, error_response
+from vtai.server.api.limits import RateLimiter
 from vtai.server.settings import Settings, hash_key
 from vtai.server.store import tables
 from vtai.server.store.db import Database
@@ -97,9 +98,11 @@ class RequireKey:
     request without a valid key is answered 401 at once, whatever it is uploading. The
     project found is left in the request's state, for ``project_id``."""
 
-    def __init__(self, app: ASGIApp, keyring: KeyRing, prefix: str) -> None:
+    def __init__(self, app: ASGIApp, keyring: KeyRing, rate_limiter: RateLimiter,
+                 prefix: str) -> None:
         self.app = app
         self.keyring = keyring
+        self.rate_limiter = rate_limiter
         self.prefix = prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -110,7 +113,11 @@ class RequireKey:
             return
         headers = Headers(scope=scope)
         try:
-            project = await self.keyring.project_for(headers.get("authorization"))
+            authorization = headers.get("authorization")
+            project = await self.keyring.project_for(authorization)
+            # the key's request rate too, before the body (an upload) is read
+            self.rate_limiter.check(
+                project if self.keyring.open else hash_key(_bearer(authorization)))
         except APIError as err:
             await _refusal(err, headers)(scope, receive, send)
             return
@@ -132,16 +139,14 @@ def _refusal(err: APIError, headers: Headers) -> Response:
 
 
 async def project_id(request: Request) -> str:
-    """FastAPI dependency: the project of the calling key (found by RequireKey), within the
-    key's request rate."""
+    """FastAPI dependency: the project of the calling key, found (within the key's request
+    rate) by RequireKey; looked up here when RequireKey could not (the database was away),
+    so that the error handlers answer that."""
     keyring: KeyRing = request.app.state.keyring
     keyring.note_beta_header(request)
-    authorization = request.headers.get("authorization")
     project = getattr(request.state, PROJECT_STATE, None)
     if project is None:
-        project = await keyring.project_for(authorization)
-    request.app.state.rate_limiter.check(
-        project if keyring.open else hash_key(_bearer(authorization)))
+        project = await keyring.project_for(request.headers.get("authorization"))
     return str(project)
 
 
