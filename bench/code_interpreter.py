@@ -27,13 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from vtai.server import ids
-from vtai.server.settings import Settings
+from vtai.server.settings import CodeInterpreterSettings, Settings
 from vtai.server.store.blobs import BlobStore
 from vtai.server.store.db import Database
 from vtai.server.tools.base import ToolContext
 from vtai.server.tools.code_interpreter.pool import Pool
 from vtai.server.tools.code_interpreter.sandbox import build_sandbox
-from vtai.server.tools.code_interpreter.settings import CodeInterpreterSettings
 from vtai.server.tools.code_interpreter.tool import CodeInterpreterTool
 
 CPU_WORK = "sum(i * i for i in range(200_000))"  # about 20 ms of one core

@@ -205,19 +205,19 @@ def ingest_through_server(base_url: str, files: list[tuple[str, bytes]]) -> floa
 
 def local_embedders() -> dict[str, Any]:
     """The local models by their setting's name, as the server makes them."""
-    from vtai.server.tools.file_search.embeddings import LocalEmbedder, StaticEmbedder
-    from vtai.server.tools.file_search.settings import FileSearchSettings
+    from vtai.server.retrieval.embeddings import LocalEmbedder, StaticEmbedder
+    from vtai.server.settings import RetrievalSettings
 
     transformer = LocalEmbedder()
-    return {"static": StaticEmbedder(transformer, FileSearchSettings().embeddings_cache_dir),
+    return {"static": StaticEmbedder(transformer, RetrievalSettings().embeddings_cache_dir),
             "minilm": transformer}
 
 
 def ingest_stages(page_texts: list[str], pdf_bytes: bytes) -> dict[str, float]:
     """Pages per second of each stage alone, in this process."""
-    from vtai.server.tools.file_search.chunking import AUTO, chunk
-    from vtai.server.tools.file_search.extraction import extract_text
-    from vtai.server.tools.file_search.tokens import tokenize
+    from vtai.server.retrieval.chunking import AUTO, chunk
+    from vtai.server.retrieval.extraction import extract_text
+    from vtai.server.retrieval.tokens import tokenize
 
     n = len(page_texts)
     started = time.perf_counter()
@@ -276,11 +276,11 @@ def fill(url: str, chunk_count: int, words: list[str], seed: int = 1) -> str:
     from sqlalchemy import create_engine, insert, update
 
     from vtai.server import ids
+    from vtai.server.retrieval import stores
+    from vtai.server.retrieval.chunking import AUTO
+    from vtai.server.retrieval.embeddings import STATIC_DIMS, STATIC_MODEL
     from vtai.server.store import tables
     from vtai.server.store.db import Database
-    from vtai.server.tools.file_search import stores
-    from vtai.server.tools.file_search.chunking import AUTO
-    from vtai.server.tools.file_search.embeddings import STATIC_DIMS, STATIC_MODEL
 
     async def migrate() -> None:
         db = Database(url)
@@ -424,8 +424,8 @@ def ndcg_recall(ranked: list[int], relevant: int, k: int = 10) -> tuple[float, f
 
 def embed_documents(embedder: Any, docs: list[str]) -> np.ndarray:
     """Each document as one chunk (they are shorter than the transformer's window)."""
-    from vtai.server.tools.file_search.embeddings import LocalEmbedder
-    from vtai.server.tools.file_search.tokens import tokenize
+    from vtai.server.retrieval.embeddings import LocalEmbedder
+    from vtai.server.retrieval.tokens import tokenize
 
     if isinstance(embedder, LocalEmbedder):
         return embedder.embed_windows([tokenize(d).ids[:embedder.max_window] for d in docs])
@@ -436,11 +436,11 @@ async def _quality(url: str, docs: list[str], queries: list[str], relevant: list
                    ) -> list[list[Any]]:
     from sqlalchemy import insert, select
 
+    from vtai.server.retrieval import lexical, stores
+    from vtai.server.retrieval.search import SearchIndex, combine
+    from vtai.server.retrieval.vectors import VectorCache
     from vtai.server.store import tables
     from vtai.server.store.db import Database
-    from vtai.server.tools.file_search import lexical, stores
-    from vtai.server.tools.file_search.search import SearchIndex, combine
-    from vtai.server.tools.file_search.vectors import VectorCache
 
     db = Database(url)
     await db.migrate()
@@ -521,7 +521,7 @@ def bench_quality(out: Path, backends: list[str], doc_count: int, query_count: i
 
 def _transformer_rate(session: Any, ids: np.ndarray, width: int, batch: int) -> float:
     """Tokens per second of the transformer over windows of ``width`` tokens."""
-    from vtai.server.tools.file_search.embeddings import LocalEmbedder
+    from vtai.server.retrieval.embeddings import LocalEmbedder
 
     embedder = LocalEmbedder()
     embedder._session = session
@@ -550,9 +550,9 @@ def _session(threads: int = 0, spinning: bool = False, level: str = "ORT_ENABLE_
 
 
 def bench_models(page_count: int) -> str:
-    from vtai.server.tools.file_search.chunking import AUTO, chunk
-    from vtai.server.tools.file_search.embeddings import distill
-    from vtai.server.tools.file_search.tokens import tokenize
+    from vtai.server.retrieval.chunking import AUTO, chunk
+    from vtai.server.retrieval.embeddings import distill
+    from vtai.server.retrieval.tokens import tokenize
 
     text = " ".join(pages(page_count))
     tokens = tokenize(text)

@@ -16,7 +16,7 @@ BACKENDS = ["sqlite", "postgres"]
 _pg_ok: bool | None = None
 
 
-def _require_postgres() -> None:
+def require_postgres() -> None:
     global _pg_ok
     if _pg_ok is None:
         _pg_ok = postgres_reachable()
@@ -44,7 +44,7 @@ def start_server(stack: ExitStack, tmp: Path, backend: str, fake_model: object |
         server_env["VTAI_UPSTREAM_BASE_URL"] = fake_model.base_url  # type: ignore[attr-defined]
         server_env["VTAI_UPSTREAM_API_KEY"] = "fake"
     if backend == "postgres":
-        _require_postgres()
+        require_postgres()
         server_env["VTAI_DATABASE_URL"] = stack.enter_context(postgres_database())
     server = ServerProcess(tmp, server_env, args)
     if fake_model is None:

@@ -91,6 +91,13 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def wait_for_log(self, text: str, timeout: float = 30.0) -> None:
+        """Until ``text`` appears in the server's log; fails after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            assert time.monotonic() < deadline, f"not logged: {text!r}\n{self.log()}"
+            time.sleep(0.1)
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()

@@ -46,6 +46,29 @@ def wait_for_status(client: OpenAI, thread_id: str, run_id: str, statuses: set[s
         time.sleep(0.05)
 
 
+def wait_for_thread_run(client: OpenAI, thread_id: str, statuses: set[str],
+                        timeout: float = 20.0) -> Any:
+    """The thread's latest run once its status is one of ``statuses`` (or at the
+    deadline, as it is then; None if the thread has no run)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run = next(iter(client.beta.threads.runs.list(thread_id, limit=1)), None)
+        if (run is not None and run.status in statuses) or time.monotonic() > deadline:
+            return run
+        time.sleep(0.05)
+
+
+def wait_for_answer(client: OpenAI, thread_id: str, timeout: float = 20.0) -> Any:
+    """The thread's latest assistant message once there is one: the answer has begun."""
+    deadline = time.monotonic() + timeout
+    while True:
+        message = next(iter(client.beta.threads.messages.list(thread_id, limit=1)), None)
+        if message is not None and message.role == "assistant":
+            return message
+        assert time.monotonic() < deadline, "no answer began"
+        time.sleep(0.05)
+
+
 def event_names(events: list[tuple[str, object]]) -> list[str]:
     """Event names with consecutive duplicates (delta runs) collapsed."""
     names: list[str] = []

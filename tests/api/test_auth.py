@@ -16,7 +16,7 @@ import pytest
 from openai import OpenAI
 
 from tests.api.runs_support import WEATHER_TOOL, scripted_assistant, upload
-from tests.conftest import BACKENDS, _require_postgres, start_server
+from tests.conftest import BACKENDS, require_postgres, start_server
 from tests.proxy import TcpProxy
 from tests.support import ServerProcess, postgres_database
 from vtai.testing import Call, FakeModelServer, ToolCalls
@@ -329,7 +329,7 @@ def test_key_lookup_while_the_database_is_away_is_503(
         tmp_path_factory: pytest.TempPathFactory, fake_model: FakeModelServer) -> None:
     """A key not known to the process is looked up in the database: while that is away the
     answer is 503 (retry), as for any request then, neither 401 nor 500."""
-    _require_postgres()
+    require_postgres()
     with ExitStack() as stack:
         url = stack.enter_context(postgres_database())
         proxy = TcpProxy("127.0.0.1", 5432).start()

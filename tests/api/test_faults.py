@@ -12,7 +12,7 @@ import pytest
 from openai import OpenAI
 
 from tests.api.runs_support import event_names, scripted_assistant
-from tests.conftest import _require_postgres, start_server
+from tests.conftest import require_postgres, start_server
 from tests.proxy import TcpProxy
 from tests.support import ServerProcess, postgres_database, sse_events
 from vtai.testing import FakeModelServer, Garbage, Hang, Reply
@@ -21,7 +21,7 @@ from vtai.testing import FakeModelServer, Garbage, Hang, Reply
 @pytest.fixture(scope="module")
 def proxied_db(tmp_path_factory: pytest.TempPathFactory,
                fake_model: FakeModelServer) -> Iterator[tuple[ServerProcess, TcpProxy]]:
-    _require_postgres()
+    require_postgres()
     with ExitStack() as stack:
         url = stack.enter_context(postgres_database())
         proxy = TcpProxy("127.0.0.1", 5432).start()

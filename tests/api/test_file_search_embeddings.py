@@ -17,7 +17,7 @@ from openai import OpenAI
 from tests.api.test_vector_stores import CORPUS, PARAPHRASES, upload
 from tests.conftest import BACKENDS, start_server
 from tests.support import ServerProcess
-from vtai.server.tools.file_search import modelfiles
+from vtai.server.retrieval import modelfiles
 from vtai.testing import FakeModelServer
 
 SMALL = "text-embedding-3-small"

@@ -13,7 +13,13 @@ import openai
 import pytest
 from openai import AssistantEventHandler, OpenAI
 
-from tests.api.runs_support import WEATHER_TOOL, event_names, scripted_assistant, wait_for_status
+from tests.api.runs_support import (
+    WEATHER_TOOL,
+    event_names,
+    scripted_assistant,
+    wait_for_status,
+    wait_for_thread_run,
+)
 from tests.support import ServerProcess, sse_events
 from vtai.server.store import writes
 from vtai.server.store.postgres import turn_lock
@@ -97,7 +103,8 @@ def test_a_client_reading_late_gets_the_whole_stream_in_order(
                      {"content-type": "application/json"})
         response = conn.getresponse()
         assert response.status == 200
-        time.sleep(2)  # the run answers meanwhile; its stream waits in the buffers
+        # The run answers meanwhile; its stream waits in the buffers.
+        wait_for_thread_run(client, thread.id, {"completed"}, timeout=60)
         body = response.read().decode()
     finally:
         conn.close()

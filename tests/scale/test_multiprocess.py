@@ -13,8 +13,13 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from tests.api.runs_support import event_names, scripted_assistant, wait_for_status
-from tests.conftest import _require_postgres
+from tests.api.runs_support import (
+    event_names,
+    scripted_assistant,
+    wait_for_answer,
+    wait_for_status,
+)
+from tests.conftest import require_postgres
 from tests.support import (
     ServerProcess,
     WorkerProcess,
@@ -48,7 +53,7 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory,
             fake_model: FakeModelServer) -> Iterator[Cluster]:
-    _require_postgres()
+    require_postgres()
     with ExitStack() as stack:
         url = stack.enter_context(postgres_database())
         data_dir = tmp_path_factory.mktemp("cluster")
@@ -109,7 +114,7 @@ def test_cancel_from_another_server(cluster: Cluster, fake_model: FakeModelServe
     run = cluster.client(0).beta.threads.runs.create(thread_id=thread.id,
                                                      assistant_id=assistant.id)
     wait_for_status(cluster.client(0), thread.id, run.id, {"in_progress"})
-    time.sleep(0.5)
+    wait_for_answer(cluster.client(0), thread.id)
     started = time.monotonic()
     cluster.client(1).beta.threads.runs.cancel(run.id, thread_id=thread.id)
     final = wait_for_status(cluster.client(1), thread.id, run.id, {"cancelled"}, timeout=10)
@@ -130,7 +135,7 @@ def test_killed_worker_run_is_resumed(cluster: Cluster, fake_model: FakeModelSer
     while (victim := cluster.worker_of(run.id)) is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert victim is not None
-    time.sleep(0.5)  # mid-stream
+    wait_for_answer(client, thread.id)  # mid-stream
     victim.kill()
     survivor_index = 1 - cluster.workers.index(victim)
     final = wait_for_status(client, thread.id, run.id, {"completed", "failed"}, timeout=30)

@@ -4,7 +4,6 @@ by `vtai ui`, and Debian's Chromium driven by Playwright (no browser download)."
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -24,25 +23,18 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _install_chromium() -> str | None:
-    """Install Debian's chromium when missing; the reason it is not there otherwise."""
+def _chromium_missing() -> str | None:
+    """Why Debian's chromium is not there (scripts/test installs it), if it is not."""
     if CHROMIUM.exists():
         return None
-    if shutil.which("apt-get") is None:
-        return "apt-get is not available to install chromium"
-    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
-        done = subprocess.run(command, capture_output=True, text=True, timeout=900,
-                              env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        if done.returncode != 0:
-            return f"`{' '.join(command)}` failed: {done.stderr.strip()[-500:]}"
-    return None if CHROMIUM.exists() else "chromium installed, but /usr/bin/chromium is missing"
+    return f"{CHROMIUM} is missing (scripts/test installs Debian's chromium)"
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Module-scoped: while Playwright's sync API is open, the thread counts as running an
     event loop, and the suite's async tests could not run."""
-    problem = _install_chromium()
+    problem = _chromium_missing()
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

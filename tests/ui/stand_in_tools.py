@@ -16,7 +16,6 @@ import types
 import zlib
 from typing import Any
 
-from vtai.server.api.files import get_file, store_file
 from vtai.server.tools.base import MessageAdditions, ToolContext, ToolResult
 from vtai.server.tools.registry import PluginEnv, ToolPlugin
 
@@ -69,8 +68,8 @@ class StandInCodeInterpreter:
             stderr=asyncio.subprocess.STDOUT)
         printed, _ = await asyncio.wait_for(proc.communicate(), 30)
         logs = printed.decode(errors="replace")
-        image = await store_file(ctx.db, ctx.blobs, ctx.project, "chart.png", "assistants",
-                                 chart_png())
+        image = await ctx.files.create_from_bytes(ctx.project, "chart.png", "assistants",
+                                                  chart_png())
         outputs = [{"type": "logs", "logs": logs},
                    {"type": "image", "image": {"file_id": image["id"]}}]
         ctx.emit({"code_interpreter": {"outputs": outputs}})
@@ -106,8 +105,8 @@ class StandInFileSearch:
         results = []
         for file_id in ctx.attachment_file_ids("file_search"):
             async with ctx.db.read() as conn:
-                name = (await get_file(conn, file_id, ctx.project))["filename"]
-            text = (await ctx.blobs.read(file_id)).decode(errors="replace")
+                name = (await ctx.files.get(conn, file_id, ctx.project) or {})["filename"]
+            text = (await ctx.files.read(file_id)).decode(errors="replace")
             results.append({"file_id": file_id, "file_name": name, "score": 0.9,
                             "content": [{"type": "text", "text": text}]})
         call = {"id": call_id, "type": "file_search", "file_search": {

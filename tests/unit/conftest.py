@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import _require_postgres
+from tests.conftest import require_postgres
 from tests.support import postgres_database
 from vtai.server.store.db import Database
 from vtai.testing import FakeModelServer
@@ -34,7 +34,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/vtai.db"
         return
-    _require_postgres()
+    require_postgres()
     with postgres_database() as pg_url:
         yield pg_url
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vtai.server.api.errors import APIError
-from vtai.server.api.limits import ActiveRunLimit
+from vtai.server.errors import TooMany
+from vtai.server.services.checks import ActiveRunLimit
 
 
 def test_no_limit_never_counts() -> None:
@@ -35,7 +35,7 @@ def test_an_old_count_is_made_again() -> None:
 
 def test_at_the_limit_a_start_is_refused() -> None:
     limit = ActiveRunLimit(3, max_age=60)
-    with pytest.raises(APIError) as err:
+    with pytest.raises(TooMany) as err:
         limit.check("p", 3)
-    assert err.value.status == 429
+    assert err.value.retry_after == 1
     assert limit.to_count("p") == 3  # and the next start counts again

@@ -14,7 +14,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from vtai.server.providers import chat_stream
-from vtai.server.providers.chat_stream import ChatStreams, UpstreamError, _SseReader
+from vtai.server.providers.chat_stream import SseReader, UpstreamError
+from vtai.server.providers.upstream import Upstream
 from vtai.server.runs.model_call import failure_from_upstream
 from vtai.testing import Call, Drop, Error, FakeModelServer, Garbage, Hang, Reply, ToolCalls
 
@@ -29,11 +30,11 @@ def _no_waiting(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     async def sleep(seconds: float) -> None:
         waited.append(seconds)
 
-    monkeypatch.setattr(chat_stream, "_pause", sleep)
+    monkeypatch.setattr(chat_stream, "pause", sleep)
     return waited
 
 
-async def _chunks(streams: ChatStreams, params: dict[str, Any] | None = None
+async def _chunks(streams: Upstream, params: dict[str, Any] | None = None
                   ) -> list[dict[str, Any]]:
     try:
         return [chunk async for chunk in streams.stream(params or PARAMS)]
@@ -50,7 +51,7 @@ def test_sse_reader_frames_events_however_the_bytes_are_cut() -> None:
     stream = (b": a comment\r\nevent: delta\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\n"
               b"data: [DONE]\n\n")
     for size in (1, 2, 7, len(stream)):
-        reader = _SseReader()
+        reader = SseReader()
         found = []
         for start in range(0, len(stream), size):
             found += reader.feed(stream[start:start + size])
@@ -59,7 +60,7 @@ def test_sse_reader_frames_events_however_the_bytes_are_cut() -> None:
 
 async def test_reply_and_usage_arrive_as_dicts(fm: FakeModelServer) -> None:
     fm.script("m", Reply("Hello there, friend"))
-    chunks = await _chunks(ChatStreams(fm.base_url, "k"),
+    chunks = await _chunks(Upstream(fm.base_url, "k"),
                            {**PARAMS, "stream_options": {"include_usage": True}})
     assert _text(chunks) == "Hello there, friend"
     assert chunks[-1]["usage"]["total_tokens"] > 0
@@ -69,7 +70,7 @@ async def test_reply_and_usage_arrive_as_dicts(fm: FakeModelServer) -> None:
 async def test_tool_call_deltas_pass_through(fm: FakeModelServer) -> None:
     fm.script("m", ToolCalls([Call("get_weather", {"city": "Oslo"}),
                               Call("get_time", {"zone": "CET"})]))
-    chunks = await _chunks(ChatStreams(fm.base_url, "k"))
+    chunks = await _chunks(Upstream(fm.base_url, "k"))
     calls = [call for c in chunks if c.get("choices")
              for call in c["choices"][0]["delta"].get("tool_calls") or ()]
     assert {call["function"].get("name") for call in calls} >= {"get_weather", "get_time"}
@@ -79,7 +80,7 @@ async def test_tool_call_deltas_pass_through(fm: FakeModelServer) -> None:
 async def test_retryable_answers_are_retried_with_backoff(fm: FakeModelServer,
                                                           _no_waiting: list[float]) -> None:
     fm.script("m", Error(500), Error(429, headers={"retry-after-ms": "1500"}), Reply("ok"))
-    chunks = await _chunks(ChatStreams(fm.base_url, "k", max_retries=2))
+    chunks = await _chunks(Upstream(fm.base_url, "k", max_retries=2))
     assert _text(chunks) == "ok"
     assert len(_no_waiting) == 2
     assert 0.375 <= _no_waiting[0] <= 0.5  # 0.5 s less up to a quarter of jitter
@@ -90,7 +91,7 @@ async def test_errors_that_are_not_retried_say_what_the_upstream_said(
         fm: FakeModelServer, _no_waiting: list[float]) -> None:
     fm.script("m", Error(400, "the prompt is too long", type="invalid_request_error"))
     with pytest.raises(UpstreamError) as err:
-        await _chunks(ChatStreams(fm.base_url, "k", max_retries=2))
+        await _chunks(Upstream(fm.base_url, "k", max_retries=2))
     assert err.value.status == 400 and "the prompt is too long" in err.value.message
     assert _no_waiting == []
 
@@ -98,13 +99,13 @@ async def test_errors_that_are_not_retried_say_what_the_upstream_said(
 async def test_retries_run_out(fm: FakeModelServer, _no_waiting: list[float]) -> None:
     fm.script("m", Error(503), Error(503), Error(503))
     with pytest.raises(UpstreamError) as err:
-        await _chunks(ChatStreams(fm.base_url, "k", max_retries=1))
+        await _chunks(Upstream(fm.base_url, "k", max_retries=1))
     assert err.value.status == 503 and len(_no_waiting) == 1
 
 
 async def test_a_refused_connection_is_retried_then_fails(_no_waiting: list[float]) -> None:
     with pytest.raises(UpstreamError) as err:
-        await _chunks(ChatStreams("http://127.0.0.1:9/v1", "k", max_retries=2))
+        await _chunks(Upstream("http://127.0.0.1:9/v1", "k", max_retries=2))
     assert err.value.status is None and "Connection error" in err.value.message
     assert err.value.unreachable and "127.0.0.1:9" in err.value.message
     assert len(_no_waiting) == 2
@@ -141,7 +142,7 @@ async def test_what_came_with_a_break_is_read() -> None:
 
     server = await asyncio.start_server(answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    streams = ChatStreams(f"http://127.0.0.1:{port}/v1", "k", max_retries=0)
+    streams = Upstream(f"http://127.0.0.1:{port}/v1", "k", max_retries=0)
     answer = await streams.open(PARAMS)
     await asyncio.sleep(0.2)  # the rest of the body, and the break, arrive before any read
     received: list[dict[str, Any]] = []
@@ -161,14 +162,14 @@ async def test_what_came_with_a_break_is_read() -> None:
 async def test_broken_streams_raise(fm: FakeModelServer, step: object, says: str) -> None:
     fm.script("m", step)
     with pytest.raises(UpstreamError) as err:
-        await _chunks(ChatStreams(fm.base_url, "k", max_retries=0))
+        await _chunks(Upstream(fm.base_url, "k", max_retries=0))
     assert says in err.value.message and err.value.status is None
 
 
 async def test_a_stream_broken_before_the_answer_says_anything_is_asked_again(
         fm: FakeModelServer, _no_waiting: list[float]) -> None:
     fm.script("m", Drop("never seen", 0), Drop("never seen", 0), Reply("ok"))
-    chunks = await _chunks(ChatStreams(fm.base_url, "k", max_retries=2))
+    chunks = await _chunks(Upstream(fm.base_url, "k", max_retries=2))
     assert _text(chunks) == "ok"
     assert len(fm.requests("m")) == 3 and len(_no_waiting) == 2
 
@@ -177,7 +178,7 @@ async def test_a_stream_broken_once_the_answer_began_is_not_asked_again(
         fm: FakeModelServer, _no_waiting: list[float]) -> None:
     fm.script("m", Drop("partial answer ", 2), Reply("ok"))
     received: list[dict[str, Any]] = []
-    streams = ChatStreams(fm.base_url, "k", max_retries=2)
+    streams = Upstream(fm.base_url, "k", max_retries=2)
     with pytest.raises(UpstreamError) as err:
         try:
             async for chunk in streams.stream(PARAMS):
@@ -192,7 +193,7 @@ async def test_retries_of_a_broken_stream_run_out(fm: FakeModelServer,
                                                   _no_waiting: list[float]) -> None:
     fm.script("m", Drop("x", 0), Drop("x", 0), Reply("ok"))
     with pytest.raises(UpstreamError) as err:
-        await _chunks(ChatStreams(fm.base_url, "k", max_retries=1))
+        await _chunks(Upstream(fm.base_url, "k", max_retries=1))
     assert err.value.broke_off and len(fm.requests("m")) == 2
 
 
@@ -200,7 +201,7 @@ async def test_a_silent_upstream_times_out(fm: FakeModelServer) -> None:
     fm.script("m", Hang(5))
     started = time.monotonic()
     with pytest.raises(UpstreamError):
-        await _chunks(ChatStreams(fm.base_url, "k", max_retries=0, timeout=0.5))
+        await _chunks(Upstream(fm.base_url, "k", max_retries=0, timeout=0.5))
     assert time.monotonic() - started < 4
 
 
@@ -210,18 +211,18 @@ def test_the_environment_names_the_proxy(monkeypatch: pytest.MonkeyPatch) -> Non
         monkeypatch.delenv(name.upper(), raising=False)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     monkeypatch.setenv("NO_PROXY", "localhost,.lab")
-    assert ChatStreams("https://api.example.com/v1", "k").proxy == "http://proxy.internal:3128"
-    assert ChatStreams("https://gpu.lab/v1", "k").proxy is None
-    assert ChatStreams("http://api.example.com/v1", "k").proxy is None  # no HTTP_PROXY
+    assert Upstream("https://api.example.com/v1", "k").proxy == "http://proxy.internal:3128"
+    assert Upstream("https://gpu.lab/v1", "k").proxy is None
+    assert Upstream("http://api.example.com/v1", "k").proxy is None  # no HTTP_PROXY
 
 
 def test_retry_after_forms() -> None:
     soon = email.utils.formatdate(time.time() + 30, usegmt=True)
-    assert chat_stream._retry_after({"retry-after-ms": "250"}) == 0.25
-    assert chat_stream._retry_after({"retry-after": "2"}) == 2.0
-    assert 25 < (chat_stream._retry_after({"retry-after": soon}) or 0) <= 30
-    assert chat_stream._retry_after({"retry-after": "3600"}) is None  # too long: backoff
-    assert chat_stream._retry_after({"retry-after": "soon"}) is None
+    assert chat_stream.retry_after({"retry-after-ms": "250"}) == 0.25
+    assert chat_stream.retry_after({"retry-after": "2"}) == 2.0
+    assert 25 < (chat_stream.retry_after({"retry-after": soon}) or 0) <= 30
+    assert chat_stream.retry_after({"retry-after": "3600"}) is None  # too long: backoff
+    assert chat_stream.retry_after({"retry-after": "soon"}) is None
     assert chat_stream.retry_delay(10) <= chat_stream.MAX_RETRY_DELAY
 
 
@@ -250,7 +251,7 @@ async def test_a_whole_completion_reads_as_one_chunk(
     bodies.append(b'{"id": "c1", "object": "chat.completion", "choices": [{"index": 0, '
                   b'"message": {"role": "assistant", "content": "all at once"}, '
                   b'"finish_reason": "stop"}], "usage": {"total_tokens": 5}}')
-    [chunk] = await _chunks(ChatStreams(url, "k"))
+    [chunk] = await _chunks(Upstream(url, "k"))
     assert chunk["object"] == "chat.completion.chunk" and chunk["usage"]["total_tokens"] == 5
     assert chunk["choices"][0]["delta"]["content"] == "all at once"
     assert chunk["choices"][0]["finish_reason"] == "stop"
@@ -262,7 +263,7 @@ async def test_an_error_inside_the_stream_raises(bare_upstream: tuple[str, list[
     bodies.append(b'data: {"choices": [{"index": 0, "delta": {"content": "Hel"}}]}\n\n'
                   b'event: error\ndata: {"error": {"message": "the GPU fell over"}}\n\n')
     received = []
-    streams = ChatStreams(url, "k")
+    streams = Upstream(url, "k")
     with pytest.raises(UpstreamError) as err:
         async for chunk in streams.stream(PARAMS):
             received.append(chunk)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from vtai.server.settings import CodeInterpreterSettings
 from vtai.server.tools.code_interpreter.copyout import MB, CopyOut, size_text
-from vtai.server.tools.code_interpreter.settings import CodeInterpreterSettings
 
 
 class FakeSession:

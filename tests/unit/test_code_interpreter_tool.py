@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+from vtai.server.settings import CodeInterpreterSettings
 from vtai.server.tools.code_interpreter.outputs import (
     ALLOWANCE,
     CallOutputs,
@@ -14,7 +15,6 @@ from vtai.server.tools.code_interpreter.outputs import (
 )
 from vtai.server.tools.code_interpreter.pool import Pool
 from vtai.server.tools.code_interpreter.sandbox import Unsandboxed
-from vtai.server.tools.code_interpreter.settings import CodeInterpreterSettings
 from vtai.server.tools.code_interpreter.tool import CodeInterpreterTool, parse_code
 
 
@@ -124,7 +124,7 @@ def test_definition_and_replay(tmp_path: Any) -> None:
 
 def test_message_additions(tmp_path: Any) -> None:
     t = tool(tmp_path)
-    t._written["call_1"] = {"/mnt/data/out.csv": "file-out"}
+    t.remember_written("call_1", {"/mnt/data/out.csv": "file-out"})
     calls = [{"id": "call_1", "type": "code_interpreter", "code_interpreter": {
         "input": "", "outputs": [{"type": "image", "image": {"file_id": "file-img"}}]}}]
     text = ("See sandbox:/mnt/data/out.csv. And [x](sandbox:/mnt/data/out.csv), "

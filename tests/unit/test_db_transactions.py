@@ -8,20 +8,36 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import _require_postgres
+from tests.conftest import require_postgres
 from tests.support import postgres_database
 from vtai.server.store.db import Database, Sql
 
 # A setting local to a transaction: seen again only inside that same transaction.
 _MARK = Sql("SELECT set_config('vtai.test_mark', 'left over', true)")
 _MARKED = Sql("SELECT coalesce(current_setting('vtai.test_mark', true), '')")
+_WAITING = Sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+               "AND database = (SELECT oid FROM pg_database "
+               "WHERE datname = current_database())")
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    _require_postgres()
+    require_postgres()
     with postgres_database() as url:
         yield url
+
+
+async def _until_waiting_for_a_turn(url: str) -> None:
+    """Until a transaction of the database at ``url`` waits for an advisory lock."""
+    watcher = Database(url, pool_size=1)
+    try:
+        while True:
+            async with watcher.read() as conn:
+                if (await conn.sql(_WAITING)).rows[0][0]:
+                    return
+            await asyncio.sleep(0.01)
+    finally:
+        await watcher.close()
 
 
 async def _no_connection_in_transaction(db: Database, pool_size: int) -> None:
@@ -56,7 +72,7 @@ async def test_cancelled_while_waiting_for_the_turn(pg_url: str) -> None:
         holder = asyncio.create_task(first())
         await turn_taken.wait()
         waiter = asyncio.create_task(second())
-        await asyncio.sleep(0.2)  # waiting for the advisory lock in its BEGIN
+        await asyncio.wait_for(_until_waiting_for_a_turn(pg_url), 10)  # in its BEGIN
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter

@@ -36,13 +36,13 @@ def _store_method(store: Database) -> str:
 async def test_a_read_during_a_flush_waits_for_it_and_sees_every_event(store: Database) -> None:
     bus = EventBus(store)  # not started: flushes happen only where this test makes them
     first = _publish(bus, 3 * PER_WRITE + 5)
-    flushing = asyncio.create_task(bus._flush())
+    flushing = asyncio.create_task(bus.flush())
     await asyncio.sleep(0)  # the flush is under way (on SQLite: its first write is done)
     later = _publish(bus, 7, start=10_000)
     for run_id, ids in first.items():
         assert await _stored(bus, run_id) == ids + later.get(run_id, [])
     await flushing
-    assert bus._pending == []
+    assert bus.pending_count == 0
 
 
 async def test_events_a_failed_write_left_are_stored_by_the_next_flush_once(
@@ -62,20 +62,20 @@ async def test_events_a_failed_write_left_are_stored_by_the_next_flush_once(
 
     monkeypatch.setattr(bus, store_name, failing_second)
     with pytest.raises(OSError):
-        await bus._flush()
+        await bus.flush()
     # On SQLite the first part is stored and the rest waits; on PostgreSQL the batch is
     # one write, so all of it waits.
-    assert len(bus._pending) == (PER_WRITE + 9 if store.is_sqlite else 2 * PER_WRITE + 9)
+    assert bus.pending_count == (PER_WRITE + 9 if store.is_sqlite else 2 * PER_WRITE + 9)
     monkeypatch.setattr(bus, store_name, real_store)
     for run_id, ids in published.items():
         assert await _stored(bus, run_id) == ids  # each once, in order
-    assert bus._pending == []
+    assert bus.pending_count == 0
 
 
 async def test_a_cancelled_flush_keeps_what_it_did_not_store(store: Database) -> None:
     bus = EventBus(store)
     published = _publish(bus, 3 * PER_WRITE)
-    flushing = asyncio.create_task(bus._flush())
+    flushing = asyncio.create_task(bus.flush())
     await asyncio.sleep(0)
     flushing.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -99,9 +99,9 @@ async def test_a_write_whose_outcome_was_lost_is_made_again_without_duplicates(
 
     monkeypatch.setattr(bus, store_name, stored_then_lost)
     with pytest.raises(OSError):
-        await bus._flush()
-    assert bus._pending  # the write's outcome is unknown: tried again
+        await bus.flush()
+    assert bus.pending_count > 0  # the write's outcome is unknown: tried again
     monkeypatch.setattr(bus, store_name, real_store)
-    await bus._flush()
+    await bus.flush()
     for run_id, ids in published.items():
         assert await _stored(bus, run_id) == ids

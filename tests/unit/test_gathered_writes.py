@@ -10,10 +10,10 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.unit.runs_support import RecordingBus, insert_run, new_run
 from tests.unit.wal import flushed_past, wal_end
 from vtai.server import ids
 from vtai.server.runs import states
-from vtai.server.runs.events import Event
 from vtai.server.runs.records import Conflict, RunRecords
 from vtai.server.store import objects, tables, writes
 from vtai.server.store.db import Database
@@ -23,40 +23,9 @@ _ROWS = Sql("SELECT id, status, data FROM runs UNION ALL SELECT id, '', data FRO
             "ORDER BY 1")
 
 
-class _Bus:
-    def __init__(self) -> None:
-        self.published: list[tuple[str, Event]] = []
-
-    def publish(self, run_id: str, event: Event) -> Event:
-        self.published.append((run_id, event))
-        return event
-
-
-def _run(status: str = states.IN_PROGRESS) -> dict[str, Any]:
-    now = ids.now()
-    return {
-        "id": ids.new_id("run_"), "object": "thread.run", "created_at": now,
-        "thread_id": "thread_1", "assistant_id": "asst_1", "status": status,
-        "required_action": None, "last_error": None, "expires_at": now + 600,
-        "started_at": now, "cancelled_at": None, "failed_at": None, "completed_at": None,
-        "incomplete_details": None, "model": "m", "instructions": "", "tools": [],
-        "metadata": {}, "usage": None, "temperature": None, "top_p": None,
-        "max_prompt_tokens": None, "max_completion_tokens": None,
-        "truncation_strategy": {"type": "auto", "last_messages": None},
-        "response_format": "auto", "tool_choice": "auto", "parallel_tool_calls": True,
-    }
-
-
 async def _stored(db: Database) -> list[tuple[str, str, str]]:
     async with db.read() as conn:
         return [tuple(row) for row in (await conn.sql(_ROWS)).rows]
-
-
-async def _insert_run(db: Database, run: dict[str, Any]) -> None:
-    async with db.write() as conn:
-        await conn.sql(*objects.insert_statement(
-            tables.runs, run, "proj", objects.dumps(run), thread_id=run["thread_id"],
-            status=run["status"]))
 
 
 async def _opened(db: Database, records: RunRecords, run: dict[str, Any]) -> Any:
@@ -72,8 +41,8 @@ def _move(run: dict[str, Any], status: str, expected: str) -> writes.RunWrite:
 
 
 async def test_saves_are_made_when_the_move_happens(store: Database) -> None:
-    run = _run()
-    await _insert_run(store, run)
+    run = new_run()
+    await insert_run(store, run)
     message = {"id": "msg_1", "created_at": 1}
     async with store.write() as conn:
         await conn.sql(*objects.insert_statement(tables.messages, message, "proj", "{}",
@@ -86,8 +55,8 @@ async def test_saves_are_made_when_the_move_happens(store: Database) -> None:
 
 
 async def test_nothing_is_saved_when_the_move_does_not_happen(store: Database) -> None:
-    run = _run(states.CANCELLING)
-    await _insert_run(store, run)
+    run = new_run(states.CANCELLING)
+    await insert_run(store, run)
     async with store.write() as conn:
         await conn.sql(*objects.insert_statement(tables.messages, {"id": "msg_1",
                                                                    "created_at": 1},
@@ -100,8 +69,8 @@ async def test_nothing_is_saved_when_the_move_does_not_happen(store: Database) -
 
 
 async def test_a_move_keeps_sets_or_clears_the_lease(store: Database) -> None:
-    run = _run()
-    await _insert_run(store, run)
+    run = new_run()
+    await insert_run(store, run)
     lease = Sql("SELECT worker_id, lease_expires_at FROM runs WHERE id = :id")
 
     async def claim() -> tuple[Any, ...]:
@@ -131,8 +100,8 @@ async def test_the_compound_writes_are_durable_on_postgresql(store_url: str) -> 
         async with db.read() as conn:
             setting = Sql("SELECT current_setting('synchronous_commit')")
             assert (await conn.sql(setting)).scalar() == "off"
-        run = _run()
-        await _insert_run(db, run)
+        run = new_run()
+        await insert_run(db, run)
         statuses = (states.IN_PROGRESS, states.REQUIRES_ACTION)
         for n in range(5):
             before = await wal_end(db)
@@ -155,10 +124,10 @@ async def test_the_compound_writes_are_durable_on_postgresql(store_url: str) -> 
 
 
 async def test_a_turns_end_is_gathered_into_one_write(store: Database) -> None:
-    bus = _Bus()
+    bus = RecordingBus()
     records = RunRecords(store, bus)  # type: ignore[arg-type]
-    run = _run()
-    await _insert_run(store, run)
+    run = new_run()
+    await insert_run(store, run)
     opened = await _opened(store, records, run)
     bus.published.clear()
     step, message = opened.step, opened.message
@@ -185,10 +154,10 @@ async def test_a_turns_end_is_gathered_into_one_write(store: Database) -> None:
 
 async def test_a_gathered_turns_end_is_not_written_if_the_run_moved_meanwhile(
         store: Database) -> None:
-    bus = _Bus()
+    bus = RecordingBus()
     records = RunRecords(store, bus)  # type: ignore[arg-type]
-    run = _run()
-    await _insert_run(store, run)
+    run = new_run()
+    await insert_run(store, run)
     opened = await _opened(store, records, run)
     await records.move(run, states.CANCELLING)  # a cancel, between the read and the write
     bus.published.clear()
@@ -209,9 +178,9 @@ async def test_a_change_that_needs_a_transaction_is_refused_when_gathering(store
     db = Database(store_url)
     await db.migrate()
     try:
-        records = RunRecords(db, _Bus())  # type: ignore[arg-type]
-        run = _run()
-        await _insert_run(db, run)
+        records = RunRecords(db, RecordingBus())  # type: ignore[arg-type]
+        run = new_run()
+        await insert_run(db, run)
         with pytest.raises(TypeError, match="transaction"):
             async with records.changes(gather=True) as tx:
                 await tx.open_messages(run["id"])
@@ -226,10 +195,10 @@ async def test_a_change_that_needs_a_transaction_is_refused_when_gathering(store
 async def test_a_run_starts_with_its_message_in_one_write(store: Database) -> None:
     """RunRecords.start with a new message: the run in_progress and the message and its step
     stored together, then announced, in_progress first."""
-    bus = _Bus()
+    bus = RecordingBus()
     records = RunRecords(store, bus)  # type: ignore[arg-type]
-    run = _run(states.QUEUED)
-    await _insert_run(store, run)
+    run = new_run(states.QUEUED)
+    await insert_run(store, run)
     opened = records.new_message(run, "proj")
     assert not bus.published  # made, not announced
     started = await records.start(run, opened)
@@ -246,10 +215,10 @@ async def test_a_run_starts_with_its_message_in_one_write(store: Database) -> No
 
 
 async def test_a_run_moved_meanwhile_starts_without_its_message(store: Database) -> None:
-    bus = _Bus()
+    bus = RecordingBus()
     records = RunRecords(store, bus)  # type: ignore[arg-type]
-    run = _run(states.QUEUED)
-    await _insert_run(store, run)
+    run = new_run(states.QUEUED)
+    await insert_run(store, run)
     await records.move(run, states.CANCELLING)  # a cancel, between the read and the write
     bus.published.clear()
     opened = records.new_message(run, "proj")

@@ -52,7 +52,7 @@ async def test_every_lease_is_renewed_batch_by_batch(
             thread_id="thread_other", status="in_progress", worker_id="worker_other",
             lease_expires_at=7))
     worker.tasks["run_other"] = asyncio.get_running_loop().create_future()  # type: ignore
-    await worker._renew_leases()
+    await worker.renew_leases()
     leases = await _leases(store)
     assert all(leases[run_id] >= ids.now() + worker.lease_seconds - 2 for run_id in run_ids)
     assert leases["run_other"] == 7
@@ -78,7 +78,7 @@ async def test_a_run_held_by_another_transaction_is_passed_over_not_waited_for(
         await held.wait()
         before = await _leases(store)
         try:
-            await asyncio.wait_for(worker._renew_leases(), 10)
+            await asyncio.wait_for(worker.renew_leases(), 10)
         finally:
             release.set()
             await holder

@@ -22,10 +22,10 @@ async def test_named_provider_prefix() -> None:
         upstream_base_url="http://127.0.0.1:1/v1", ollama_probe=False))
     route = await providers.route("lab/qwen2.5")
     assert route.provider == "lab" and route.model == "qwen2.5"
-    assert str(route.client.base_url).startswith("http://10.0.0.1:9000/v1")
+    assert route.upstream is not None and route.upstream.base_url == "http://10.0.0.1:9000/v1"
     ollama = await providers.route("ollama/llama3.2")
     assert ollama.provider == "ollama" and ollama.model == "llama3.2"
-    assert "11434" in str(ollama.client.base_url)
+    assert ollama.upstream is not None and "11434" in ollama.upstream.base_url
 
 
 async def test_default_upstream_keeps_slashed_names() -> None:
@@ -39,8 +39,8 @@ async def test_openai_env_is_the_default(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:2/v1")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
     route = await Providers(Settings(ollama_probe=False)).route("gpt-4o")
-    assert str(route.client.base_url).startswith("http://127.0.0.1:2/v1")
-    assert route.client.api_key == "sk-x"
+    assert route.upstream is not None and route.upstream.base_url == "http://127.0.0.1:2/v1"
+    assert route.upstream.headers["Authorization"] == "Bearer sk-x"
 
 
 async def test_nothing_configured_says_what_to_do() -> None:
@@ -62,12 +62,12 @@ async def test_each_provider_streams_from_its_own_url() -> None:
         upstream_max_retries=5))
     lab = await providers.route("lab/qwen2.5")
     default = await providers.route("gpt-4o")
-    assert lab.streams is not None and default.streams is not None
-    assert lab.streams.url == "http://10.0.0.1:9000/v1/chat/completions"
-    assert lab.streams.headers["Authorization"] == "Bearer k"
-    assert default.streams.url == "http://127.0.0.1:1/v1/chat/completions"
-    assert lab.streams.max_retries == 5
-    assert (await providers.route("lab/other")).streams is lab.streams  # made once
+    assert lab.upstream is not None and default.upstream is not None
+    assert lab.upstream.url == "http://10.0.0.1:9000/v1/chat/completions"
+    assert lab.upstream.headers["Authorization"] == "Bearer k"
+    assert default.upstream.url == "http://127.0.0.1:1/v1/chat/completions"
+    assert lab.upstream.max_retries == 5
+    assert (await providers.route("lab/other")).upstream is lab.upstream  # made once
     await providers.close()
 
 
@@ -75,16 +75,18 @@ async def test_prepare_makes_the_default_clients_that_runs_then_use() -> None:
     providers = Providers(Settings(upstream_base_url="http://127.0.0.1:1/v1",
                                    ollama_probe=False))
     providers.prepare()
-    made = providers._clients["default"]
+    made = providers.upstream("default", {"base_url": "unused"})  # (made: not made again)
     route = await providers.route("gpt-4o")
-    assert (route.client, route.streams) == made
+    assert route.upstream is made and made.base_url == "http://127.0.0.1:1/v1"
     await providers.close()
 
 
 async def test_prepare_with_nothing_configured_makes_no_client() -> None:
     providers = Providers(Settings(ollama_probe=False))
     providers.prepare()
-    assert providers._clients == {}
+    assert providers.default is None
+    with pytest.raises(ProviderMissing):
+        await providers.route("gpt-4o")
 
 
 async def test_default_upstream_only_takes_every_model() -> None:

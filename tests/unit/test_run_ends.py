@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_gathered_writes import _Bus, _insert_run, _run
+from tests.unit.runs_support import RecordingBus, insert_run, new_run
 from vtai.server.runs import states
 from vtai.server.runs.endings import Endings
 from vtai.server.runs.model_call import RunFailure
@@ -23,10 +23,10 @@ async def _run_with_steps(store: Database, status: str, message: bool
                           ) -> tuple[Endings, RunRecords, dict[str, Any], Turn]:
     """A run with a finished tool-call step (which used tokens) and, if ``message``, a
     message its turn is writing (its step in progress)."""
-    records = RunRecords(store, _Bus())  # type: ignore[arg-type]
+    records = RunRecords(store, RecordingBus())  # type: ignore[arg-type]
     endings = Endings(records, {})
-    run = _run(status)
-    await _insert_run(store, run)
+    run = new_run(status)
+    await insert_run(store, run)
     step = await records.create_step(run, "proj", {"type": "tool_calls", "tool_calls": []})
     step.update(status="completed", usage=_USED)
     async with records.changes() as tx:

@@ -23,9 +23,9 @@ def _small_encoding() -> tiktoken.Encoding:
 
 
 def test_tiktoken_knows_openai_models_only() -> None:
-    assert tokens._encoding_name("gpt-4o") == "o200k_base"
-    assert tokens._encoding_name("gpt-4") == "cl100k_base"
-    assert tokens._encoding_name("llama3.2") is None
+    assert tokens.encoding_name("gpt-4o") == "o200k_base"
+    assert tokens.encoding_name("gpt-4") == "cl100k_base"
+    assert tokens.encoding_name("llama3.2") is None
 
 
 def test_the_estimate_until_the_encoding_is_loaded_then_the_encoding() -> None:

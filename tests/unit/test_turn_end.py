@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_gathered_writes import _Bus, _insert_run, _run
+from tests.unit.runs_support import RecordingBus, insert_run, new_run
 from vtai.server.runs import states
 from vtai.server.runs.endings import Endings
 from vtai.server.runs.model_call import RunFailure
@@ -24,15 +24,15 @@ async def _turn_storing_its_message(store: Database, run: dict[str, Any]
                                     ) -> tuple[Endings, RunRecords, Turn]:
     """An executor's turn whose message was announced and whose write has not begun (it
     begins in a moment, as one waiting for a connection would)."""
-    records = RunRecords(store, _Bus())  # type: ignore[arg-type]
+    records = RunRecords(store, RecordingBus())  # type: ignore[arg-type]
     endings = Endings(records, {})
-    await _insert_run(store, run)
+    await insert_run(store, run)
     turn = Turn()
     opened = records.open_message(run, "proj")
     turn.hold(opened)
 
     async def store_soon() -> None:
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # a scripted delay: the ending has to wait for this write
         await records.store_opened(opened)
 
     turn.storing = asyncio.ensure_future(store_soon())
@@ -42,7 +42,7 @@ async def _turn_storing_its_message(store: Database, run: dict[str, Any]
 @pytest.mark.parametrize("ending", ["failed", "cancelled"])
 async def test_an_ending_turn_closes_the_message_it_was_still_storing(
         store: Database, ending: str) -> None:
-    run = _run(states.IN_PROGRESS if ending == "failed" else states.CANCELLING)
+    run = new_run(states.IN_PROGRESS if ending == "failed" else states.CANCELLING)
     endings, records, turn = await _turn_storing_its_message(store, run)
     assert turn.storing is not None and not turn.storing.done()
     if ending == "failed":

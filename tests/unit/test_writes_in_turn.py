@@ -116,7 +116,7 @@ async def test_a_write_in_turn_waits_for_a_transaction_of_the_same_turn(
     holder = asyncio.create_task(hold_the_turn())
     await holding.wait()
     starting = asyncio.create_task(_start(store, _run_params(thread_id)))
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # the condition tested: still waiting after half a second
     assert not starting.done()
     if not store.is_sqlite:  # (SQLite's writes all take turns)
         other = await _thread(store)  # another turn does not wait
@@ -143,7 +143,7 @@ async def test_a_write_in_turn_is_durable_and_notifies_on_postgresql(store_url: 
             assert await flushed_past(db, before), f"write {n}: the WAL was not flushed"
             assert await asyncio.wait_for(notified.get(), 5) == ""
         assert await _start(db, _run_params(await _thread(db))) == 1  # no channel: no NOTIFY
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # the condition tested: no notification comes meanwhile
         assert notified.empty()
     finally:
         await listener.close()

@@ -12,11 +12,21 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from vtai.heap import settle_heap
-from vtai.server.api import assistants, errors, files, messages, models, runs, threads
+from vtai.server.api import (
+    assistants,
+    errors,
+    files,
+    messages,
+    models,
+    runs,
+    threads,
+    vector_stores,
+)
 from vtai.server.api.auth import KeyRing, RequireKey
-from vtai.server.api.limits import ActiveRunLimit, BodyLimit, NoNulInUrl, RateLimiter
+from vtai.server.api.limits import BodyLimit, NoNulInUrl, RateLimiter
 from vtai.server.api.responses import json_response
 from vtai.server.runtime import Runtime
+from vtai.server.services.container import Services
 from vtai.server.settings import Settings
 
 log = logging.getLogger("vtai.server")
@@ -40,15 +50,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start(execute_runs=settings.run_worker)
-        await app.state.keyring.load()
-        if app.state.keyring.open and not _loopback(settings.host) and \
-                not settings.insecure_no_auth:
+        await keyring.load()
+        if keyring.open and not _loopback(settings.host) and not settings.insecure_no_auth:
             await runtime.stop()
             raise RuntimeError(
                 f"refusing to serve {settings.host} with no API keys: anyone who can reach it "
                 "could use it. Set VTAI_API_KEYS (or `vtai keys create`), bind 127.0.0.1, or "
                 "pass --insecure-no-auth.")
-        if app.state.keyring.open:
+        if keyring.open:
             log.warning(
                 "no API keys configured: the server is open to anyone who can reach it "
                 "(set VTAI_API_KEYS or run `vtai keys create` to require keys)")
@@ -77,23 +86,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_methods=["*"], allow_headers=["*"],
                            allow_origins=[o.strip() for o in settings.cors_origins.split(",")])
-    app.state.active_runs = ActiveRunLimit(settings.max_active_runs_per_project)
-    app.state.settings = settings
-    app.state.runtime = runtime
-    app.state.db = runtime.db
+    # What the routes use, typed (api/deps.py): the services, and the key ring.
+    app.state.services = Services.of(runtime)
     app.state.keyring = keyring
-    app.state.blobs = runtime.blobs
-    app.state.providers = runtime.providers
-    app.state.records = runtime.records
-    app.state.worker = runtime.worker
     errors.install(app)
     # runs first: its /threads/runs must win over /threads/{thread_id}
     for router in (runs.router, assistants.router, threads.router, messages.router,
-                   files.router, models.router):
+                   files.router, vector_stores.router, models.router):
         app.include_router(router, prefix=API_PREFIX)
-    for plugin in runtime.plugins:
-        for router in plugin.routers:
-            app.include_router(router, prefix=API_PREFIX)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> Response:

@@ -12,7 +12,7 @@ import threading
 import time
 
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # ASCII order
-_CLOCK_CHARS = 10
+CLOCK_CHARS = 10  # an id body's (and an event id's) first digits: the clock's
 _RANDOM_CHARS = 14
 _lock = threading.Lock()
 _last_tick = 0
@@ -21,7 +21,7 @@ _last_tick = 0
 _PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # two digits at a time
 
 
-def _base62(value: int, width: int) -> str:
+def base62(value: int, width: int) -> str:
     """``value`` in ``width`` base62 digits (``width`` even)."""
     pairs = []
     for _ in range(width // 2):
@@ -30,17 +30,18 @@ def _base62(value: int, width: int) -> str:
     return "".join(reversed(pairs))
 
 
-_LOW = 3844**2  # the clock body's last four digits
+CLOCK_LOW = 3844**2  # the span of the clock body's last four digits (the rest is cached)
 _high: tuple[int, str] = (-1, "")  # the first six digits, which change every few seconds
 
 
-def _clock_body(tick: int) -> str:
-    """``_base62(tick, _CLOCK_CHARS)``, reusing the leading digits of the last call."""
+def clock_body(tick: int) -> str:
+    """The clock digits of an id made at ``tick``: ``base62(tick, CLOCK_CHARS)``, reusing
+    the leading digits of the last call."""
     global _high
-    high, low = divmod(tick, _LOW)
+    high, low = divmod(tick, CLOCK_LOW)
     cached = _high  # one read: another thread may replace it meanwhile
     if cached[0] != high:
-        cached = _high = (high, _base62(high, _CLOCK_CHARS - 4))
+        cached = _high = (high, base62(high, CLOCK_CHARS - 4))
     hi, lo = divmod(low, 3844)
     return f"{cached[1]}{_PAIRS[hi]}{_PAIRS[lo]}"
 
@@ -58,14 +59,14 @@ _RANDOM_RANGE = 62**_RANDOM_CHARS
 
 def new_id(prefix: str) -> str:
     """A new id such as ``asst_0Ab...``; later ids compare greater."""
-    body = _clock_body(_next_tick())
+    body = clock_body(_next_tick())
     return f"{prefix}{body}{_random_digits()}"
 
 
 def _random_digits() -> str:
     # 88 random bits folded into 14 digits (83 bits): a negligible bias, and cheaper than
     # secrets.randbelow, which draws until a value falls in range.
-    return _base62(int.from_bytes(os.urandom(11)) % _RANDOM_RANGE, _RANDOM_CHARS)
+    return base62(int.from_bytes(os.urandom(11)) % _RANDOM_RANGE, _RANDOM_CHARS)
 
 
 def _new_process_tag() -> None:
@@ -82,10 +83,10 @@ def new_event_id() -> str:
     """An id for a run event: ordered like ``new_id`` bodies, and cheaper, since a run makes
     dozens. Unique because the clock part never repeats within a process and the rest is
     this process's random tag (a new one in a forked child)."""
-    return f"{_clock_body(_next_tick())}{_process_tag}"
+    return f"{clock_body(_next_tick())}{_process_tag}"
 
 
-_EVENT_ID = re.compile(f"[0-9A-Za-z]{{{_CLOCK_CHARS + _RANDOM_CHARS}}}")
+_EVENT_ID = re.compile(f"[0-9A-Za-z]{{{CLOCK_CHARS + _RANDOM_CHARS}}}")
 
 
 def is_event_id(value: str) -> bool:

@@ -10,6 +10,7 @@ import logging
 
 from vtai.server.metrics import Metrics
 from vtai.server.providers.routing import Providers
+from vtai.server.retrieval.engine import Retrieval
 from vtai.server.runs import states
 from vtai.server.runs.events import EventBus
 from vtai.server.runs.executor import Executor
@@ -19,6 +20,7 @@ from vtai.server.settings import Settings
 from vtai.server.store import queries
 from vtai.server.store.blobs import BlobStore
 from vtai.server.store.db import Database
+from vtai.server.store.files import FileStore
 from vtai.server.tools.registry import PluginEnv, load_plugins
 
 log = logging.getLogger("vtai.server")
@@ -32,10 +34,13 @@ class Runtime:
         self.bus = EventBus(self.db)
         self.metrics = Metrics()
         self.records = RunRecords(self.db, self.bus, self.metrics)
-        self.blobs = BlobStore(settings.data_dir / "files")
-        self.plugins = load_plugins(PluginEnv(settings, self.db, self.blobs, self.providers))
-        builtins = {p.tool.type: p.tool for p in self.plugins if p.tool is not None}
-        executor = Executor(self.records, self.providers, self.blobs, builtins)
+        self.files = FileStore(self.db, BlobStore(settings.data_dir / "files"))
+        self.retrieval = Retrieval(settings.retrieval, self.db, self.files,
+                                   self.providers.default)
+        self.plugins = load_plugins(PluginEnv(settings, self.db, self.files, self.providers,
+                                              self.retrieval))
+        builtins = {p.tool.type: p.tool for p in self.plugins}
+        executor = Executor(self.records, self.providers, self.files, builtins)
         self.worker = Worker(executor,
                              shutdown_grace=settings.shutdown_grace,
                              lease_seconds=settings.run_lease_seconds)
@@ -48,6 +53,7 @@ class Runtime:
         await self.bus.start()
         self.executes_runs = execute_runs
         if execute_runs:
+            await self.retrieval.start()
             for plugin in self.plugins:
                 if plugin.start:
                     await plugin.start()
@@ -68,6 +74,7 @@ class Runtime:
             for plugin in self.plugins:
                 if plugin.stop:
                     await plugin.stop()
+            await self.retrieval.stop()
         await self.bus.stop()
         await self.providers.close()
         await self.db.close()

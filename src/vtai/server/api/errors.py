@@ -17,6 +17,15 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from vtai.server.errors import (
+    InvalidRequest,
+    NotFound,
+    ServiceError,
+    TooLarge,
+    TooMany,
+    Unavailable,
+)
+
 log = logging.getLogger("vtai.server")
 
 
@@ -40,13 +49,21 @@ class APIError(Exception):
         self.headers = headers
 
 
-# The wire names of objects in "No <name> found with id '...'." messages.
-def not_found(kind: str, object_id: str) -> APIError:
-    return APIError(404, f"No {kind} found with id '{object_id}'.")
-
-
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
     return APIError(400, message, param=param, code=code)
+
+
+# The status of each kind of failure a service reports.
+_STATUS: dict[type[ServiceError], int] = {
+    InvalidRequest: 400, NotFound: 404, TooLarge: 413, TooMany: 429, Unavailable: 503}
+
+
+def from_service(err: ServiceError) -> APIError:
+    """A service's failure as OpenAI answers it."""
+    status = next(code for kind, code in _STATUS.items() if isinstance(err, kind))
+    headers = {"retry-after": str(err.retry_after)} if err.retry_after is not None else None
+    return APIError(status, err.message, type=err.type, param=err.param, code=err.code,
+                    headers=headers)
 
 
 def error_response(err: APIError) -> Response:
@@ -192,6 +209,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> Response:
         return error_response(exc)
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(request: Request, exc: ServiceError) -> Response:
+        return error_response(from_service(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

@@ -1,4 +1,5 @@
-"""Streamed chat completions from an OpenAI-compatible upstream, read with aiohttp.
+"""Streamed chat completions from an OpenAI-compatible upstream (see upstream.py), read with
+aiohttp.
 
 Every token of a run's answer comes through here, so this path is kept lean: aiohttp's HTTP
 parser (in C) and a small SSE reader spend about a quarter of the CPU per chunk that the openai
@@ -20,10 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import functools
 import importlib.metadata
 import random
-import ssl
 import time
 import urllib.parse
 import urllib.request
@@ -56,7 +55,7 @@ class UpstreamError(Exception):
         self.empty = empty  # an answer that ended without saying anything
 
 
-def _env_proxy(url: str) -> str | None:
+def env_proxy(url: str) -> str | None:
     """The proxy the environment names for ``url`` (HTTPS_PROXY, NO_PROXY, ...), looked up
     once: aiohttp's ``trust_env`` would read the environment and ~/.netrc on every request."""
     parts = urllib.parse.urlsplit(url)
@@ -66,14 +65,14 @@ def _env_proxy(url: str) -> str | None:
     return proxy
 
 
-def _should_retry(response: aiohttp.ClientResponse) -> bool:
+def should_retry(response: aiohttp.ClientResponse) -> bool:
     forced = response.headers.get("x-should-retry")
     if forced in ("true", "false"):
         return forced == "true"
     return response.status in (408, 409, 429) or response.status >= 500
 
 
-def _retry_after(headers: Any) -> float | None:
+def retry_after(headers: Any) -> float | None:
     """The wait the upstream asked for, in seconds, when it is a sensible one."""
     seconds: float | None = None
     try:
@@ -91,19 +90,19 @@ def _retry_after(headers: Any) -> float | None:
 
 
 def retry_delay(retries_done: int, headers: Any = None) -> float:
-    asked = _retry_after(headers) if headers is not None else None
+    asked = retry_after(headers) if headers is not None else None
     if asked is not None:
         return asked
     delay = min(INITIAL_RETRY_DELAY * 2**retries_done, MAX_RETRY_DELAY)
     return delay * (1 - 0.25 * random.random())
 
 
-async def _pause(seconds: float) -> None:
+async def pause(seconds: float) -> None:
     """The wait before a retry."""
     await asyncio.sleep(seconds)
 
 
-def _error_message(status: int, body: bytes) -> str:
+def error_message(status: int, body: bytes) -> str:
     """The upstream's own message when its body is OpenAI's error shape, else the body."""
     detail: Any = body.decode(errors="replace")[:2000]
     try:
@@ -139,7 +138,7 @@ def _as_chunk(completion: Any) -> dict[str, Any]:
     return {**completion, "object": "chat.completion.chunk", "choices": choices}
 
 
-class _SseReader:
+class SseReader:
     """Server-sent events from a byte stream: (event name, data) for each event."""
 
     def __init__(self) -> None:
@@ -223,7 +222,7 @@ class Answer:
                 if said or not err.broke_off or self._reopen is None \
                         or retries_done >= self._retries:
                     raise
-            await _pause(retry_delay(retries_done))
+            await pause(retry_delay(retries_done))
             retries_done += 1
             self._response = await self._reopen()
 
@@ -235,7 +234,7 @@ class Answer:
                 _raise_if_error("", completion)
                 yield _as_chunk(completion)
                 return
-            reader = _SseReader()
+            reader = SseReader()
             done = False
             broken: BaseException | None = None
             while True:
@@ -268,72 +267,3 @@ class Answer:
                                 broke_off=True) from err
         finally:
             response.release()
-
-
-class ChatStreams:
-    """Streamed chat completions from one upstream (``base_url`` ends with /v1 or alike)."""
-
-    def __init__(self, base_url: str, api_key: str, *, max_retries: int = 2,
-                 timeout: float = 600.0, tls: ssl.SSLContext | None = None) -> None:
-        """``tls``: the context for https upstreams (routing shares one among providers);
-        None for aiohttp's default."""
-        self.url = base_url.rstrip("/") + "/chat/completions"
-        self.headers = {"Authorization": f"Bearer {api_key}",
-                        "Content-Type": "application/json",
-                        "Accept": "text/event-stream",
-                        "User-Agent": USER_AGENT}
-        self.proxy = _env_proxy(self.url)
-        self.max_retries = max_retries
-        self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout,
-                                             sock_read=timeout)
-        self._session: aiohttp.ClientSession | None = None
-        self._tls = tls
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=CONNECTIONS, limit_per_host=0,
-                                             ssl=self._tls if self._tls is not None else True)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout)
-        return self._session
-
-    async def _open(self, params: dict[str, Any]) -> aiohttp.ClientResponse:
-        body = orjson.dumps(params)
-        retries = 0
-        while True:
-            try:
-                response = await self._client().post(self.url, data=body, headers=self.headers,
-                                                     proxy=self.proxy)
-            except (aiohttp.ClientError, TimeoutError) as err:
-                if retries >= self.max_retries:
-                    raise UpstreamError(f"Connection error: {str(err) or repr(err)}",
-                                        unreachable=True) from err
-                await _pause(retry_delay(retries))
-                retries += 1
-                continue
-            if response.status < 400:
-                return response
-            try:
-                text = await response.read()
-            except (aiohttp.ClientError, TimeoutError):
-                text = b""
-            finally:
-                response.release()
-            if retries >= self.max_retries or not _should_retry(response):
-                raise UpstreamError(_error_message(response.status, text), response.status)
-            await _pause(retry_delay(retries, response.headers))
-            retries += 1
-
-    async def open(self, params: dict[str, Any]) -> Answer:
-        """Send the request (retrying as the SDK does) and wait for the answer to begin."""
-        return Answer(await self._open(params), functools.partial(self._open, params),
-                      self.max_retries)
-
-    async def stream(self, params: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
-        """The answer's chunks as dicts, as the upstream sent them."""
-        async with aclosing((await self.open(params)).chunks()) as chunks:
-            async for chunk in chunks:
-                yield chunk
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()

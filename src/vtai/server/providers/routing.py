@@ -16,20 +16,18 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import ssl
 import time
+import urllib.parse
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
 import certifi
-import httpx
-import openai
-from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
-from vtai.server.providers.chat_stream import Answer, ChatStreams
+from vtai.server.providers.chat_stream import Answer, UpstreamError
 from vtai.server.providers.litellm_adapter import LiteLLMClient, litellm_installed
+from vtai.server.providers.upstream import Upstream
 from vtai.server.settings import Settings
 
 log = logging.getLogger("vtai.providers")
@@ -40,8 +38,8 @@ WELL_KNOWN = {
     "llamacpp": "http://localhost:8080/v1",
     "lmstudio": "http://localhost:1234/v1",
 }
-OLLAMA_URL = WELL_KNOWN["ollama"]
 _PROBE_TTL = 30.0
+_OLLAMA_PROBE_TIMEOUT = 0.5
 _MODELS_TTL = 10.0  # seconds a listing of the upstreams' models is kept
 _MODELS_TIMEOUT = 3.0  # seconds an upstream has to list its models
 
@@ -51,11 +49,10 @@ class ProviderMissing(Exception):
 
 
 @functools.cache
-def _tls() -> ssl.SSLContext:
+def _tls(cafile: str | None, capath: str | None) -> ssl.SSLContext:
     """One TLS context for every upstream client: making one reads the whole CA bundle, a
     tenth of a second the event loop would spend on it for each new client."""
-    cafile = os.environ.get("SSL_CERT_FILE") or certifi.where()
-    return ssl.create_default_context(cafile=cafile, capath=os.environ.get("SSL_CERT_DIR"))
+    return ssl.create_default_context(cafile=cafile or certifi.where(), capath=capath)
 
 
 class _Deferred:
@@ -79,22 +76,22 @@ OpenAnswer = Answer | _Deferred
 @dataclass(frozen=True)
 class Route:
     provider: str
-    client: Any  # AsyncOpenAI, or an object with the same chat.completions.create
-    streams: ChatStreams | None  # the provider's streamed chat completions (not LiteLLM)
+    upstream: Upstream | None  # the provider's server (None: LiteLLM)
     model: str
+    litellm: LiteLLMClient | None = None
 
     async def open_chat(self, params: dict[str, Any]) -> OpenAnswer:
         """Ask for a streamed chat completion: the request is sent (the model is at work) by
         the time this returns; ``chunks()`` then gives the chunks as plain dicts."""
-        if self.streams is not None:
-            return await self.streams.open(params)
-        return _Deferred(self.client, params)
+        if self.upstream is not None:
+            return await self.upstream.open(params)
+        return _Deferred(self.litellm, params)
 
 
 class Providers:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._clients: dict[str, tuple[AsyncOpenAI, ChatStreams]] = {}
+        self._upstreams: dict[str, Upstream] = {}
         self._litellm = LiteLLMClient()
         self._ollama_seen: tuple[float, bool] = (0.0, False)
         self._models_seen: tuple[float, list[dict[str, Any]]] = (-_MODELS_TTL, [])
@@ -103,39 +100,34 @@ class Providers:
         for name, url in WELL_KNOWN.items():
             named.setdefault(name, {"base_url": url})
         self.named = named
-        base_url = settings.upstream_base_url or os.environ.get("OPENAI_BASE_URL")
-        api_key = settings.upstream_api_key or os.environ.get("OPENAI_API_KEY")
+        base_url, api_key = settings.upstream_base_url, settings.upstream_api_key
         self.default: dict[str, str] | None = None
         if base_url or api_key:
             self.default = {"base_url": base_url or "https://api.openai.com/v1",
                             "api_key": api_key or "none"}
 
-    def _client(self, name: str, cfg: dict[str, str]) -> tuple[AsyncOpenAI, ChatStreams]:
-        """The provider's SDK client, and its streamed chat completions (what runs use)."""
-        made = self._clients.get(name)
+    def _tls(self) -> ssl.SSLContext:
+        return _tls(self.settings.ssl_cert_file, self.settings.ssl_cert_dir)
+
+    def upstream(self, name: str, cfg: dict[str, str]) -> Upstream:
+        """The provider's server, made once (ProviderMissing if it is this server)."""
+        made = self._upstreams.get(name)
         if made is None:
             self._check_not_this_server(name, cfg["base_url"])
-            api_key = cfg.get("api_key") or "none"
-            client = AsyncOpenAI(
-                base_url=cfg["base_url"], api_key=api_key,
+            made = self._upstreams[name] = Upstream(
+                cfg["base_url"], cfg.get("api_key") or "none",
                 max_retries=self.settings.upstream_max_retries,
-                timeout=self.settings.upstream_timeout,
-                http_client=DefaultAsyncHttpxClient(verify=_tls()),
-            )
-            streams = ChatStreams(str(client.base_url), api_key,
-                                  max_retries=self.settings.upstream_max_retries,
-                                  timeout=self.settings.upstream_timeout, tls=_tls())
-            made = self._clients[name] = (client, streams)
+                timeout=self.settings.upstream_timeout, tls=self._tls())
         return made
 
     def prepare(self) -> None:
         """Make the default upstream's clients now, at start-up: the first (the TLS context
         reads the whole CA bundle, modules are imported) holds the event loop for 50-150 ms,
         which the server's first run would wait out otherwise."""
-        _tls()
+        self._tls()
         if self.default is not None:
             with contextlib.suppress(ProviderMissing):  # (each run says so, see _client)
-                self._client("default", self.default)
+                self.upstream("default", self.default)
 
     async def list_models(self) -> list[dict[str, Any]]:
         """The models the upstreams list (each one's ``GET /models``, asked at once, a few
@@ -158,15 +150,15 @@ class Providers:
     async def _models_of(self, name: str, prefix: str, cfg: dict[str, str]
                          ) -> list[dict[str, Any]]:
         try:
-            client, _ = self._client(name, cfg)
-            page = await client.with_options(timeout=_MODELS_TIMEOUT,
-                                             max_retries=0).models.list()
-        except (ProviderMissing, openai.APIError) as err:
+            page = await self.upstream(name, cfg).json("GET", "/models", retries=0,
+                                                        within=_MODELS_TIMEOUT)
+            listed = [model for model in page["data"] if isinstance(model.get("id"), str)]
+        except (ProviderMissing, UpstreamError, TypeError, KeyError, AttributeError) as err:
             log.debug("provider %s lists no models: %s", name, err)
             return []
-        return [{"id": prefix + model.id, "object": "model",
-                 "created": int(model.created or 0), "owned_by": model.owned_by or name}
-                for model in page.data]
+        return [{"id": prefix + model["id"], "object": "model",
+                 "created": int(model.get("created") or 0),
+                 "owned_by": model.get("owned_by") or name} for model in listed]
 
     async def route(self, model: str) -> Route:
         prefix, sep, rest = model.partition("/")
@@ -176,13 +168,13 @@ class Providers:
             if not litellm_installed():
                 raise ProviderMissing(
                     f"The model '{model}' needs LiteLLM: pip install 'vtai-assistants[litellm]'.")
-            return Route("litellm", self._litellm, None, rest)
+            return Route("litellm", None, rest, self._litellm)
         if by_prefix and prefix in self.named:
-            return Route(prefix, *self._client(prefix, self.named[prefix]), model=rest)
+            return Route(prefix, self.upstream(prefix, self.named[prefix]), rest)
         if self.default is not None:
-            return Route("default", *self._client("default", self.default), model=model)
+            return Route("default", self.upstream("default", self.default), model)
         if await self._ollama_answers():
-            return Route("ollama", *self._client("ollama", self.named["ollama"]), model=model)
+            return Route("ollama", self.upstream("ollama", self.named["ollama"]), model)
         unknown = f" ('{prefix}' is not a configured provider: known are " \
             f"{', '.join(sorted({*self.named, 'litellm'}))})" if sep else ""
         raise ProviderMissing(
@@ -200,15 +192,15 @@ class Providers:
         if self.serving_at is None:
             return
         host, port = self.serving_at
-        url = httpx.URL(base_url)
+        url = urllib.parse.urlsplit(base_url)
         ours = {host, "localhost", "127.0.0.1", "::1"} \
             if host in ("127.0.0.1", "localhost", "0.0.0.0", "::") else {host}
-        if url.host in ours and url.port == port:
+        if url.hostname in ours and url.port == port:
             setting = "VTAI_UPSTREAM_BASE_URL" if name == "default" else (
                 f"VTAI_PROVIDERS='{{\"{name}\": {{\"base_url\": "
                 f"\"http://localhost:PORT/v1\"}}}}'")
             raise ProviderMissing(
-                f"The provider '{name}' is at {url}, where this server listens. Start it on "
+                f"The provider '{name}' is at {base_url}, where this server listens. Start it on "
                 f"another port and set {setting}, or run this server on another port.")
 
     async def _ollama_answers(self) -> bool:
@@ -218,14 +210,14 @@ class Providers:
         if time.monotonic() - checked_at < _PROBE_TTL:
             return seen
         try:
-            async with httpx.AsyncClient(timeout=0.5) as http:
-                seen = (await http.get(f"{OLLAMA_URL}/models")).status_code == 200
-        except httpx.HTTPError:
+            await self.upstream("ollama", self.named["ollama"]).json(
+                "GET", "/models", retries=0, within=_OLLAMA_PROBE_TIMEOUT)
+            seen = True
+        except (ProviderMissing, UpstreamError):
             seen = False
         self._ollama_seen = (time.monotonic(), seen)
         return seen
 
     async def close(self) -> None:
-        for client, streams in self._clients.values():
-            await streams.close()
-            await client.close()
+        for upstream in self._upstreams.values():
+            await upstream.close()

@@ -177,7 +177,7 @@ class EventBus:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         try:
-            await self._flush()
+            await self.flush()
         except Exception:
             log.exception("could not store the last run events at shutdown")
         if self._listener is not None:
@@ -188,6 +188,15 @@ class EventBus:
         sub = Subscription(self, run_id, ids.new_event_id() if after is None else after)
         self._subscribers[run_id].add(sub)
         return sub
+
+    def has_subscribers(self, run_id: str) -> bool:
+        """Whether a stream in this process is subscribed to ``run_id``'s events."""
+        return run_id in self._subscribers
+
+    @property
+    def pending_count(self) -> int:
+        """How many published events are not stored yet."""
+        return len(self._pending)
 
     def publish(self, run_id: str, event: Event) -> Event:
         if not event.id:
@@ -200,7 +209,7 @@ class EventBus:
 
     async def history(self, run_id: str, after: str | None) -> list[Event]:
         """Stored events of a run after the id ``after``, oldest first."""
-        await self._flush()  # this process's latest events too
+        await self.flush()  # this process's latest events too
         e = tables.run_events
         query = select(e.c.id, e.c.event, e.c.data).where(e.c.run_id == run_id)
         if after:
@@ -220,11 +229,11 @@ class EventBus:
             self._wake.clear()
             await asyncio.sleep(self._flush_seconds)  # gather a batch
             try:
-                await self._flush()
+                await self.flush()
             except Exception:
                 log.exception("could not store run events; retrying")
 
-    async def _flush(self) -> None:
+    async def flush(self) -> None:
         """Store the pending events. A flush that starts while another is under way waits
         for it: when this returns, every event published before it was called is stored."""
         async with self._flushing:
@@ -272,7 +281,7 @@ class EventBus:
         if origin == self.origin:
             return
         for run_id in run_ids.split(","):
-            if run_id in self._subscribers:
+            if self.has_subscribers(run_id):
                 task = asyncio.create_task(self._fetch_remote(run_id))
                 self._fetches.add(task)
                 task.add_done_callback(self._fetches.discard)

@@ -35,7 +35,7 @@ from vtai.server.runs.records import Conflict, RunRecords
 from vtai.server.runs.tokens import Tokenizers
 from vtai.server.runs.turn_state import ToolCall, Turn
 from vtai.server.store import objects, queries, tables
-from vtai.server.store.blobs import BlobStore
+from vtai.server.store.files import FileStore
 from vtai.server.store.sql import Sql
 from vtai.server.tools.base import BuiltinTool, ToolContext
 
@@ -75,13 +75,13 @@ MAX_TOOL_ROUNDS = 12  # model calls per turn while it only calls built-in tools
 
 
 class Executor:
-    def __init__(self, records: RunRecords, providers: Providers, blobs: BlobStore,
+    def __init__(self, records: RunRecords, providers: Providers, files: FileStore,
                  builtins: dict[str, BuiltinTool] | None = None,
                  tokenizers: Tokenizers | None = None) -> None:
         self.records = records
         self.providers = providers
         self.db = records.db
-        self.blobs = blobs
+        self.files = files
         self.builtins = builtins or {}
         self.tokenizers = tokenizers or Tokenizers()
         self.endings = Endings(records, self.builtins)
@@ -209,7 +209,7 @@ class Executor:
         messages, tool_steps = await self._load_thread(run, thread_rows)
         route = await self.providers.route(run["model"])
         count = self.tokenizers.count_for(route.model)
-        urls = await images.image_urls(messages, self.db, self.blobs)
+        urls = await images.image_urls(messages, self.db, self.files)
         chat, prompt_tokens = prompt.build_messages(run, messages, tool_steps, self._replay,
                                                     count, urls)
         if run.get("max_prompt_tokens") is not None and prompt_tokens > run["max_prompt_tokens"]:
@@ -488,7 +488,7 @@ class Executor:
                                               project) or {}
         messages, _ = await self._load_thread(run)
         return ToolContext(run=run, project=project, assistant=assistant, thread=thread,
-                           messages=messages, db=self.db, blobs=self.blobs,
+                           messages=messages, db=self.db, files=self.files,
                            settings=self.providers.settings, emit=emit)
 
     def _expires_after(self) -> int:

@@ -11,8 +11,8 @@ import orjson
 from sqlalchemy import select
 
 from vtai.server.store import tables
-from vtai.server.store.blobs import BlobStore
 from vtai.server.store.db import Database
+from vtai.server.store.files import FileStore
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024  # OpenAI's limit for one image in a request
 
@@ -37,24 +37,24 @@ def image_file_ids(messages: list[dict[str, Any]]) -> set[str]:
             for part in message["content"] if part["type"] == "image_file"}
 
 
-async def image_urls(messages: list[dict[str, Any]], db: Database, blobs: BlobStore
+async def image_urls(messages: list[dict[str, Any]], db: Database, files: FileStore
                      ) -> dict[str, str]:
     """Data URLs of the messages' image files, by file id. A file deleted since, or larger
     than an image may be, is left out (the prompt says so in its place)."""
     wanted = image_file_ids(messages)
     if not wanted:
         return {}
-    files = tables.files
+    f = tables.files
     async with db.read() as conn:
-        rows = (await conn.execute(select(files.c.id, files.c.data)
-                                   .where(files.c.id.in_(sorted(wanted))))).all()
+        rows = (await conn.execute(select(f.c.id, f.c.data)
+                                   .where(f.c.id.in_(sorted(wanted))))).all()
     urls: dict[str, str] = {}
     for file_id, data in cast(list[tuple[str, str]], rows):
         info = orjson.loads(data)
         if int(info.get("bytes") or 0) > MAX_IMAGE_BYTES:
             continue
         try:
-            content = await blobs.read(file_id)
+            content = await files.read(file_id)
         except FileNotFoundError:
             continue
         kind = media_type(content, str(info.get("filename") or ""))

@@ -31,7 +31,8 @@ def estimate(text: str) -> int:
     return math.ceil(len(text) / 4)
 
 
-def _encoding_name(model: str) -> str | None:
+def encoding_name(model: str) -> str | None:
+    """The name of ``model``'s tiktoken encoding; None for a model tiktoken does not know."""
     try:
         return str(tiktoken.encoding_name_for_model(model))
     except KeyError:
@@ -46,7 +47,7 @@ class Tokenizers:
     """The token count for each model, as good as what is loaded so far."""
 
     def __init__(self, load: Callable[[str], Any] = _load_encoding,
-                 encoding_name: Callable[[str], str | None] = _encoding_name) -> None:
+                 encoding_name: Callable[[str], str | None] = encoding_name) -> None:
         self._load = load
         self._encoding_name = encoding_name
         self._names: dict[str, str | None] = {}  # model -> its encoding's name (None: none)

@@ -264,11 +264,11 @@ class Worker:
                     self.interrupt(run_id)
                 if time.monotonic() - self._last_renewal > self.lease_seconds / 3:
                     self._last_renewal = time.monotonic()
-                    await self._renew_leases()
+                    await self.renew_leases()
             except Exception:
                 log.exception("worker watch error; retrying")
 
-    async def _renew_leases(self) -> None:
+    async def renew_leases(self) -> None:
         """Extend the leases of the runs this worker executes, RENEW_BATCH runs per
         transaction. A run whose row another transaction holds (its own step being written)
         is passed over, not waited for: the renewal then never holds the other rows' locks

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from vtai.server.settings import Settings
-from vtai.server.store.blobs import BlobStore
 from vtai.server.store.db import Database
+from vtai.server.store.files import FileStore
 
 
 @dataclass
@@ -27,7 +27,7 @@ class ToolContext:
     thread: dict[str, Any]
     messages: list[dict[str, Any]]  # the thread's messages, oldest first (for attachments)
     db: Database
-    blobs: BlobStore
+    files: FileStore
     settings: Settings
     # Publishes a ``thread.run.step.delta`` for this call: pass the call's changed fields,
     # e.g. {"code_interpreter": {"outputs": [...]}}; index, id and type are added.

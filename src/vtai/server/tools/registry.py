@@ -1,18 +1,18 @@
-"""The built-in tools a server runs, each from its package's ``plugin`` function."""
+"""The built-in tools a server runs, each from its package's ``plugin`` function (a test can
+put stand-ins in their place before the server starts)."""
 
 from __future__ import annotations
 
 import importlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-
-from fastapi import APIRouter
+from dataclasses import dataclass
 
 from vtai.server.providers.routing import Providers
+from vtai.server.retrieval.engine import Retrieval
 from vtai.server.settings import Settings
-from vtai.server.store.blobs import BlobStore
 from vtai.server.store.db import Database
+from vtai.server.store.files import FileStore
 from vtai.server.tools.base import BuiltinTool
 
 log = logging.getLogger("vtai.tools")
@@ -22,23 +22,22 @@ PLUGIN_MODULES = ("vtai.server.tools.code_interpreter", "vtai.server.tools.file_
 
 @dataclass
 class ToolPlugin:
-    """What a tool package adds to a server. ``routers`` serve in every process that serves
-    HTTP; ``start`` and ``stop`` run in the processes that execute runs."""
+    """A built-in tool; ``start`` and ``stop`` run in the processes that execute runs."""
 
-    tool: BuiltinTool | None = None
-    routers: list[APIRouter] = field(default_factory=list)
+    tool: BuiltinTool
     start: Callable[[], Awaitable[None]] | None = None
     stop: Callable[[], Awaitable[None]] | None = None
 
 
 @dataclass
 class PluginEnv:
-    """What a tool package may use to build its plugin."""
+    """What a tool package may use to build its tool."""
 
     settings: Settings
     db: Database
-    blobs: BlobStore
+    files: FileStore
     providers: Providers
+    retrieval: Retrieval
 
 
 def load_plugins(env: PluginEnv) -> list[ToolPlugin]:

@@ -4,8 +4,8 @@ session; and the notes for the call's logs saying what was left out."""
 
 from __future__ import annotations
 
+from vtai.server.settings import CodeInterpreterSettings
 from vtai.server.tools.code_interpreter.session import Session
-from vtai.server.tools.code_interpreter.settings import CodeInterpreterSettings
 
 MB = 1024 * 1024
 _NAME_CHARS = 80  # of a file's name in a note: the code chooses names, up to 8 levels deep

@@ -11,9 +11,9 @@ import secrets
 import time
 from pathlib import Path
 
+from vtai.server.settings import CodeInterpreterSettings
 from vtai.server.tools.code_interpreter.sandbox import Sandbox, Workspace
 from vtai.server.tools.code_interpreter.session import Session
-from vtai.server.tools.code_interpreter.settings import CodeInterpreterSettings
 
 log = logging.getLogger("vtai.tools.code_interpreter")
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from vtai.server.settings import CodeInterpreterSettings
 from vtai.server.tools.code_interpreter import mounts
-from vtai.server.tools.code_interpreter.settings import CodeInterpreterSettings
 
 LAUNCH_SCRIPT = Path(__file__).with_name("launch.py")
 SANDBOX_DATA = "/mnt/data"

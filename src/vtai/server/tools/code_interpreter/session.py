@@ -8,6 +8,7 @@ import os
 import shutil
 import time
 
+from vtai.server.settings import CodeInterpreterSettings
 from vtai.server.tools.code_interpreter.kernel import (
     KERNEL_ARGS,
     Kernel,
@@ -15,7 +16,6 @@ from vtai.server.tools.code_interpreter.kernel import (
     write_connection,
 )
 from vtai.server.tools.code_interpreter.sandbox import Sandbox, Workspace
-from vtai.server.tools.code_interpreter.settings import CodeInterpreterSettings
 
 LOST_STATE = ("the kernel was restarted, so variables, imports and definitions are lost "
               "(files in /mnt/data are kept).")

@@ -11,8 +11,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from vtai.server.api.files import store_file
-from vtai.server.store import objects, tables
+from vtai.server.settings import CodeInterpreterSettings
 from vtai.server.tools.base import MessageAdditions, ToolContext, ToolResult
 from vtai.server.tools.code_interpreter import files
 from vtai.server.tools.code_interpreter.copyout import CopyOut
@@ -21,7 +20,6 @@ from vtai.server.tools.code_interpreter.outputs import ALLOWANCE, CallOutputs, m
 from vtai.server.tools.code_interpreter.pool import Pool, Unavailable
 from vtai.server.tools.code_interpreter.sandbox import SANDBOX_DATA
 from vtai.server.tools.code_interpreter.session import Session
-from vtai.server.tools.code_interpreter.settings import CodeInterpreterSettings
 
 log = logging.getLogger("vtai.tools.code_interpreter")
 
@@ -129,9 +127,14 @@ class CodeInterpreterTool:
         written = await self._copy_written(ctx, data, files.written(before, after), copies,
                                            outputs)
         if written:
-            self._written[call_id] = written
-            while len(self._written) > _REMEMBERED_CALLS:
-                self._written.popitem(last=False)
+            self.remember_written(call_id, written)
+
+    def remember_written(self, call_id: str, written: dict[str, str]) -> None:
+        """Files a call wrote (sandbox path -> file id), for ``message_additions`` to link
+        when the message that names them closes; the oldest calls' are forgotten first."""
+        self._written[call_id] = written
+        while len(self._written) > _REMEMBERED_CALLS:
+            self._written.popitem(last=False)
 
     async def _copy_image(self, ctx: ToolContext, call_id: str, image: tuple[str, bytes],
                           copies: CopyOut, outputs: CallOutputs) -> None:
@@ -144,9 +147,8 @@ class CodeInterpreterTool:
         if refused:
             _note(outputs, refused)
             return
-        stored = await store_file(ctx.db, ctx.blobs, ctx.project,
-                                  f"{call_id}_{number}{IMAGE_SUFFIXES[media]}", OUTPUT_PURPOSE,
-                                  content)
+        stored = await ctx.files.create_from_bytes(
+            ctx.project, f"{call_id}_{number}{IMAGE_SUFFIXES[media]}", OUTPUT_PURPOSE, content)
         copies.copied(len(content))
         outputs.image(stored["id"])
 
@@ -163,8 +165,8 @@ class CodeInterpreterTool:
                 continue
             if content is None:
                 continue
-            stored = await store_file(ctx.db, ctx.blobs, ctx.project,
-                                      relative.rsplit("/", 1)[-1], OUTPUT_PURPOSE, content)
+            stored = await ctx.files.create_from_bytes(
+                ctx.project, relative.rsplit("/", 1)[-1], OUTPUT_PURPOSE, content)
             copies.copied(len(content))
             copied[f"{SANDBOX_DATA}/{relative}"] = stored["id"]
         _note(outputs, copies.extra_files(len(written)))
@@ -179,8 +181,7 @@ class CodeInterpreterTool:
         if not wanted:
             return []
         async with ctx.db.read() as conn:
-            found = {file_id: await objects.get_object(conn, tables.files, file_id,
-                                                       ctx.project)
+            found = {file_id: await ctx.files.get(conn, file_id, ctx.project)
                      for file_id in wanted}
         problems = []
         taken = set(session.placed.values())
@@ -192,7 +193,7 @@ class CodeInterpreterTool:
                 name = f"{file_id}-{name}"
             try:
                 await asyncio.to_thread(files.place, session.workspace.data, name,
-                                        ctx.blobs.path(file_id), session.workspace.uid)
+                                        ctx.files.path(file_id), session.workspace.uid)
             except OSError as err:
                 problems.append(f"Could not put {name} in /mnt/data: {err.strerror or err}")
                 continue

@@ -15,11 +15,12 @@ from typing import Any
 import orjson
 from sqlalchemy import func, select
 
+from vtai.server.retrieval import stores
+from vtai.server.retrieval.engine import Retrieval
+from vtai.server.retrieval.threads import add_to_thread_store
 from vtai.server.store import objects, tables
 from vtai.server.tools.base import MessageAdditions, ToolContext, ToolResult
-from vtai.server.tools.file_search import citations, stores
-from vtai.server.tools.file_search.service import FileSearch
-from vtai.server.tools.file_search.threads import add_to_thread_store
+from vtai.server.tools.file_search import citations
 
 NAME = "file_search"
 DEFAULT_MAX_RESULTS = 20  # OpenAI's for current models
@@ -31,21 +32,6 @@ DESCRIPTION = (
     "is a passage from a file, headed by a citation marker like 【12:0†report.pdf】. When "
     "your answer uses a passage, cite it by copying its marker right after the statement."
 )
-
-
-def without_result_content(step: str) -> str:
-    """A run step's JSON (or a step delta's) without the text of its file_search results, as
-    OpenAI returns steps unless ``include[]`` asks for
-    ``step_details.tool_calls[*].file_search.results[*].content``. Steps keep the text:
-    the model reads it again on later turns."""
-    if '"file_search"' not in step:
-        return step
-    obj = orjson.loads(step)
-    details = obj.get("step_details") or (obj.get("delta") or {}).get("step_details") or {}
-    for call in details.get("tool_calls") or []:
-        for result in (call.get("file_search") or {}).get("results") or []:
-            result.pop("content", None)
-    return orjson.dumps(obj).decode()
 
 
 def _queries(arguments: str) -> list[str]:
@@ -70,8 +56,8 @@ def _options(run: dict[str, Any]) -> dict[str, Any]:
 class FileSearchTool:
     type = "file_search"
 
-    def __init__(self, fs: FileSearch) -> None:
-        self.fs = fs
+    def __init__(self, retrieval: Retrieval) -> None:
+        self.retrieval = retrieval
 
     def definition(self, tool: dict[str, Any]) -> dict[str, Any]:
         return {"type": "function", "function": {
@@ -96,7 +82,7 @@ class FileSearchTool:
         queries = _queries(arguments)
         store_ids = await self._store_ids(ctx)
         if queries and store_ids:
-            hits = await self.fs.index.search(store_ids, queries, limit, None, threshold)
+            hits = await self.retrieval.search(store_ids, queries, limit, None, threshold)
             call["file_search"]["results"] = [
                 {"file_id": h.file_id, "file_name": h.filename, "score": round(h.score, 6),
                  "content": [{"type": "text", "text": h.text}]} for h in hits]
@@ -125,32 +111,32 @@ class FileSearchTool:
             if thread_store is not None and thread_store not in found:
                 found.append(thread_store)
         usable = []
-        async with self.fs.db.read() as conn:
+        async with self.retrieval.db.read() as conn:
             for store_id in found:
                 store = await objects.get_object(conn, tables.vector_stores, store_id,
                                                  ctx.project)
                 if store is not None and not stores.is_expired(store):
                     usable.append((store_id, store))
         for store_id, store in usable:
-            await self.fs.mark_active(store_id, store)
+            await self.retrieval.mark_active(store_id, store)
         return [store_id for store_id, _ in usable]
 
     async def _thread_store(self, ctx: ToolContext, file_ids: list[str]) -> str | None:
         """The thread's store with its messages' attached files in it (they went in when
         the messages were created; a file of an older message, or in an expired store, goes
         in now), once they are indexed."""
-        async with self.fs.db.write() as conn:
+        async with self.retrieval.db.write() as conn:
             store_id = await add_to_thread_store(conn, ctx.project, ctx.thread["id"], file_ids)
         if store_id is not None:
-            self.fs.wake()
+            self.retrieval.wake()
             await self._wait_indexed(store_id, file_ids)
         return store_id
 
     async def _wait_indexed(self, store_id: str, file_ids: list[str]) -> None:
         f = tables.vector_store_files
-        deadline = time.monotonic() + self.fs.settings.search_wait_seconds
+        deadline = time.monotonic() + self.retrieval.settings.search_wait_seconds
         while time.monotonic() < deadline:
-            async with self.fs.db.read() as conn:
+            async with self.retrieval.db.read() as conn:
                 pending = (await conn.execute(select(func.count()).where(
                     f.c.vector_store_id == store_id, f.c.id.in_(file_ids),
                     f.c.status == stores.IN_PROGRESS))).scalar()

@@ -17,10 +17,10 @@ from openai.types.vector_stores import VectorStoreFile, VectorStoreFileBatch
 from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 
 from vtai.server import ids
+from vtai.server.retrieval.chunking import Strategy
 from vtai.server.shapes import shaped
 from vtai.server.store import objects, tables
 from vtai.server.store.db import Connection
-from vtai.server.tools.file_search.chunking import Strategy
 
 DAY = 86_400
 IN_PROGRESS, COMPLETED, FAILED, CANCELLED = "in_progress", "completed", "failed", "cancelled"

@@ -28,16 +28,16 @@ import orjson
 from sqlalchemy import insert, select, update
 
 from vtai.server import ids
+from vtai.server.retrieval import stores
+from vtai.server.retrieval.chunking import Chunk, Strategy, chunk
+from vtai.server.retrieval.embedders import Embedders
+from vtai.server.retrieval.embeddings import Embedder, EmbeddingUnavailable
+from vtai.server.retrieval.extraction import ExtractionError, extract_text
+from vtai.server.retrieval.modelfiles import ModelFileError
+from vtai.server.retrieval.tokens import Tokens, tokenize
 from vtai.server.store import tables
-from vtai.server.store.blobs import BlobStore
 from vtai.server.store.db import Database, Listener
-from vtai.server.tools.file_search import stores
-from vtai.server.tools.file_search.chunking import Chunk, Strategy, chunk
-from vtai.server.tools.file_search.embedders import Embedders
-from vtai.server.tools.file_search.embeddings import Embedder, EmbeddingUnavailable
-from vtai.server.tools.file_search.extraction import ExtractionError, extract_text
-from vtai.server.tools.file_search.modelfiles import ModelFileError
-from vtai.server.tools.file_search.tokens import Tokens, tokenize
+from vtai.server.store.files import FileStore
 
 log = logging.getLogger("vtai.file_search")
 
@@ -66,10 +66,10 @@ def _parse(filename: str, data: bytes, strategy: Strategy, max_tokens: int) -> _
 
 
 class Ingestor:
-    def __init__(self, db: Database, blobs: BlobStore, embedders: Embedders,
+    def __init__(self, db: Database, files: FileStore, embedders: Embedders,
                  lease_seconds: int, max_file_tokens: int) -> None:
         self.db = db
-        self.blobs = blobs
+        self.files = files
         self.embedders = embedders
         self.lease_seconds = lease_seconds
         self.max_file_tokens = max_file_tokens
@@ -216,7 +216,7 @@ class Ingestor:
         if file_data is None:
             raise FileNotFoundError(obj["id"])
         filename = orjson.loads(file_data)["filename"]
-        data = await self.blobs.read(obj["id"])
+        data = await self.files.read(obj["id"])
         strategy = Strategy.from_object(obj["chunking_strategy"])
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, _parse, filename, data, strategy,

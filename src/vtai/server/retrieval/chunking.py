@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from vtai.server.tools.file_search.tokens import Tokens
+from vtai.server.retrieval.tokens import Tokens
 
 AUTO_MAX_TOKENS = 800
 AUTO_OVERLAP_TOKENS = 400

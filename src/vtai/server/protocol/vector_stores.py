@@ -1,4 +1,4 @@
-"""Request bodies of the vector store endpoints, validated as OpenAI validates them."""
+"""/v1/vector_stores request bodies, validated as OpenAI validates them (no I/O)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
 
-from vtai.server.api.common import Metadata, Strict, check_json_ints
-from vtai.server.tools.file_search.chunking import AUTO, Strategy
+from vtai.server.protocol.common import Metadata, Strict, check_json_ints
 
 ATTRIBUTE_PAIRS = 16
 ATTRIBUTE_KEY_CHARS = 64
@@ -67,12 +66,6 @@ ChunkingStrategy = Annotated[
     Discriminator(_strategy_tag, custom_error_type="invalid_chunking_strategy",
                   custom_error_message="type must be 'auto' or 'static'"),
 ]
-
-
-def strategy_of(value: AutoStrategy | StaticStrategy | None) -> Strategy:
-    if isinstance(value, StaticStrategy):
-        return Strategy(value.static.max_chunk_size_tokens, value.static.chunk_overlap_tokens)
-    return AUTO
 
 
 class ExpiresAfter(Strict):
@@ -161,3 +154,11 @@ class SearchRequest(Strict):
     def queries(self) -> list[str]:
         items = [self.query] if isinstance(self.query, str) else self.query
         return [q for q in items if q.strip()]
+
+
+class InlineVectorStore(Strict):
+    """A vector store given inline, in ``tool_resources.file_search.vector_stores``."""
+
+    file_ids: list[str] = Field(default_factory=list, max_length=10_000)
+    chunking_strategy: ChunkingStrategy | None = None
+    metadata: Metadata = None

@@ -9,11 +9,11 @@ import orjson
 from openai.types.beta import Thread
 from sqlalchemy import select
 
+from vtai.server.retrieval import stores
+from vtai.server.retrieval.chunking import AUTO
 from vtai.server.shapes import shaped
 from vtai.server.store import objects, tables
 from vtai.server.store.db import Connection
-from vtai.server.tools.file_search import stores
-from vtai.server.tools.file_search.chunking import AUTO
 
 THREAD_STORE_EXPIRY = {"anchor": "last_active_at", "days": 7}
 

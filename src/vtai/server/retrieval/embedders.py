@@ -20,9 +20,9 @@ import contextlib
 import logging
 from collections.abc import Mapping
 
-from vtai.server.tools.file_search.embeddings import Embedder, LocalEmbedder, StaticEmbedder
-from vtai.server.tools.file_search.remote import Endpoint, RemoteEmbedder
-from vtai.server.tools.file_search.settings import FileSearchSettings
+from vtai.server.retrieval.embeddings import Embedder, LocalEmbedder, StaticEmbedder
+from vtai.server.retrieval.remote import Endpoint, RemoteEmbedder
+from vtai.server.settings import RetrievalSettings
 
 log = logging.getLogger("vtai.file_search")
 
@@ -32,7 +32,7 @@ DECIDE_SECONDS = 5.0  # how long a new store's first file may wait for the upstr
 class Embedders:
     """The embedding models of this process, by name, and the one a new store gets."""
 
-    def __init__(self, settings: FileSearchSettings, upstream: Mapping[str, str] | None
+    def __init__(self, settings: RetrievalSettings, upstream: Mapping[str, str] | None
                  ) -> None:
         """``upstream``: the server's default upstream (``base_url``, ``api_key``), if any."""
         self.settings = settings

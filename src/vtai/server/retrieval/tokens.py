@@ -14,7 +14,7 @@ from functools import cache
 import numpy as np
 from tokenizers import Tokenizer
 
-from vtai.server.tools.file_search import modelfiles
+from vtai.server.retrieval import modelfiles
 
 _lock = threading.Lock()
 

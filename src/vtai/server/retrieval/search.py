@@ -26,12 +26,12 @@ import numpy as np
 import orjson
 from sqlalchemy import select
 
+from vtai.server.retrieval import lexical
+from vtai.server.retrieval.embeddings import Embedder, EmbeddingUnavailable
+from vtai.server.retrieval.modelfiles import ModelFileError
+from vtai.server.retrieval.vectors import StoreVectors, VectorCache
 from vtai.server.store import tables
 from vtai.server.store.db import Connection, Database
-from vtai.server.tools.file_search import lexical
-from vtai.server.tools.file_search.embeddings import Embedder, EmbeddingUnavailable
-from vtai.server.tools.file_search.modelfiles import ModelFileError
-from vtai.server.tools.file_search.vectors import StoreVectors, VectorCache
 
 log = logging.getLogger("vtai.file_search")
 

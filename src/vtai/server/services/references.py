@@ -4,28 +4,13 @@ project can point at, or probe for, another project's files or vector stores."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from sqlalchemy import ColumnElement, Table, select
 
-from vtai.server import ids
-from vtai.server.api.errors import not_found
+from vtai.server.errors import not_found
 from vtai.server.store import tables
-from vtai.server.store.db import Connection
-
-
-def message_file_ids(message: Any) -> list[str]:
-    """Files a message request refers to: attachments and image_file parts."""
-    found = [a.file_id for a in message.attachments or []]
-    if not isinstance(message.content, str):
-        found += [p.image_file.file_id for p in message.content
-                  if getattr(p, "type", "") == "image_file"]
-    return found
-
-
-def resource_file_ids(tool_resources: Any) -> list[str]:
-    code = getattr(tool_resources, "code_interpreter", None) if tool_resources else None
-    return list(code.file_ids) if code else []
+from vtai.server.store.files import live
+from vtai.server.store.sql import Connection
 
 
 async def _require(conn: Connection, table: Table, kind: str, project: str,
@@ -44,9 +29,7 @@ async def _require(conn: Connection, table: Table, kind: str, project: str,
 async def require_files(conn: Connection, project: str, file_ids: Iterable[str]) -> None:
     wanted = list(file_ids)
     if wanted:  # (building the condition costs more than most requests that have no files)
-        f = tables.files
-        await _require(conn, f, "file", project, wanted,
-                       f.c.expires_at.is_(None) | (f.c.expires_at > ids.now()))
+        await _require(conn, tables.files, "file", project, wanted, live())
 
 
 async def require_vector_stores(conn: Connection, project: str, store_ids: Iterable[str]

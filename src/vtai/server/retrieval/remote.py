@@ -1,7 +1,7 @@
 """Embeddings from OpenAI-compatible endpoints: the one configured for embeddings
 (``VTAI_EMBEDDINGS_BASE_URL``), or the server's default upstream when it serves an
 embeddings model. Every request that file search sends to a model server is made here,
-through the ``openai`` SDK's client.
+through the server's one upstream client (providers/upstream.py).
 """
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-import openai
-from openai import AsyncOpenAI
 
-from vtai.server.tools.file_search.chunking import Chunk
-from vtai.server.tools.file_search.embeddings import EmbeddingUnavailable, normalize
-from vtai.server.tools.file_search.tokens import Tokens
+from vtai.server.providers.chat_stream import UpstreamError
+from vtai.server.providers.upstream import Upstream
+from vtai.server.retrieval.chunking import Chunk
+from vtai.server.retrieval.embeddings import EmbeddingUnavailable, normalize
+from vtai.server.retrieval.tokens import Tokens
 
 # OpenAI's embeddings models, best first (3-small before 3-large: as good on retrieval
 # benchmarks within a few points, at a sixth of the price and half the vector size).
@@ -34,29 +34,38 @@ def pick_embedding_model(ids: Iterable[str]) -> str | None:
 
 
 class Endpoint:
-    """One OpenAI-compatible server; its client is shared by the models it embeds with."""
+    """One OpenAI-compatible server, shared by the models it embeds with."""
 
     def __init__(self, base_url: str, api_key: str | None) -> None:
         self.base_url = base_url
-        self.client = AsyncOpenAI(base_url=base_url, api_key=api_key or "unused")
+        self.upstream = Upstream(base_url, api_key or "unused")
 
     async def embedding_model(self) -> str:
         """The embeddings model it serves: listed by ``GET /models`` and answering an
         embeddings request (a model list may name what the server does not embed with).
         EmbeddingUnavailable otherwise."""
-        quick = self.client.with_options(timeout=PROBE_SECONDS, max_retries=0)
         try:
-            page = await quick.models.list()
-            model = pick_embedding_model(listed.id for listed in page.data)
+            page = await self.upstream.json("GET", "/models", retries=0, within=PROBE_SECONDS)
+            model = pick_embedding_model(listed["id"] for listed in page["data"]
+                                         if isinstance(listed.get("id"), str))
             if model is None:
                 raise EmbeddingUnavailable(f"{self.base_url} lists no embeddings model")
-            await quick.embeddings.create(model=model, input=["Is this an embeddings model?"])
-        except openai.APIError as err:
+            await self.embed(model, ["Is this an embeddings model?"], retries=0)
+        except (UpstreamError, TypeError, KeyError, AttributeError) as err:
             raise EmbeddingUnavailable(f"{self.base_url}: {err}") from err
         return model
 
+    async def embed(self, model: str, texts: list[str], retries: int | None = None
+                    ) -> list[list[float]]:
+        """The vectors of ``texts``, in their order."""
+        answer = await self.upstream.json("POST", "/embeddings",
+                                          {"model": model, "input": texts}, retries=retries,
+                                          within=PROBE_SECONDS if retries == 0 else None)
+        rows = sorted(answer["data"], key=lambda item: item["index"])
+        return [row["embedding"] for row in rows]
+
     async def close(self) -> None:
-        await self.client.close()
+        await self.upstream.close()
 
 
 class RemoteEmbedder:
@@ -71,10 +80,9 @@ class RemoteEmbedder:
         rows: list[list[float]] = []
         try:
             for begin in range(0, len(texts), self.batch_size):
-                response = await self.endpoint.client.embeddings.create(
-                    model=self.model, input=list(texts[begin:begin + self.batch_size]))
-                rows += [item.embedding for item in sorted(response.data, key=lambda d: d.index)]
-        except openai.APIError as err:
+                rows += await self.endpoint.embed(self.model,
+                                                  list(texts[begin:begin + self.batch_size]))
+        except (UpstreamError, TypeError, KeyError) as err:
             raise EmbeddingUnavailable(f"The embeddings model '{self.model}' of "
                                        f"{self.endpoint.base_url} failed: {err}") from err
         return normalize(np.asarray(rows, dtype=np.float32))

@@ -31,9 +31,9 @@ from typing import Protocol
 
 import numpy as np
 
-from vtai.server.tools.file_search import modelfiles
-from vtai.server.tools.file_search.chunking import Chunk
-from vtai.server.tools.file_search.tokens import Tokens, tokenize, tokenizer
+from vtai.server.retrieval import modelfiles
+from vtai.server.retrieval.chunking import Chunk
+from vtai.server.retrieval.tokens import Tokens, tokenize, tokenizer
 
 log = logging.getLogger("vtai.file_search")
 

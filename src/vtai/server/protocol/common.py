@@ -1,14 +1,10 @@
-"""Request fields shared by several resources, validated as OpenAI validates them."""
+"""Request fields several resources share, validated as OpenAI validates them. No I/O."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
-
-from vtai.server.api.errors import bad_request
-from vtai.server.api.references import require_vector_stores
-from vtai.server.store.db import Connection
 
 METADATA_PAIRS = 16
 METADATA_KEY_CHARS = 64
@@ -127,20 +123,6 @@ Tool = Annotated[
 Tools = Annotated[list[Tool], Field(max_length=128)]
 
 
-class CodeInterpreterResources(Strict):
-    file_ids: list[str] = Field(default_factory=list, max_length=20)
-
-
-class FileSearchResources(Strict):
-    vector_store_ids: list[str] = Field(default_factory=list, max_length=1)
-    vector_stores: list[JsonObject] | None = Field(None, max_length=1)
-
-
-class ToolResources(Strict):
-    code_interpreter: CodeInterpreterResources | None = None
-    file_search: FileSearchResources | None = None
-
-
 class ResponseFormatText(Strict):
     type: Literal["text"]
 
@@ -175,35 +157,6 @@ ResponseFormat = (
 Temperature = Annotated[float | None, Field(ge=0.0, le=2.0)]
 TopP = Annotated[float | None, Field(ge=0.0, le=1.0)]
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None
-
-
-async def dump_tool_resources(resources: ToolResources | None, conn: Connection,
-                              project: str) -> dict[str, Any]:
-    """tool_resources in wire form. Vector stores named by id must be the project's; those
-    given inline (``file_search.vector_stores``) are created with their files in ``conn``'s
-    transaction and listed by id."""
-    if resources is None:
-        return {}
-    out: dict[str, Any] = {}
-    if resources.code_interpreter is not None:
-        out["code_interpreter"] = {"file_ids": resources.code_interpreter.file_ids}
-    if resources.file_search is not None:
-        store_ids = list(resources.file_search.vector_store_ids)
-        await require_vector_stores(conn, project, store_ids)
-        if resources.file_search.vector_stores:
-            if store_ids:
-                raise bad_request(
-                    "Only one vector store can be attached: give either "
-                    "tool_resources.file_search.vector_store_ids or "
-                    "tool_resources.file_search.vector_stores.",
-                    "tool_resources.file_search.vector_stores")
-            # Imported here: the tool package builds on this module.
-            from vtai.server.tools.file_search.inline import create_inline_stores
-
-            store_ids = await create_inline_stores(conn, project,
-                                                   resources.file_search.vector_stores)
-        out["file_search"] = {"vector_store_ids": store_ids}
-    return out
 
 
 def dump_tools(tools: list[Any]) -> list[dict[str, Any]]:

@@ -1,0 +1,1 @@
+"""Use cases: what each request does, with the store and the engine; no HTTP."""
