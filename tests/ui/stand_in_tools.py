@@ -16,6 +16,9 @@ import types
 import zlib
 from typing import Any
 
+from sqlalchemy import select
+
+from vtai.server.store import tables
 from vtai.server.tools.base import MessageAdditions, ToolContext, ToolResult
 from vtai.server.tools.registry import PluginEnv, ToolPlugin
 
@@ -103,7 +106,11 @@ class StandInFileSearch:
 
     async def call(self, ctx: ToolContext, call_id: str, arguments: str) -> ToolResult:
         results = []
-        for file_id in ctx.attachment_file_ids("file_search"):
+        f = tables.vector_store_files
+        async with ctx.db.read() as conn:
+            file_ids = list(dict.fromkeys((await conn.execute(select(f.c.id).where(
+                f.c.vector_store_id.in_(await ctx.store_ids())))).scalars()))
+        for file_id in file_ids:  # (the stores' files, whole: the stand-in's search)
             async with ctx.db.read() as conn:
                 name = (await ctx.files.get(conn, file_id, ctx.project) or {})["filename"]
             text = (await ctx.files.read(file_id)).decode(errors="replace")

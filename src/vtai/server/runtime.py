@@ -40,7 +40,7 @@ class Runtime:
         self.plugins = load_plugins(PluginEnv(settings, self.db, self.files, self.providers,
                                               self.retrieval))
         builtins = {p.tool.type: p.tool for p in self.plugins}
-        executor = Executor(self.records, self.providers, self.files, builtins)
+        executor = Executor(self.records, self.providers, self.files, self.retrieval, builtins)
         self.worker = Worker(executor,
                              shutdown_grace=settings.shutdown_grace,
                              lease_seconds=settings.run_lease_seconds)

@@ -7,19 +7,26 @@ it; it has no HTTP in it. See docs/file-search.md.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
+
+import orjson
+from sqlalchemy import func, select
 
 from vtai.server import ids
 from vtai.server.errors import bad_request, not_found
 from vtai.server.retrieval import stores
 from vtai.server.retrieval.chunking import Strategy
 from vtai.server.retrieval.embedders import Embedders
+from vtai.server.retrieval.filters import matches
 from vtai.server.retrieval.ingest import Ingestor
 from vtai.server.retrieval.search import Hit, SearchIndex
 from vtai.server.retrieval.vectors import VectorCache
 from vtai.server.settings import RetrievalSettings
+from vtai.server.store import objects, tables
 from vtai.server.store.db import Database
 from vtai.server.store.files import FileStore
 from vtai.server.store.sql import Connection
@@ -27,6 +34,7 @@ from vtai.server.store.sql import Connection
 log = logging.getLogger("vtai.file_search")
 
 ACTIVE_WRITE_SECONDS = 60
+WAIT_POLL_SECONDS = 0.2
 
 
 class Retrieval:
@@ -96,6 +104,44 @@ class Retrieval:
                      allowed: set[str] | None = None, threshold: float = 0.0) -> list[Hit]:
         """The best passages of the stores' files for ``queries`` (see search.py)."""
         return await self.index.search(store_ids, queries, limit, allowed, threshold)
+
+    async def usable_store_ids(self, project: str, store_ids: list[str]) -> list[str]:
+        """The project's stores among ``store_ids`` that have not expired, marked active
+        (searched: their idle expiry starts again)."""
+        usable = []
+        async with self.db.read() as conn:
+            for store_id in dict.fromkeys(store_ids):
+                store = await objects.get_object(conn, tables.vector_stores, store_id, project)
+                if store is not None and not stores.is_expired(store):
+                    usable.append((store_id, store))
+        for store_id, store in usable:
+            await self.mark_active(store_id, store)
+        return [store_id for store_id, _ in usable]
+
+    async def wait_indexed(self, store_id: str, file_ids: list[str]) -> None:
+        """Until the store's files among ``file_ids`` are indexed (or failed), at most
+        ``search_wait_seconds``."""
+        f = tables.vector_store_files
+        deadline = time.monotonic() + self.settings.search_wait_seconds
+        while time.monotonic() < deadline:
+            async with self.db.read() as conn:
+                pending = (await conn.execute(select(func.count()).where(
+                    f.c.vector_store_id == store_id, f.c.id.in_(file_ids),
+                    f.c.status == stores.IN_PROGRESS))).scalar()
+            if not pending:
+                return
+            await asyncio.sleep(WAIT_POLL_SECONDS)
+
+    async def allowed_files(self, store_ids: list[str], filters: dict[str, Any]
+                            ) -> set[str]:
+        """The indexed files of the stores whose attributes pass ``filters`` (a comparison
+        or compound filter, as vector store searches take it)."""
+        f = tables.vector_store_files
+        async with self.db.read() as conn:
+            rows = (await conn.execute(select(f.c.id, f.c.data).where(
+                f.c.vector_store_id.in_(store_ids), f.c.status == stores.COMPLETED))).all()
+        return {row.id for row in rows
+                if matches(filters, orjson.loads(row.data).get("attributes") or {})}
 
     def forget(self, store_id: str) -> None:
         """A deleted store's vectors leave this process's memory."""

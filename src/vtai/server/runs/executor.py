@@ -9,6 +9,7 @@ step events; how the message, the steps and the run end is runs.endings'.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -21,7 +22,8 @@ import orjson
 from vtai.server import ids, logs
 from vtai.server.providers.chat_stream import UpstreamError
 from vtai.server.providers.routing import OpenAnswer, ProviderMissing, Providers
-from vtai.server.runs import images, prompt, states
+from vtai.server.retrieval.engine import Retrieval
+from vtai.server.runs import images, prompt, states, tool_resources
 from vtai.server.runs.accumulator import CallNamed, CallOpened, Piece, Text
 from vtai.server.runs.chat_request import chat_request, function_names, run_options
 from vtai.server.runs.endings import Endings
@@ -70,21 +72,25 @@ def _check_tool_names(run: dict[str, Any], turn: Turn, builtins: Builtins) -> No
 
 # What a turn reads, on every model call: plain SQL (see store.sql.Sql).
 _RUN_PROJECT = Sql("SELECT project_id FROM runs WHERE id = :run_id")
+_WAITING_RUNS = Sql("SELECT data FROM runs WHERE status = :status")
 
 MAX_TOOL_ROUNDS = 12  # model calls per turn while it only calls built-in tools
+EVENTS_KEPT_SECONDS = 3600  # how long a stream can be resumed (Last-Event-ID)
 
 
 class Executor:
     def __init__(self, records: RunRecords, providers: Providers, files: FileStore,
-                 builtins: dict[str, BuiltinTool] | None = None,
+                 retrieval: Retrieval, builtins: dict[str, BuiltinTool] | None = None,
                  tokenizers: Tokenizers | None = None) -> None:
         self.records = records
         self.providers = providers
         self.db = records.db
         self.files = files
+        self.retrieval = retrieval
         self.builtins = builtins or {}
         self.tokenizers = tokenizers or Tokenizers()
         self.endings = Endings(records, self.builtins)
+        self._forgotten_at = 0.0
 
     async def execute(self, run_id: str, run: dict[str, Any] | None = None,
                       project: str | None = None, ahead: ModelCall | None = None
@@ -472,31 +478,52 @@ class Executor:
 
         call.entry = tool.initial_call(call.id, call.arguments)
         emit({k: v for k, v in call.entry.items() if k not in ("id", "type")}, first=True)
-        ctx = await self._tool_context(run, project, emit)
+        ctx = await self._tool_context(run, project, tool, emit)
         started = time.monotonic()
         result = await tool.call(ctx, call.id, call.arguments)
         self.records.metrics.tool_seconds.labels(tool.type).observe(time.monotonic() - started)
         turn.builtin_calls.setdefault(tool.type, []).append(result.call)
         call.entry = result.call
 
-    async def _tool_context(self, run: dict[str, Any], project: str,
+    async def _tool_context(self, run: dict[str, Any], project: str, tool: BuiltinTool,
                             emit: Callable[[dict[str, Any]], None]) -> ToolContext:
         async with self.db.read() as conn:
             assistant = await objects.get_object(conn, tables.assistants, run["assistant_id"],
                                                  project) or {}
             thread = await objects.get_object(conn, tables.threads, run["thread_id"],
-                                              project) or {}
+                                              project) or {"id": run["thread_id"]}
         messages, _ = await self._load_thread(run)
-        return ToolContext(run=run, project=project, assistant=assistant, thread=thread,
-                           messages=messages, db=self.db, files=self.files,
-                           settings=self.providers.settings, emit=emit)
+        entry: dict[str, Any] = next(
+            (t for t in run.get("tools") or [] if t["type"] == tool.type), {})
+
+        async def stores() -> list[str]:
+            return await tool_resources.store_ids(self.retrieval, project, assistant, thread,
+                                                  messages)
+
+        return ToolContext(project=project, session=run["thread_id"], db=self.db,
+                           files=self.files, settings=self.providers.settings,
+                           options=entry.get(tool.type) or {},
+                           input_file_ids=tool_resources.code_files(assistant, thread,
+                                                                    messages),
+                           store_ids=stores, emit=emit)
 
     def _expires_after(self) -> int:
         return int(self.providers.settings.run_expires_after)
 
-    async def expire(self, run: dict[str, Any]) -> None:
-        """A run left waiting for tool outputs past ``expires_at``."""
-        await self.endings.expire(run)
+    async def sweep(self) -> None:
+        """The worker's round: runs left waiting for tool outputs past their ``expires_at``
+        expire, and events too old to resume a stream from are forgotten."""
+        async with self.db.read() as conn:
+            rows = (await conn.sql(_WAITING_RUNS, {"status": states.REQUIRES_ACTION})).rows
+        now = ids.now()
+        for (data,) in rows:
+            run: dict[str, Any] = orjson.loads(data)
+            if run.get("expires_at") and run["expires_at"] <= now:
+                with contextlib.suppress(Conflict):
+                    await self.endings.expire(run)
+        if time.monotonic() - self._forgotten_at > EVENTS_KEPT_SECONDS / 60:
+            self._forgotten_at = time.monotonic()
+            await self.records.bus.forget_before(now - EVENTS_KEPT_SECONDS)
 
     async def give_up(self, run_id: str, message: str) -> None:
         """Fail a run whose workers were lost too many times."""

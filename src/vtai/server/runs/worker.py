@@ -1,9 +1,10 @@
-"""The worker: claims runs from the database and executes them, one task per run.
+"""The worker: claims turns from the database and executes them, one task per turn: a run's
+(the runs table) or a response's (the responses table), each kind a ``Queue`` of its own.
 
-Runs are claimed with a lease (``worker_id``, ``lease_expires_at``), renewed while the run
+Work is claimed with a lease (``worker_id``, ``lease_expires_at``), renewed while it
 executes; on PostgreSQL the claim uses FOR UPDATE SKIP LOCKED so several workers share the
-queue. The database is the queue: a run created in any process is found by polling, and a
-run created in this process wakes the loop at once.
+queue. The database is the queue: work created in any process is found by polling, and work
+created in this process wakes the loop at once.
 """
 
 from __future__ import annotations
@@ -14,17 +15,17 @@ import functools
 import logging
 import secrets
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-import orjson
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Table, and_, or_, select, update
 
 from vtai.server import ids
 from vtai.server.runs import states
-from vtai.server.runs.executor import Executor
 from vtai.server.runs.model_call import ModelCall
 from vtai.server.runs.records import Conflict
 from vtai.server.store import tables
+from vtai.server.store.db import Database
 
 log = logging.getLogger("vtai.runs")
 
@@ -33,13 +34,46 @@ WATCH_SECONDS = 0.5  # how soon a cancel made in another process reaches the run
 CLAIM_BATCH = 200
 RENEW_BATCH = 50  # leases renewed per transaction (each holds its rows briefly)
 MAX_ATTEMPTS = 3  # a run whose worker died this often fails instead of being retried
-EVENTS_KEPT_SECONDS = 3600  # how long a stream can be resumed (Last-Event-ID)
+
+
+@dataclass(frozen=True)
+class Queue:
+    """A kind of work: its table and the statuses that matter to a worker."""
+
+    name: str  # "run", "response" (in logs)
+    table: Table
+    waiting: tuple[str, ...]  # statuses a worker takes up
+    running: str  # the status while a worker executes it
+    stopping: str  # a status that stops the task executing it (a cancel)
+    pausing: frozenset[str]  # statuses whose move released the lease already
+    resumable: frozenset[str] = frozenset()  # paused, to be queued again from outside
+
+
+RUNS = Queue("run", tables.runs, (states.QUEUED, states.CANCELLING), states.IN_PROGRESS,
+             states.CANCELLING, states.PAUSING, frozenset({states.REQUIRES_ACTION}))
+
+
+class TurnExecutor(Protocol):
+    db: Database
+
+    async def execute(self, work_id: str, obj: dict[str, Any] | None = None,
+                      project: str | None = None, ahead: ModelCall | None = None
+                      ) -> str | None: ...
+
+    async def give_up(self, work_id: str, message: str) -> None: ...
+
+    async def sweep(self) -> None: ...
+
+    async def send_ahead(self, obj: dict[str, Any], thread_rows: list[tuple[int, str, str]]
+                         ) -> ModelCall | None: ...
 
 
 class Worker:
-    def __init__(self, executor: Executor, max_concurrent_runs: int = 2000,
-                 shutdown_grace: float = 10.0, lease_seconds: int = 30) -> None:
+    def __init__(self, executor: TurnExecutor, queue: Queue = RUNS,
+                 max_concurrent_runs: int = 2000, shutdown_grace: float = 10.0,
+                 lease_seconds: int = 30) -> None:
         self.executor = executor
+        self.queue = queue
         self.db = executor.db
         self.id = f"worker_{secrets.token_hex(6)}"
         self.tasks: dict[str, asyncio.Task[None]] = {}
@@ -52,7 +86,6 @@ class Worker:
         self._watch_task: asyncio.Task[None] | None = None
         self._last_sweep = 0.0
         self._last_renewal = 0.0
-        self._last_cleanup = 0.0
         self.shutdown_grace = shutdown_grace
         self.lease_seconds = lease_seconds
 
@@ -153,15 +186,11 @@ class Worker:
                 self._wake.clear()
                 claimed = await self._claim()
                 for run_id in claimed:
-                    log.info("%s claimed run %s", self.id, run_id)
+                    log.info("%s claimed %s %s", self.id, self.queue.name, run_id)
                     self._spawn(run_id)
                 if time.monotonic() - self._last_sweep > POLL_SECONDS:
                     self._last_sweep = time.monotonic()
-                    await self._expire_waiting_runs()
-                if time.monotonic() - self._last_cleanup > EVENTS_KEPT_SECONDS / 60:
-                    self._last_cleanup = time.monotonic()
-                    await self.executor.records.bus.forget_before(
-                        ids.now() - EVENTS_KEPT_SECONDS)
+                    await self.executor.sweep()
                 if len(claimed) < CLAIM_BATCH:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
@@ -175,13 +204,13 @@ class Worker:
         room = self.max_concurrent_runs - len(self.tasks)
         if room <= 0:
             return []
-        r = tables.runs
+        r, running = self.queue.table, self.queue.running
         now = ids.now()
         claimable = or_(
-            and_(r.c.status.in_((states.QUEUED, states.CANCELLING)),
+            and_(r.c.status.in_(self.queue.waiting),
                  or_(r.c.lease_expires_at.is_(None), r.c.lease_expires_at < now)),
             # in progress under a lease nobody renews: its worker died or was stopped
-            and_(r.c.status == states.IN_PROGRESS, r.c.lease_expires_at < now),
+            and_(r.c.status == running, r.c.lease_expires_at < now),
         )
         async with self.db.write() as conn:
             query = select(r.c.id, r.c.status, r.c.attempt).where(claimable).order_by(
@@ -189,16 +218,16 @@ class Worker:
             rows = [row for row in (await conn.execute(query)).all()
                     if row.id not in self.tasks]
             lease = {"worker_id": self.id, "lease_expires_at": now + self.lease_seconds}
-            fresh = [row.id for row in rows if row.status != states.IN_PROGRESS]
+            fresh = [row.id for row in rows if row.status != running]
             if fresh:
                 await conn.execute(update(r).where(r.c.id.in_(fresh)).values(**lease))
             for row in rows:
-                if row.status == states.IN_PROGRESS:  # its worker was lost: count attempts
+                if row.status == running:  # its worker was lost: count attempts
                     await conn.execute(update(r).where(r.c.id == row.id).values(
                         **lease, attempt=row.attempt + 1))
         claimed = []
         for row in rows:
-            if row.status == states.IN_PROGRESS and row.attempt + 1 > MAX_ATTEMPTS:
+            if row.status == running and row.attempt + 1 > MAX_ATTEMPTS:
                 await self._give_up(row.id)
             else:
                 claimed.append(row.id)
@@ -207,8 +236,8 @@ class Worker:
     async def _give_up(self, run_id: str) -> None:
         with contextlib.suppress(Conflict):
             await self.executor.give_up(
-                run_id, f"The run was interrupted {MAX_ATTEMPTS} times (its worker stopped) "
-                        "and was not retried again.")
+                run_id, f"The {self.queue.name} was interrupted {MAX_ATTEMPTS} times (its "
+                        "worker stopped) and was not retried again.")
         await self._release(run_id)
 
     async def _execute(self, run_id: str, run: dict[str, Any] | None = None,
@@ -219,27 +248,27 @@ class Worker:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("run %s: executor error", run_id)
+            log.exception("%s %s: executor error", self.queue.name, run_id)
         finally:
             self.tasks.pop(run_id, None)
             self._interrupted.discard(run_id)
-            if status not in states.PAUSING:  # a pausing move released the lease already
+            if status not in self.queue.pausing:  # a pausing move released the lease
                 await self._release(run_id)
             if run_id in self._adopted:  # tool outputs came while the turn was ending
                 self.adopt(*self._adopted.pop(run_id))
-            elif status is None or status == states.REQUIRES_ACTION:
+            elif status is None or status in self.queue.resumable:
                 # The run may be queued again already, by another process.
                 self.wake()
 
     async def _release(self, run_id: str) -> None:
-        r = tables.runs
+        r = self.queue.table
         with contextlib.suppress(Exception):
             async with self.db.write() as conn:
                 await conn.execute(update(r).where(r.c.id == run_id, r.c.worker_id == self.id)
                                    .values(worker_id=None, lease_expires_at=None))
 
     async def _hand_back(self, run_ids: list[str]) -> None:
-        r = tables.runs
+        r = self.queue.table
         with contextlib.suppress(Exception):
             async with self.db.write() as conn:
                 await conn.execute(update(r).where(r.c.worker_id == self.id)
@@ -249,8 +278,8 @@ class Worker:
                                        .values(lease_expires_at=0))
 
     async def _watch(self) -> None:
-        """Renew leases, and interrupt runs cancelled from another process."""
-        r = tables.runs
+        """Renew leases, and interrupt work cancelled from another process."""
+        r = self.queue.table
         while True:
             await asyncio.sleep(WATCH_SECONDS)
             running = list(self.tasks)
@@ -259,7 +288,7 @@ class Worker:
             try:
                 async with self.db.read() as conn:
                     cancelled = (await conn.execute(select(r.c.id).where(
-                        r.c.id.in_(running), r.c.status == states.CANCELLING))).scalars().all()
+                        r.c.id.in_(running), r.c.status == self.queue.stopping))).scalars().all()
                 for run_id in cancelled:
                     self.interrupt(run_id)
                 if time.monotonic() - self._last_renewal > self.lease_seconds / 3:
@@ -274,7 +303,7 @@ class Worker:
         is passed over, not waited for: the renewal then never holds the other rows' locks
         while it waits, which would hold up every run among them at its next write."""
         running = list(self.tasks)
-        r = tables.runs
+        r = self.queue.table
         until = ids.now() + self.lease_seconds
         for start in range(0, len(running), RENEW_BATCH):
             free = select(r.c.id).where(r.c.worker_id == self.id,
@@ -283,15 +312,3 @@ class Worker:
                 await conn.execute(update(r).where(r.c.id.in_(
                     free.with_for_update(skip_locked=True)))
                     .values(lease_expires_at=until))
-
-    async def _expire_waiting_runs(self) -> None:
-        r = tables.runs
-        async with self.db.read() as conn:
-            rows = (await conn.execute(select(r.c.data).where(
-                r.c.status == states.REQUIRES_ACTION))).scalars().all()
-        now = ids.now()
-        for data in rows:
-            run: dict[str, Any] = orjson.loads(data)
-            if run.get("expires_at") and run["expires_at"] <= now:
-                with contextlib.suppress(Conflict):
-                    await self.executor.expire(run)

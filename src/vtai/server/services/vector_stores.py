@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from sqlalchemy import select
 
 from vtai.server.errors import bad_request, not_found
@@ -23,7 +22,6 @@ from vtai.server.protocol.vector_stores import (
 from vtai.server.retrieval import lexical, stores
 from vtai.server.retrieval.chunking import AUTO, Strategy
 from vtai.server.retrieval.engine import Retrieval
-from vtai.server.retrieval.filters import matches
 from vtai.server.services.references import require_files
 from vtai.server.store import objects, tables
 from vtai.server.store.objects import Page
@@ -245,14 +243,9 @@ class VectorStores:
             if stores.is_expired(store):
                 raise bad_request(f"Vector store {store_id} has expired and can no "
                                   "longer be used.")
-            allowed = None
-            if body.filters is not None:
-                spec = body.filters.model_dump()
-                rows = (await conn.execute(select(vsf.c.id, vsf.c.data).where(
-                    vsf.c.vector_store_id == store_id,
-                    vsf.c.status == stores.COMPLETED))).all()
-                allowed = {row.id for row in rows
-                           if matches(spec, orjson.loads(row.data).get("attributes") or {})}
+        allowed = None
+        if body.filters is not None:
+            allowed = await self.retrieval.allowed_files([store_id], body.filters.model_dump())
         await self.retrieval.mark_active(store_id, store)
         threshold = body.ranking_options.score_threshold if body.ranking_options else 0.0
         hits = await self.retrieval.search([store_id], queries, body.max_num_results,

@@ -162,3 +162,51 @@ vector_store_chunks = Table(
     Column("embedding", LargeBinary, nullable=False),
     Index("ix_vector_store_chunks_store_file", "vector_store_id", "file_id", "position"),
 )
+
+# Responses (the Responses API): the response object as it is returned, with the columns its
+# worker claims it by (as runs). ``stored`` is 0 for a response made with ``store: false``:
+# it exists while it executes, and is not returned afterwards.
+responses = _object_table(
+    "responses",
+    Column("status", String(32), nullable=False),
+    Column("conversation_id", IdType, nullable=True),
+    Column("previous_response_id", IdType, nullable=True),
+    Column("stored", Integer, nullable=False, server_default="1"),
+    Column("worker_id", String(64), nullable=True),
+    Column("lease_expires_at", BigInteger, nullable=True),
+    Column("attempt", Integer, nullable=False, server_default="0"),
+    indexes=(("project_id", "id"), ("status",)),
+)
+
+# Items that are not thread messages: a response's input items (``owner_id``: the response),
+# and a conversation's items other than its user and assistant messages (``owner_id``: the
+# conversation, which is a thread; its messages are in ``messages``). ``id`` is the item's
+# id, which an item given back as input keeps, so it is not unique; ``seq`` orders them.
+items = Table(
+    "items",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("id", IdType, nullable=False),
+    Column("project_id", String(64), nullable=False),
+    Column("owner_id", IdType, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("data", Text, nullable=False),
+    Index("ix_items_owner_id_seq", "owner_id", "seq"),
+    Index("ix_items_id", "id"),
+)
+
+# Containers (the code interpreter's sessions named by the Containers API) and their files.
+containers = _object_table(
+    "containers",
+    Column("status", String(16), nullable=False),
+    Column("expires_at", BigInteger, nullable=True),
+    indexes=(("project_id", "id"),),
+)
+
+container_files = _object_table(
+    "container_files",
+    Column("container_id", IdType, nullable=False),
+    Column("path", Text, nullable=False),
+    indexes=(("container_id", "id"),),
+)

@@ -8,7 +8,7 @@ calls the model again: no ``requires_action`` round trip through the client.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -17,36 +17,33 @@ from vtai.server.store.db import Database
 from vtai.server.store.files import FileStore
 
 
+async def _no_stores() -> list[str]:
+    return []
+
+
 @dataclass
 class ToolContext:
-    """What a tool call may use: the run, where it lives, and a way to stream progress."""
+    """What a tool call may use: where it runs and what it may read, and a way to stream
+    its progress. The engine of each API (runs, responses) fills it from its own objects."""
 
-    run: dict[str, Any]
     project: str
-    assistant: dict[str, Any]
-    thread: dict[str, Any]
-    messages: list[dict[str, Any]]  # the thread's messages, oldest first (for attachments)
+    # The code interpreter's session: its kernel and files live as long as it does (a
+    # thread's, or a container's).
+    session: str
     db: Database
     files: FileStore
     settings: Settings
+    # The tool's own options, as the run's or response's tools give them (file_search:
+    # max_num_results, ranking_options, filters).
+    options: dict[str, Any] = field(default_factory=dict)
+    # code_interpreter: the files to put in /mnt/data.
+    input_file_ids: list[str] = field(default_factory=list)
+    # file_search: the vector stores to search, usable and indexed (asked for when the
+    # model searches: making a thread's store and indexing its files takes time).
+    store_ids: Callable[[], Awaitable[list[str]]] = _no_stores
     # Publishes a ``thread.run.step.delta`` for this call: pass the call's changed fields,
     # e.g. {"code_interpreter": {"outputs": [...]}}; index, id and type are added.
     emit: Callable[[dict[str, Any]], None] = field(default=lambda _delta: None)
-
-    def resource_ids(self, tool_type: str, key: str) -> list[str]:
-        """Ids from the assistant's and the thread's tool_resources, e.g.
-        ("code_interpreter", "file_ids") or ("file_search", "vector_store_ids")."""
-        found: list[str] = []
-        for owner in (self.assistant, self.thread):
-            resources = (owner.get("tool_resources") or {}).get(tool_type) or {}
-            for value in resources.get(key) or []:
-                if value not in found:
-                    found.append(value)
-        return found
-
-    def attachment_file_ids(self, tool_type: str) -> list[str]:
-        """Files attached to the thread's messages for ``tool_type``."""
-        return attached_files(self.messages, tool_type)
 
 
 def attached_files(messages: list[dict[str, Any]], tool_type: str) -> list[str]:
@@ -64,6 +61,9 @@ def attached_files(messages: list[dict[str, Any]], tool_type: str) -> list[str]:
 class ToolResult:
     call: dict[str, Any]  # the step's tool call, e.g. {"id", "type": "code_interpreter", ...}
     output: str           # what the model reads as the result
+    # What the call's step has no place for and a response's item does (file_search: its
+    # queries and its results' attributes).
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

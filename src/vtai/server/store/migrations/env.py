@@ -6,18 +6,10 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlalchemy.engine import Connection
 
+from vtai.server.store.migrate import include_name
 from vtai.server.store.tables import metadata
 
 connection = context.config.attributes.get("connection")
-
-
-def _include_name(name: str | None, type_: str, parent_names: object) -> bool:
-    """Leave out what migration 0004 made by hand beside tables.py (the lexical index of
-    vector store chunks: SQLite's FTS5 tables, PostgreSQL's tsv column), which autogenerate
-    would otherwise drop."""
-    if type_ == "table":
-        return not (name or "").startswith("vector_store_chunks_fts")
-    return not (type_ == "column" and name == "tsv")
 
 
 def _run(conn: Connection) -> None:
@@ -26,7 +18,7 @@ def _run(conn: Connection) -> None:
         target_metadata=metadata,
         render_as_batch=True,  # SQLite alters tables by copy
         compare_type=True,
-        include_name=_include_name,
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -84,7 +84,7 @@ class CodeInterpreterTool:
                          "argument.")
         else:
             try:
-                session = await self.pool.session(ctx.thread["id"])
+                session = await self.pool.session(ctx.session)
                 async with session.lock:
                     await self._run(ctx, session, call_id, code, outputs)
             except (Unavailable, KernelStartError, OSError) as err:
@@ -175,9 +175,7 @@ class CodeInterpreterTool:
     async def _place_inputs(self, ctx: ToolContext, session: Session) -> list[str]:
         """Copy the run's input files not yet in the session into its data directory, under
         their filenames; returns what went wrong, for the logs."""
-        wanted = [file_id for file_id in (ctx.resource_ids("code_interpreter", "file_ids")
-                                          + ctx.attachment_file_ids("code_interpreter"))
-                  if file_id not in session.placed]
+        wanted = [file_id for file_id in ctx.input_file_ids if file_id not in session.placed]
         if not wanted:
             return []
         async with ctx.db.read() as conn:
