@@ -14,17 +14,19 @@ from starlette.responses import Response
 from vtai.heap import settle_heap
 from vtai.server.api import (
     assistants,
+    conversations,
     errors,
     files,
     messages,
     models,
+    responses,
     runs,
     threads,
     vector_stores,
 )
 from vtai.server.api.auth import KeyRing, RequireKey
+from vtai.server.api.json import json_response
 from vtai.server.api.limits import BodyLimit, NoNulInUrl, RateLimiter
-from vtai.server.api.responses import json_response
 from vtai.server.runtime import Runtime
 from vtai.server.services.container import Services
 from vtai.server.settings import Settings
@@ -92,7 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     # runs first: its /threads/runs must win over /threads/{thread_id}
     for router in (runs.router, assistants.router, threads.router, messages.router,
-                   files.router, vector_stores.router, models.router):
+                   files.router, vector_stores.router, models.router, responses.router,
+                   conversations.router):
         app.include_router(router, prefix=API_PREFIX)
 
     @app.get("/healthz", include_in_schema=False)

@@ -6,6 +6,7 @@ ingestion jobs only); ``vtai serve --no-worker`` serves HTTP and leaves executio
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from vtai.server.metrics import Metrics
@@ -15,7 +16,9 @@ from vtai.server.runs import states
 from vtai.server.runs.events import EventBus
 from vtai.server.runs.executor import Executor
 from vtai.server.runs.records import RunRecords
-from vtai.server.runs.worker import Worker
+from vtai.server.runs.response_executor import ResponseExecutor
+from vtai.server.runs.response_records import ResponseRecords
+from vtai.server.runs.worker import RESPONSES, Worker
 from vtai.server.settings import Settings
 from vtai.server.store import queries
 from vtai.server.store.blobs import BlobStore
@@ -44,8 +47,18 @@ class Runtime:
         self.worker = Worker(executor,
                              shutdown_grace=settings.shutdown_grace,
                              lease_seconds=settings.run_lease_seconds)
+        self.responses = ResponseRecords(self.db, self.bus)
+        self.response_worker = Worker(
+            ResponseExecutor(self.responses, self.providers, self.files, self.retrieval,
+                             self.metrics, builtins),
+            RESPONSES, shutdown_grace=settings.shutdown_grace,
+            lease_seconds=settings.run_lease_seconds)
         self.executes_runs = False
-        self.bus.on_work = self.worker.wake
+        self.bus.on_work = self._wake_workers
+
+    def _wake_workers(self) -> None:
+        self.worker.wake()
+        self.response_worker.wake()
 
     async def start(self, *, execute_runs: bool) -> None:
         await self.db.migrate()
@@ -58,6 +71,7 @@ class Runtime:
                 if plugin.start:
                     await plugin.start()
             self.worker.start()
+            self.response_worker.start()
             log.info("executing runs as %s", self.worker.id)
 
     def serve_metrics(self, host: str, port: int) -> None:
@@ -70,7 +84,7 @@ class Runtime:
 
     async def stop(self) -> None:
         if self.executes_runs:
-            await self.worker.stop()
+            await asyncio.gather(self.worker.stop(), self.response_worker.stop())
             for plugin in self.plugins:
                 if plugin.stop:
                     await plugin.stop()

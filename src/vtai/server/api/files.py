@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from starlette.responses import FileResponse, Response
 
 from vtai.server.api.deps import Project, Svc
-from vtai.server.api.responses import deleted, json_response
+from vtai.server.api.json import deleted, json_response
 from vtai.server.protocol.lists import ListParams
 
 router = APIRouter(tags=["files"])

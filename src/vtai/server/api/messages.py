@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from vtai.server.api.deps import Page, Project, Svc
-from vtai.server.api.responses import deleted, json_response
+from vtai.server.api.json import deleted, json_response
 from vtai.server.protocol.messages import MessageCreate, MessageModify
 
 router = APIRouter(tags=["messages"])

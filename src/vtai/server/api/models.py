@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from vtai.server.api.deps import Project, Svc
-from vtai.server.api.responses import json_response
+from vtai.server.api.json import json_response
 
 router = APIRouter(tags=["models"])
 

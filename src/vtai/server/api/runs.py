@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query
 from starlette.responses import Response
 
 from vtai.server.api.deps import Page, Project, Svc, WithContent
-from vtai.server.api.responses import json_response
+from vtai.server.api.json import json_response
 from vtai.server.api.sse import EventStream
 from vtai.server.protocol.runs import RunCreate, RunModify, SubmitToolOutputs, ThreadAndRunCreate
 from vtai.server.runs.events import Event, Subscription

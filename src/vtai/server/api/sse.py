@@ -88,7 +88,7 @@ class EventStream(Response):
     media_type = "text/event-stream"
 
     def __init__(self, first: list[Event], sub: Subscription, live: bool = True,
-                 rewrite: Callable[[Event], Event] | None = None) -> None:
+                 rewrite: Callable[[Event], Event] | None = None, done: bytes = DONE) -> None:
         self.status_code = 200
         self.background = None
         # No keep-alive comments: after an event with an id, the SDK's decoder turns the
@@ -98,6 +98,7 @@ class EventStream(Response):
         self.sub = sub
         self.live = live
         self.rewrite = rewrite
+        self.done = done  # the stream's last words (a response's stream has none)
 
     def _encode(self, events: list[Event]) -> bytes:
         if self.rewrite is not None:
@@ -116,7 +117,7 @@ class EventStream(Response):
             if first:
                 await send(_body(self._encode(first)))
             ended = live and await self._live(receive, send)
-            await send(_body(b"" if ended else DONE, more=False))
+            await send(_body(b"" if ended else self.done, more=False))
         finally:
             self.sub.close()
 
@@ -165,7 +166,7 @@ class EventStream(Response):
                     await sending  # written first: it came first
                     sending = None
                 ended = batch[-1].ends_stream
-                await send(_body(self._encode(batch) + (DONE if ended else b"")))
+                await send(_body(self._encode(batch) + (self.done if ended else b"")))
                 if ended:
                     return True
         finally:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from vtai.server.api.deps import Page, Project, Svc
-from vtai.server.api.responses import deleted, json_response
+from vtai.server.api.json import deleted, json_response
 from vtai.server.protocol.vector_stores import (
     FileBatchCreate,
     SearchRequest,

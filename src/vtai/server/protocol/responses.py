@@ -138,6 +138,8 @@ class FunctionTool(Strict):
     parameters: JsonObject | None = None
     strict: bool | None = None
     defer_loading: bool | None = None  # (OpenAI's tool search: every tool is offered here)
+    output_schema: JsonObject | None = None
+    allowed_callers: list[Any] | None = None
 
 
 class RankingOptions(Strict):
@@ -164,6 +166,7 @@ class ContainerAuto(Strict):
 class CodeInterpreterTool(Strict):
     type: Literal["code_interpreter"]
     container: str | ContainerAuto
+    allowed_callers: list[Any] | None = None
 
 
 ResponseTool = Annotated[FunctionTool | FileSearchTool | CodeInterpreterTool,

@@ -34,6 +34,14 @@ class CallDraft:
 
 class Text(NamedTuple):
     text: str
+    logprobs: tuple[dict[str, Any], ...] = ()  # the chunk's, when the request asked for them
+
+
+class Reasoning(NamedTuple):
+    """Reasoning the server streams beside the answer (``reasoning_content``, or
+    ``reasoning``: llama.cpp, vLLM, Ollama, DeepSeek)."""
+
+    text: str
 
 
 class CallOpened(NamedTuple):
@@ -58,7 +66,7 @@ class CallPiece(NamedTuple):
     name: str = ""
 
 
-Piece = Text | CallOpened | CallNamed | CallPiece
+Piece = Text | Reasoning | CallOpened | CallNamed | CallPiece
 
 
 def merge_name(current: str, piece: str) -> str:
@@ -74,11 +82,18 @@ def _usage(value: Any) -> dict[str, int] | None:
     return {key: int(value.get(key) or 0) for key in USAGE_KEYS}
 
 
+def _logprobs(choice: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    value = choice.get("logprobs")
+    content = value.get("content") if isinstance(value, dict) else None
+    return tuple(t for t in content if isinstance(t, dict)) if isinstance(content, list) else ()
+
+
 @dataclass
 class Accumulator:
     """One model answer, chunk by chunk."""
 
     text: str = ""
+    reasoning: str = ""
     calls: list[CallDraft] = field(default_factory=list)
     finish_reason: str | None = None
     usage: dict[str, int] | None = None
@@ -97,17 +112,22 @@ class Accumulator:
                 continue
             delta = choice.get("delta")
             if isinstance(delta, dict):
-                self._on_delta(delta, pieces)
+                self._on_delta(delta, pieces, _logprobs(choice))
             if reason := choice.get("finish_reason"):
                 self.finish_reason = str(reason)
         return pieces
 
-    def _on_delta(self, delta: dict[str, Any], pieces: list[Piece]) -> None:
+    def _on_delta(self, delta: dict[str, Any], pieces: list[Piece],
+                  logprobs: tuple[dict[str, Any], ...] = ()) -> None:
+        thought = delta.get("reasoning_content") or delta.get("reasoning")
+        if thought and isinstance(thought, str):
+            self.reasoning += thought
+            pieces.append(Reasoning(thought))
         content = delta.get("content")
         if content:
             text = content if isinstance(content, str) else str(content)
             self.text += text
-            pieces.append(Text(text))
+            pieces.append(Text(text, logprobs))
         calls = delta.get("tool_calls")
         if not calls and isinstance(delta.get("function_call"), dict):
             calls = [{"index": 0, "function": delta["function_call"]}]  # legacy only

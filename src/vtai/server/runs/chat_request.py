@@ -28,6 +28,7 @@ class TurnOptions:
     top_p: float | None = None
     max_completion_tokens: int | None = None  # of the whole turn, all its calls together
     reasoning_effort: str | None = None
+    top_logprobs: int | None = None  # None: no logprobs asked for
 
 
 def function_tools(run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -81,6 +82,52 @@ def run_options(run: dict[str, Any], builtin_tools: dict[str, dict[str, Any]]) -
         reasoning_effort=run.get("reasoning_effort"))
 
 
+def _response_tool_choice(response: dict[str, Any], builtins: dict[str, str]) -> Any:
+    choice = response.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        return {"type": "function", "function": {"name": choice["name"]}}
+    if isinstance(choice, dict):
+        name = builtins.get(str(choice.get("type")))
+        return None if name is None else {"type": "function", "function": {"name": name}}
+    return None if choice in (None, "auto") else choice
+
+
+def _text_format(response: dict[str, Any]) -> Any:
+    fmt = (response.get("text") or {}).get("format") or {}
+    if fmt.get("type") == "json_object":
+        return {"type": "json_object"}
+    if fmt.get("type") == "json_schema":
+        schema = {"name": fmt["name"], "schema": fmt.get("schema") or {}}
+        for key in ("description", "strict"):
+            if fmt.get(key) is not None:
+                schema[key] = fmt[key]
+        return {"type": "json_schema", "json_schema": schema}
+    return None
+
+
+def response_options(response: dict[str, Any], builtin_tools: dict[str, dict[str, Any]],
+                     logprobs: bool = False) -> TurnOptions:
+    """A response's options (the Responses API's names for them); ``builtin_tools`` as for
+    run_options; ``logprobs``: the response includes its tokens' log probabilities."""
+    names = {kind: tool["function"]["name"] for kind, tool in builtin_tools.items()}
+    functions = []
+    for tool in response.get("tools") or []:
+        if tool["type"] == "function":
+            fn = {k: tool[k] for k in ("name", "description", "parameters", "strict")
+                  if tool.get(k) is not None}
+            functions.append({"type": "function", "function": fn})
+    top = response.get("top_logprobs")
+    return TurnOptions(
+        tools=functions + list(builtin_tools.values()),
+        tool_choice=_response_tool_choice(response, names),
+        parallel_tool_calls=response.get("parallel_tool_calls"),
+        response_format=_text_format(response),
+        temperature=response.get("temperature"), top_p=response.get("top_p"),
+        max_completion_tokens=response.get("max_output_tokens"),
+        reasoning_effort=(response.get("reasoning") or {}).get("effort"),
+        top_logprobs=(top or 0) if logprobs or top else None)
+
+
 def chat_request(model: str, messages: list[dict[str, Any]], options: TurnOptions, *,
                  used: int = 0, first: bool = True) -> dict[str, Any]:
     """The streamed chat completion request of one model call. ``used``: completion tokens
@@ -108,4 +155,8 @@ def chat_request(model: str, messages: list[dict[str, Any]], options: TurnOption
         params["max_completion_tokens" if reasoning else "max_tokens"] = budget
     if options.reasoning_effort is not None:
         params["reasoning_effort"] = options.reasoning_effort
+    if options.top_logprobs is not None:
+        params["logprobs"] = True
+        if options.top_logprobs:
+            params["top_logprobs"] = options.top_logprobs
     return params

@@ -60,12 +60,14 @@ class Event:
         return cls(event, data, ids.new_event_id())
 
     def encode(self) -> bytes:
+        if self.event.startswith(INTERNAL):
+            return b""
         head = f"id: {self.id}\n" if self.id else ""
         return f"{head}event: {self.event}\ndata: {self.data}\n\n".encode()
 
     @property
     def ends_stream(self) -> bool:
-        if self.event == "error":
+        if self.event == "error" or self.event in RESPONSE_ENDS:
             return True
         prefix = "thread.run."
         if not self.event.startswith(prefix):
@@ -91,6 +93,13 @@ _STORE_EVENTS_PG = Sql(
     "SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) AS payload")
 
 DONE = b"event: done\ndata: [DONE]\n\n"
+# Events of the server's own, which end a stream but are written to no client: a cancelled
+# response's (OpenAI's stream has no event for it).
+INTERNAL = "vtai."
+RESPONSE_CANCELLED = "vtai.response.cancelled"
+# The events that end a response's stream.
+RESPONSE_ENDS = frozenset({"response.completed", "response.incomplete", "response.failed",
+                           RESPONSE_CANCELLED})
 _WAKE = Event("", "")  # queued by Subscription.interrupt
 
 

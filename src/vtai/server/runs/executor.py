@@ -24,7 +24,7 @@ from vtai.server.providers.chat_stream import UpstreamError
 from vtai.server.providers.routing import OpenAnswer, ProviderMissing, Providers
 from vtai.server.retrieval.engine import Retrieval
 from vtai.server.runs import images, prompt, states, tool_resources
-from vtai.server.runs.accumulator import CallNamed, CallOpened, Piece, Text
+from vtai.server.runs.accumulator import CallNamed, CallOpened, Piece, Reasoning, Text
 from vtai.server.runs.chat_request import chat_request, function_names, run_options
 from vtai.server.runs.endings import Endings
 from vtai.server.runs.model_call import (
@@ -359,6 +359,8 @@ class Executor:
         complete."""
         if isinstance(piece, Text):
             await self._on_text(run, project, turn, piece.text)
+        elif isinstance(piece, Reasoning):
+            return  # (a run has no place for the model's reasoning)
         elif isinstance(piece, CallOpened):
             if turn.tool_step is None:
                 await self._close_message_early(run, turn)

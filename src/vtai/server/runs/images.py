@@ -39,9 +39,14 @@ def image_file_ids(messages: list[dict[str, Any]]) -> set[str]:
 
 async def image_urls(messages: list[dict[str, Any]], db: Database, files: FileStore
                      ) -> dict[str, str]:
-    """Data URLs of the messages' image files, by file id. A file deleted since, or larger
-    than an image may be, is left out (the prompt says so in its place)."""
-    wanted = image_file_ids(messages)
+    """Data URLs of the messages' image files, by file id (see image_urls_by_id)."""
+    return await image_urls_by_id(image_file_ids(messages), db, files)
+
+
+async def image_urls_by_id(wanted: set[str], db: Database, files: FileStore
+                           ) -> dict[str, str]:
+    """Data URLs of image files, by file id. A file deleted since, or larger than an image
+    may be, is left out (the prompt says so in its place)."""
     if not wanted:
         return {}
     f = tables.files

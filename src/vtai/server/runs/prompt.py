@@ -17,7 +17,7 @@ MESSAGE_OVERHEAD_TOKENS = 4
 IMAGE_TOKENS = 85
 
 
-def _message_tokens(message: dict[str, Any], count: Count) -> int:
+def message_tokens(message: dict[str, Any], count: Count) -> int:
     """A chat message's tokens: its text, its tool calls' names and arguments, its images."""
     content = message.get("content")
     texts: list[str] = []
@@ -40,7 +40,7 @@ def _order_key(object_id: str) -> str:
     return object_id.split("_", 1)[-1]
 
 
-def _image_part(url: str, given: dict[str, Any]) -> dict[str, Any]:
+def image_part(url: str, given: dict[str, Any]) -> dict[str, Any]:
     """A chat image part for ``url``, with the ``detail`` the message's part gave, if any."""
     image = {"url": url}
     if given.get("detail"):
@@ -55,13 +55,13 @@ def _message_to_chat(message: dict[str, Any], images: dict[str, str]) -> dict[st
         if part["type"] == "text":
             parts.append({"type": "text", "text": part["text"]["value"]})
         elif part["type"] == "image_url":
-            parts.append(_image_part(part["image_url"]["url"], part["image_url"]))
+            parts.append(image_part(part["image_url"]["url"], part["image_url"]))
         elif part["type"] == "image_file":
             file_id = part["image_file"]["file_id"]
             if file_id not in images:
                 parts.append({"type": "text", "text": f"[image file {file_id}: not available]"})
                 continue
-            parts.append(_image_part(images[file_id], part["image_file"]))
+            parts.append(image_part(images[file_id], part["image_file"]))
     if message["role"] == "assistant" or all(p["type"] == "text" for p in parts):
         return {"role": message["role"],
                 "content": "\n".join(p["text"] for p in parts if p["type"] == "text")}
@@ -163,8 +163,8 @@ def build_messages(
     if run.get("instructions"):
         system.append({"role": "system", "content": run["instructions"]})
     budget = run.get("max_prompt_tokens")
-    tokens = sum(_message_tokens(m, count) for m in system) + sum(
-        _message_tokens(m, count) for g in groups for m in g[1])
+    tokens = sum(message_tokens(m, count) for m in system) + sum(
+        message_tokens(m, count) for g in groups for m in g[1])
     if budget is not None:
         # The newest message is what the run answers: never dropped. If the prompt is over
         # the budget with it alone, the run ends incomplete (reason max_prompt_tokens).
@@ -173,6 +173,6 @@ def build_messages(
             index = next((i for i, g in enumerate(groups) if g[2] and g[0] != newest), None)
             if index is None:
                 break
-            tokens -= sum(_message_tokens(m, count) for m in groups.pop(index)[1])
+            tokens -= sum(message_tokens(m, count) for m in groups.pop(index)[1])
     chat = system + [m for g in groups for m in g[1]]
     return chat, tokens

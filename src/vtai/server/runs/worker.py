@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from sqlalchemy import Table, and_, or_, select, update
 
 from vtai.server import ids
+from vtai.server.runs import response_records as responses
 from vtai.server.runs import states
 from vtai.server.runs.model_call import ModelCall
 from vtai.server.runs.records import Conflict
@@ -51,6 +52,10 @@ class Queue:
 
 RUNS = Queue("run", tables.runs, (states.QUEUED, states.CANCELLING), states.IN_PROGRESS,
              states.CANCELLING, states.PAUSING, frozenset({states.REQUIRES_ACTION}))
+# A response's end releases its lease in the same write (response_records.finish); a cancel
+# is a status of its own, written by whoever cancels it.
+RESPONSES = Queue("response", tables.responses, (responses.QUEUED,), responses.IN_PROGRESS,
+                  responses.CANCELLED, frozenset(responses.TERMINAL_EVENTS))
 
 
 class TurnExecutor(Protocol):

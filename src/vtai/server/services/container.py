@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 from vtai.server.runtime import Runtime
 from vtai.server.services.assistants import Assistants
+from vtai.server.services.conversations import Conversations
 from vtai.server.services.files import Files
 from vtai.server.services.messages import Messages
 from vtai.server.services.models import Models
+from vtai.server.services.responses import Responses
 from vtai.server.services.run_reads import RunReads
 from vtai.server.services.runs import Runs
 from vtai.server.services.threads import Threads
@@ -25,13 +27,19 @@ class Services:
     files: Files
     vector_stores: VectorStores
     models: Models
+    responses: Responses
+    conversations: Conversations
 
     @classmethod
     def of(cls, runtime: Runtime) -> Services:
         settings, db = runtime.settings, runtime.db
+        threads = Threads(db, settings)
         return cls(
-            assistants=Assistants(db, settings), threads=Threads(db, settings),
+            assistants=Assistants(db, settings), threads=threads,
             messages=Messages(db, settings),
             runs=Runs(db, settings, runtime.records, runtime.worker, runtime.providers),
             run_reads=RunReads(db, runtime.bus), files=Files(runtime.files, settings),
-            vector_stores=VectorStores(runtime.retrieval), models=Models(runtime.providers))
+            vector_stores=VectorStores(runtime.retrieval), models=Models(runtime.providers),
+            responses=Responses(db, runtime.responses, runtime.response_worker,
+                                runtime.providers),
+            conversations=Conversations(db, threads))

@@ -20,7 +20,7 @@ from vtai.server.services.references import require_files
 from vtai.server.services.resources import tool_resources
 from vtai.server.settings import Settings
 from vtai.server.shapes import shaped
-from vtai.server.store import objects, tables, writes
+from vtai.server.store import items, objects, tables, writes
 from vtai.server.store.db import Database
 from vtai.server.store.sql import Connection
 
@@ -110,3 +110,4 @@ class Threads:
                 raise not_found("thread", thread_id)
             for child in (tables.messages, tables.run_steps, tables.runs):
                 await objects.delete_objects(conn, child, child.c.thread_id == thread_id)
+            await items.delete_owned(conn, thread_id)  # (a conversation's other items)

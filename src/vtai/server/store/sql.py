@@ -25,7 +25,9 @@ class Sql:
     """A statement in plain SQL with ``:name`` parameters, as sqlite3 takes them; asyncpg
     gets the same text with ``$1, $2, ...`` in their place (the only change made to it)."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, returns_rows: bool | None = None) -> None:
+        """``returns_rows``: whether the statement gives rows, when its first word does not
+        say (a ``WITH`` whose last part is a ``SELECT``)."""
         self.sqlite = text
         self.names: list[str] = []
         for name in _PARAM.findall(text):
@@ -33,7 +35,8 @@ class Sql:
                 self.names.append(name)
         self.postgres = _PARAM.sub(lambda m: f"${self.names.index(m[1]) + 1}", text)
         upper = text.lstrip().upper()
-        self.returns_rows = upper.startswith(("SELECT", "VALUES")) or " RETURNING " in upper
+        self.returns_rows = returns_rows if returns_rows is not None else \
+            upper.startswith(("SELECT", "VALUES")) or " RETURNING " in upper
 
     def positional(self, params: dict[str, Any]) -> tuple[Any, ...]:
         return tuple(params[name] for name in self.names)

@@ -178,10 +178,11 @@ responses = _object_table(
     indexes=(("project_id", "id"), ("status",)),
 )
 
-# Items that are not thread messages: a response's input items (``owner_id``: the response),
-# and a conversation's items other than its user and assistant messages (``owner_id``: the
-# conversation, which is a thread; its messages are in ``messages``). ``id`` is the item's
-# id, which an item given back as input keeps, so it is not unique; ``seq`` orders them.
+# Items that are not thread messages: a response's input and output items (``owner_id``: the
+# response; ``kind`` "input" or "output"), and a conversation's items other than the messages
+# a thread holds (``owner_id``: the conversation, which is a thread; ``kind`` "conversation").
+# ``id`` is the item's id, which an item given back as input keeps, so it is not unique;
+# ``seq`` orders them.
 items = Table(
     "items",
     metadata,
@@ -190,6 +191,7 @@ items = Table(
     Column("id", IdType, nullable=False),
     Column("project_id", String(64), nullable=False),
     Column("owner_id", IdType, nullable=False),
+    Column("kind", String(16), nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("data", Text, nullable=False),
     Index("ix_items_owner_id_seq", "owner_id", "seq"),

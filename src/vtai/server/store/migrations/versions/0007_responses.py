@@ -50,6 +50,7 @@ def upgrade() -> None:
         sa.Column('id', ID, nullable=False),
         sa.Column('project_id', sa.String(length=64), nullable=False),
         sa.Column('owner_id', ID, nullable=False),
+        sa.Column('kind', sa.String(length=16), nullable=False),
         sa.Column('created_at', sa.BigInteger(), nullable=False),
         sa.Column('data', sa.Text(), nullable=False),
     )
