@@ -156,8 +156,9 @@ class WorkerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def claimed(self, run_id: str) -> bool:
-        return f"claimed run {run_id}" in self.log()
+    def claimed(self, work_id: str, kind: str = "run") -> bool:
+        """Whether this worker claimed the run (or the response: ``kind``)."""
+        return f"claimed {kind} {work_id}" in self.log()
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import pytest
-from openai import OpenAI
 
 from tests.api.runs_support import (
     event_names,
@@ -19,14 +14,8 @@ from tests.api.runs_support import (
     wait_for_answer,
     wait_for_status,
 )
-from tests.conftest import require_postgres
-from tests.support import (
-    ServerProcess,
-    WorkerProcess,
-    free_port,
-    postgres_database,
-    sse_events,
-)
+from tests.scale.conftest import Cluster, slow
+from tests.support import WorkerProcess, free_port, sse_events
 from vtai.testing import FakeModelServer, Reply
 
 TEXT_EVENTS = [
@@ -35,46 +24,6 @@ TEXT_EVENTS = [
     "thread.message.created", "thread.message.in_progress", "thread.message.delta",
     "thread.message.completed", "thread.run.step.completed", "thread.run.completed", "done",
 ]
-
-
-@dataclass
-class Cluster:
-    servers: list[ServerProcess]
-    workers: list[WorkerProcess]
-    metrics_port: int  # the first server's
-
-    def client(self, index: int) -> OpenAI:
-        return OpenAI(base_url=self.servers[index].base_url, api_key="x", max_retries=0)
-
-    def worker_of(self, run_id: str) -> WorkerProcess | None:
-        return next((w for w in self.workers if w.claimed(run_id)), None)
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory,
-            fake_model: FakeModelServer) -> Iterator[Cluster]:
-    require_postgres()
-    with ExitStack() as stack:
-        url = stack.enter_context(postgres_database())
-        data_dir = tmp_path_factory.mktemp("cluster")
-        env = {"VTAI_DATABASE_URL": url, "VTAI_UPSTREAM_BASE_URL": fake_model.base_url,
-               "VTAI_UPSTREAM_API_KEY": "fake", "VTAI_RUN_LEASE_SECONDS": "2",
-               "VTAI_UPSTREAM_MAX_RETRIES": "0", "VTAI_SHUTDOWN_GRACE": "1"}
-        metrics_port = free_port()
-        servers = []
-        for args in (("--metrics-port", str(metrics_port)), ()):
-            server = ServerProcess(data_dir, env, ("--no-worker", *args)).start()
-            stack.callback(server.stop)
-            servers.append(server)
-        cluster = Cluster(servers, [], metrics_port)
-        # tests replace workers they stop or kill: stop whichever are current at the end
-        stack.callback(lambda: [worker.stop() for worker in cluster.workers])
-        cluster.workers.extend(WorkerProcess(data_dir, env).start() for _ in range(2))
-        yield cluster
-
-
-def slow(words: int, delay: float) -> Reply:
-    return Reply(" ".join(f"w{i}" for i in range(words)), chunk_delay=delay)
 
 
 def test_runs_spread_across_workers(cluster: Cluster, fake_model: FakeModelServer) -> None:

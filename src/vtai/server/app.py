@@ -14,6 +14,7 @@ from starlette.responses import Response
 from vtai.heap import settle_heap
 from vtai.server.api import (
     assistants,
+    chat,
     conversations,
     errors,
     files,
@@ -95,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # runs first: its /threads/runs must win over /threads/{thread_id}
     for router in (runs.router, assistants.router, threads.router, messages.router,
                    files.router, vector_stores.router, models.router, responses.router,
-                   conversations.router):
+                   conversations.router, chat.router):
         app.include_router(router, prefix=API_PREFIX)
 
     @app.get("/healthz", include_in_schema=False)

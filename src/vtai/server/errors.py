@@ -43,6 +43,16 @@ class Unavailable(ServiceError):
     type = "server_error"
 
 
+class UpstreamRefused(ServiceError):
+    """A model upstream refused a request passed on to it (its own status: the caller's
+    request was at fault), or failed it (502)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+        self.type = "invalid_request_error" if status < 500 else "server_error"
+
+
 def not_found(kind: str, object_id: str) -> NotFound:
     """OpenAI's words for a missing object: ``No assistant found with id 'asst_...'.``"""
     return NotFound(f"No {kind} found with id '{object_id}'.")

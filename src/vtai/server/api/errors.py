@@ -24,6 +24,7 @@ from vtai.server.errors import (
     TooLarge,
     TooMany,
     Unavailable,
+    UpstreamRefused,
 )
 
 log = logging.getLogger("vtai.server")
@@ -60,7 +61,8 @@ _STATUS: dict[type[ServiceError], int] = {
 
 def from_service(err: ServiceError) -> APIError:
     """A service's failure as OpenAI answers it."""
-    status = next(code for kind, code in _STATUS.items() if isinstance(err, kind))
+    status = err.status if isinstance(err, UpstreamRefused) else \
+        next(code for kind, code in _STATUS.items() if isinstance(err, kind))
     headers = {"retry-after": str(err.retry_after)} if err.retry_after is not None else None
     return APIError(status, err.message, type=err.type, param=err.param, code=err.code,
                     headers=headers)

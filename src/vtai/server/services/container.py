@@ -10,6 +10,7 @@ from vtai.server.services.conversations import Conversations
 from vtai.server.services.files import Files
 from vtai.server.services.messages import Messages
 from vtai.server.services.models import Models
+from vtai.server.services.passthrough import PassThrough
 from vtai.server.services.responses import Responses
 from vtai.server.services.run_reads import RunReads
 from vtai.server.services.runs import Runs
@@ -29,6 +30,7 @@ class Services:
     models: Models
     responses: Responses
     conversations: Conversations
+    passthrough: PassThrough
 
     @classmethod
     def of(cls, runtime: Runtime) -> Services:
@@ -42,4 +44,5 @@ class Services:
             vector_stores=VectorStores(runtime.retrieval), models=Models(runtime.providers),
             responses=Responses(db, runtime.responses, runtime.response_worker,
                                 runtime.providers),
-            conversations=Conversations(db, threads))
+            conversations=Conversations(db, threads),
+            passthrough=PassThrough(runtime.providers))

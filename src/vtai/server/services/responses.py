@@ -223,7 +223,7 @@ class Responses:
             data = await self._stored(conn, project, response_id)
         if data is None:
             raise not_found("response", response_id)
-        return public(data, include)
+        return public(data, include or [])  # (what this request includes, not its creator)
 
     async def resume(self, project: str, response_id: str, starting_after: int | None
                      ) -> Resumed:
