@@ -4,6 +4,7 @@ resumed streams, input items and input tokens."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import httpx
@@ -234,3 +235,90 @@ def test_bad_requests_get_openais_errors(client: OpenAI, server: Any) -> None:
     with pytest.raises(openai.BadRequestError):
         client.responses.create(model="m", input="x", previous_response_id="resp_x",
                                 conversation="conv_x")
+
+
+def test_reasoning_is_kept_as_a_reasoning_item(client: OpenAI,
+                                               fake_model: FakeModelServer) -> None:
+    model = scripted_model(fake_model, Reply("Four.", reasoning="Two and two make four."))
+    with client.responses.stream(model=model, input="2+2?",
+                                 reasoning={"effort": "low"}) as stream:
+        events = [event for event in stream]
+        final = stream.get_final_response()
+    for event in events:
+        check_event(event.model_dump(mode="json", exclude_unset=True))
+    reasoning, message = final.output
+    assert reasoning.type == "reasoning" and reasoning.id.startswith("rs_")
+    assert reasoning.content[0].text == "Two and two make four."  # type: ignore[index]
+    assert message.content[0].text == "Four."  # type: ignore[union-attr]
+    kinds = [e.type for e in events]
+    assert kinds.index("response.reasoning_text.done") < \
+        kinds.index("response.output_text.delta")
+    assert _sent(fake_model, model)["reasoning_effort"] == "low"
+
+
+def test_logprobs_when_included(client: OpenAI, fake_model: FakeModelServer) -> None:
+    model = scripted_model(fake_model, Reply("Yes no"))
+    response = client.responses.create(model=model, input="?", top_logprobs=2,
+                                       include=["message.output_text.logprobs"])
+    logprobs = response.output[0].content[0].logprobs  # type: ignore[union-attr]
+    assert [p.token for p in logprobs] == ["Yes ", "no"]  # type: ignore[union-attr]
+    assert len(logprobs[0].top_logprobs) == 2  # type: ignore[index]
+    sent = _sent(fake_model, model)
+    assert sent["logprobs"] is True and sent["top_logprobs"] == 2
+
+
+def test_images_and_files_reach_the_model(client: OpenAI,
+                                          fake_model: FakeModelServer) -> None:
+    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8B"
+                           "QDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+    image = client.files.create(file=("dot.png", png), purpose="vision")
+    notes = client.files.create(file=("notes.txt", b"The code word is heliotrope."),
+                                purpose="user_data")
+    model = scripted_model(fake_model, Reply("Seen."))
+    client.responses.create(model=model, input=[{"role": "user", "content": [
+        {"type": "input_text", "text": "Look:"},
+        {"type": "input_image", "file_id": image.id, "detail": "low"},
+        {"type": "input_image", "image_url": "https://example.com/cat.png"},
+        {"type": "input_file", "file_id": notes.id},
+        {"type": "input_file", "filename": "inline.txt",
+         "file_data": "data:text/plain;base64," + base64.b64encode(b"Inline text.").decode()},
+    ]}])
+    parts = _sent(fake_model, model)["messages"][0]["content"]
+    assert parts[0] == {"type": "text", "text": "Look:"}
+    assert parts[1]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert parts[1]["image_url"]["detail"] == "low"
+    assert parts[2]["image_url"]["url"] == "https://example.com/cat.png"
+    assert "heliotrope" in parts[3]["text"] and "notes.txt" in parts[3]["text"]
+    assert "Inline text." in parts[4]["text"]
+
+
+def test_tool_choice_and_max_tool_calls(client: OpenAI, fake_model: FakeModelServer) -> None:
+    model = scripted_model(fake_model, ToolCalls([Call("get_weather", {"city": "Oslo"})]))
+    client.responses.create(model=model, input="x", tools=[WEATHER],  # type: ignore[list-item]
+                            tool_choice={"type": "function", "name": "get_weather"},
+                            parallel_tool_calls=False)
+    sent = _sent(fake_model, model)
+    assert sent["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert sent["parallel_tool_calls"] is False
+    with pytest.raises(openai.BadRequestError):
+        client.responses.create(model=model, input="x", tools=[WEATHER],  # type: ignore
+                                tool_choice={"type": "function", "name": "other"})
+
+    code = {"type": "code_interpreter", "container": {"type": "auto"}}
+    model = scripted_model(fake_model,
+                           ToolCalls([Call("code_interpreter", {"code": "print(1)"})]),
+                           Reply("Stopped calling."))
+    response = client.responses.create(model=model, input="x", tools=[code],  # type: ignore
+                                       max_tool_calls=1)
+    assert [item.type for item in response.output] == ["code_interpreter_call", "message"]
+    assert _sent(fake_model, model)["tool_choice"] == "none"  # no calls left
+
+
+def test_stored_fields_come_back(client: OpenAI, fake_model: FakeModelServer) -> None:
+    model = scripted_model(fake_model, Reply("ok"))
+    response = client.responses.create(model=model, input="x", safety_identifier="s-1",
+                                       prompt_cache_key="k-1", truncation="auto",
+                                       max_output_tokens=100)
+    again = client.responses.retrieve(response.id)
+    assert again.safety_identifier == "s-1" and again.prompt_cache_key == "k-1"
+    assert again.truncation == "auto" and again.max_output_tokens == 100

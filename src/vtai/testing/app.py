@@ -285,10 +285,13 @@ async def _answer(
     include_usage = stream and isinstance(options, dict) and bool(options.get("include_usage"))
     writer = chat.ChunkWriter(model)
     if isinstance(step, Reply):
-        plan = chat.reply_plan(writer, step)
+        plan = chat.reply_plan(writer, step, logprobs=int(body.get("top_logprobs") or 0)
+                               if body.get("logprobs") else None)
         finish = step.finish_reason
         usage = chat.usage(body, chat.count_tokens(step.content), step.usage)
         message: dict[str, Any] = {"content": step.content}
+        if step.reasoning:
+            message["reasoning_content"] = step.reasoning
     else:
         plan = chat.tool_calls_plan(writer, step)
         finish = "tool_calls"

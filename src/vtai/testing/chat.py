@@ -135,8 +135,10 @@ class ChunkWriter:
         self._open = b"data: " + head[:-1]
         self._choice = self._open + b',"choices":[{"index":0,"delta":'
 
-    def delta(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        tail = b',"logprobs":null,"finish_reason":' + orjson.dumps(finish_reason) + b"}]}\n\n"
+    def delta(self, delta: dict[str, Any], finish_reason: str | None = None,
+              logprobs: dict[str, Any] | None = None) -> bytes:
+        tail = b',"logprobs":' + orjson.dumps(logprobs) + b',"finish_reason":' + \
+            orjson.dumps(finish_reason) + b"}]}\n\n"
         return self._choice + orjson.dumps(delta) + tail
 
     def usage(self, usage: dict[str, int]) -> bytes:
@@ -150,12 +152,27 @@ def _paced(plan: Plan, items: list[bytes], delay: float) -> None:
         plan.append(item)
 
 
-def reply_plan(writer: ChunkWriter, step: Reply, pieces: list[str] | None = None) -> Plan:
-    """Role chunk and content chunks, without the finish chunk (see `finish_plan`)."""
+def token_logprobs(piece: str, top: int) -> dict[str, Any]:
+    """Made-up log probabilities of a piece of text, in the chat API's shape."""
+    def entry(token: str, logprob: float) -> dict[str, Any]:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+    alternatives = [entry(f"{piece}~{n}", -1.0 - n) for n in range(1, top + 1)]
+    return {"content": [{**entry(piece, -0.25), "top_logprobs": alternatives}]}
+
+
+def reply_plan(writer: ChunkWriter, step: Reply, pieces: list[str] | None = None,
+               logprobs: int | None = None) -> Plan:
+    """Role chunk, reasoning chunks and content chunks, without the finish chunk (see
+    `finish_plan`); ``logprobs``: top log probabilities to give with each content chunk
+    (None: none asked for)."""
     plan: Plan = [float(step.first_token_delay)] if step.first_token_delay else []
     plan.append(writer.delta({"role": "assistant", "content": ""}))
-    chunks = step.pieces() if pieces is None else pieces
-    _paced(plan, [writer.delta({"content": piece}) for piece in chunks], step.chunk_delay)
+    chunks = [writer.delta({"reasoning_content": piece})
+              for piece in split_words(step.reasoning or "")]
+    chunks += [writer.delta({"content": piece}, logprobs=None if logprobs is None
+                            else token_logprobs(piece, logprobs))
+               for piece in (step.pieces() if pieces is None else pieces)]
+    _paced(plan, chunks, step.chunk_delay)
     return plan
 
 

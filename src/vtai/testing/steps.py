@@ -29,6 +29,8 @@ class Reply:
     chunk_delay: float = 0.0
     finish_reason: str = "stop"
     usage: dict[str, int] | None = None
+    # streamed before the text as ``reasoning_content`` (llama.cpp's and vLLM's field)
+    reasoning: str | None = None
 
     @property
     def content(self) -> str:

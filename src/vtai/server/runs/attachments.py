@@ -1,5 +1,5 @@
 """The files a response's items name, read for its prompt: images as data URLs, and the
-text of ``input_file`` parts (a file by id, or its bytes inline as ``file_data``)."""
+name and text of ``input_file`` parts (a file by id, or its bytes inline as ``file_data``)."""
 
 from __future__ import annotations
 
@@ -54,4 +54,4 @@ async def _file_text(part: dict[str, Any], project: str, db: Database,
         return f"[file {name}: its text could not be read: {err}]"
     if len(text) > MAX_FILE_CHARS:
         text = text[:MAX_FILE_CHARS] + f"\n[... cut at {MAX_FILE_CHARS} characters]"
-    return text
+    return f"[file {name}]\n{text}"

@@ -25,7 +25,7 @@ ReplayItem = Callable[[dict[str, Any]], "tuple[str, str, str] | None"]
 @dataclass
 class Attachments:
     """What the prompt shows of files named by items: data URLs of images by file id, and
-    the text of input files by file id (or by file name, for ``file_data``)."""
+    input files (their name and text) by file id (or by file name, for ``file_data``)."""
 
     images: dict[str, str] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
@@ -63,10 +63,9 @@ def _user_content(content: list[dict[str, Any]], attached: Attachments) -> Any:
                 parts.append({"type": "text",
                               "text": f"[image file {part.get('file_id')}: not available]"})
         elif kind == "input_file":
-            key = _file_key(part)
             name = part.get("filename") or part.get("file_id") or "file"
-            body = attached.texts.get(key, "[its text could not be read]")
-            parts.append({"type": "text", "text": f"[file {name}]\n{body}"})
+            parts.append({"type": "text", "text": attached.texts.get(
+                _file_key(part), f"[file {name}: its text could not be read]")})
     if all(p["type"] == "text" for p in parts):
         return "\n".join(p["text"] for p in parts)
     return parts
