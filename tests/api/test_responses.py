@@ -71,6 +71,9 @@ def test_a_response_not_stored_is_not_found_afterwards(client: OpenAI,
     with pytest.raises(openai.BadRequestError) as err:
         client.responses.create(model=model, input="Again", previous_response_id=response.id)
     assert err.value.body["param"] == "previous_response_id"  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError) as err:
+        client.responses.create(model=model, input="x", store=False, background=True)
+    assert err.value.body["param"] == "store"  # type: ignore[index]
 
 
 def test_the_stream_follows_openais_events(client: OpenAI,

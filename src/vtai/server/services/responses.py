@@ -104,6 +104,9 @@ class Responses:
         if body.previous_response_id and conversation_id:
             raise bad_request("Only one of 'previous_response_id' and 'conversation' may be "
                               "given.", "conversation")
+        if body.background and body.store is False:
+            raise bad_request("A background response must be stored: 'store' cannot be false "
+                              "with 'background'.", "store")
         _check_tool_choice(request)
         await self._route(body.model)
         async with self.db.read() as conn:
