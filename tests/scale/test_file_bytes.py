@@ -9,6 +9,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -23,13 +25,14 @@ from alembic import command
 from openai import OpenAI
 
 from tests.api.runs_support import scripted_assistant
-from tests.api.test_code_interpreter import LIMITS, code_steps, logs
 from tests.conftest import require_postgres
 from tests.support import ServerProcess, postgres_database
 from vtai.server import ids
 from vtai.server.store import migrate
 from vtai.server.store.blobs import CHUNK, DiskBlobs
-from vtai.testing import FakeModelServer
+from vtai.testing import Call, FakeModelServer, Reply, ToolCalls
+
+CODE = {"VTAI_CODE_POOL_SIZE": "1", "VTAI_CODE_TIMEOUT": "20"}
 
 
 @dataclass
@@ -42,14 +45,18 @@ class Hosts:
         return OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
 
     def chunk_rows(self, blob_id: str) -> list[int]:
-        """The sizes of the blob's rows in the database, in order."""
-        engine = sa.create_engine(sync_url(self.database_url), poolclass=sa.NullPool)
-        with engine.connect() as conn:
-            rows = conn.execute(sa.text(
-                "SELECT length(data) FROM blob_chunks WHERE blob_id = :id ORDER BY seq"),
-                {"id": blob_id}).scalars().all()
-        engine.dispose()
-        return list(rows)
+        return chunk_rows(self.database_url, blob_id)
+
+
+def chunk_rows(database_url: str, blob_id: str) -> list[int]:
+    """The sizes of the blob's rows in the database, in order."""
+    engine = sa.create_engine(sync_url(database_url), poolclass=sa.NullPool)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT length(data) FROM blob_chunks WHERE blob_id = :id ORDER BY seq"),
+            {"id": blob_id}).scalars().all()
+    engine.dispose()
+    return list(rows)
 
 
 def sync_url(url: str) -> str:
@@ -69,7 +76,7 @@ def hosts(tmp_path_factory: pytest.TempPathFactory, fake_model: FakeModelServer
     with ExitStack() as stack:
         url = stack.enter_context(postgres_database())
         env = {"VTAI_DATABASE_URL": url, "VTAI_UPSTREAM_BASE_URL": fake_model.base_url,
-               "VTAI_UPSTREAM_API_KEY": "fake", "VTAI_UPSTREAM_MAX_RETRIES": "0", **LIMITS}
+               "VTAI_UPSTREAM_API_KEY": "fake", "VTAI_UPSTREAM_MAX_RETRIES": "0", **CODE}
         a = ServerProcess(tmp_path_factory.mktemp("host-a"), env).start()
         stack.callback(a.stop)
         b = ServerProcess(tmp_path_factory.mktemp("host-b"), env, ("--no-worker",)).start()
@@ -124,11 +131,11 @@ def test_code_interpreter_files_cross_hosts(hosts: Hosts, fake_model: FakeModelS
     b = hosts.client(hosts.b)
     notes = b.files.create(file=("notes.txt", b"uploaded on host B"), purpose="assistants")
     text = "See [the table](sandbox:/mnt/data/out.csv)."
-    assistant, _ = scripted_assistant(
-        b, fake_model, *code_steps(
-            "print(open('/mnt/data/notes.txt').read())\n"
+    code = ("print(open('/mnt/data/notes.txt').read())\n"
             "open('/mnt/data/out.csv', 'w').write('a\\n1\\n2\\n')\n"
-            "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()", reply=text),
+            "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()")
+    assistant, _ = scripted_assistant(
+        b, fake_model, ToolCalls([Call("code_interpreter", {"code": code})]), Reply(text),
         tools=[{"type": "code_interpreter"}],
         tool_resources={"code_interpreter": {"file_ids": [notes.id]}})
     thread = b.beta.threads.create(messages=[{"role": "user", "content": "Go."}])
@@ -139,7 +146,8 @@ def test_code_interpreter_files_cross_hosts(hosts: Hosts, fake_model: FakeModelS
     step = next(s for s in b.beta.threads.runs.steps.list(run.id, thread_id=thread.id)
                 if s.type == "tool_calls")
     call = step.step_details.tool_calls[0]
-    assert logs(call) == "uploaded on host B\n"
+    assert "".join(o.logs for o in call.code_interpreter.outputs if o.type == "logs") \
+        == "uploaded on host B\n"
     [image] = [o for o in call.code_interpreter.outputs if o.type == "image"]
     assert b.files.content(image.image.file_id).read().startswith(b"\x89PNG\r\n\x1a\n")
     message = next(iter(b.beta.threads.messages.list(thread.id)))
@@ -188,6 +196,22 @@ def test_bytes_on_disk_from_before_move_into_the_database(
         assert hosts_download(other, file_id) == data
         obj = OpenAI(base_url=other.base_url, api_key="x").files.retrieve(file_id)
         assert obj.bytes == len(data) and obj.filename == "before.bin"
+
+
+def test_vtai_migrate_moves_the_hosts_bytes(tmp_path: Path) -> None:
+    require_postgres()
+    with ExitStack() as stack:
+        url = stack.enter_context(postgres_database())
+        data = os.urandom(CHUNK + 1)
+        file_id = _deployment_before_0009(url, tmp_path, data)
+        env = {**os.environ, "VTAI_DATABASE_URL": url}
+        done = subprocess.run([sys.executable, "-m", "vtai.cli", "migrate", "--data-dir",
+                               str(tmp_path)], env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert "moved the bytes of 1 files" in done.stdout
+        assert not DiskBlobs(tmp_path / "files").path(file_id).exists()
+        assert chunk_rows(url, file_id) == [CHUNK, 1]
 
 
 def hosts_download(server: ServerProcess, file_id: str) -> bytes:
