@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import re
 from abc import ABC, abstractmethod
@@ -156,7 +157,10 @@ class Blobs(ABC):
     async def read(self, blob_id: str) -> bytes:
         """The whole blob, for callers that need it whole (an image sent to a model, a file
         parsed for a vector store)."""
-        return b"".join([chunk async for chunk in await self.open(blob_id)])
+        whole = io.BytesIO()  # its value is handed over without a copy: memory holds it once
+        async for chunk in await self.open(blob_id):
+            whole.write(chunk)
+        return whole.getvalue()
 
     @abstractmethod
     def local_path(self, blob_id: str) -> AbstractAsyncContextManager[Path]:
@@ -238,6 +242,9 @@ class DiskBlobs(Blobs):
         if not await asyncio.to_thread(path.is_file):
             raise FileNotFoundError(blob_id)
         yield path
+
+    async def read(self, blob_id: str) -> bytes:
+        return await asyncio.to_thread(self.path(blob_id).read_bytes)
 
     async def delete(self, blob_id: str) -> None:
         await asyncio.to_thread(self.path(blob_id).unlink, True)
