@@ -135,12 +135,19 @@ def fake_model_command(
 
 @app.command()
 def migrate(data_dir: DataDir = None) -> None:
-    """Create or upgrade the database tables."""
+    """Create or upgrade the database tables; on PostgreSQL, also move the file bytes that
+    earlier versions kept under this host's data dir into the database."""
     from vtai.server.store.db import Database
+    from vtai.server.store.files import FileStore
 
     async def _run() -> None:
-        db = Database(_settings(data_dir).sqlalchemy_url)
+        settings = _settings(data_dir)
+        db = Database(settings.sqlalchemy_url)
         await db.migrate()
+        moved = await FileStore.at(db, settings.data_dir).move_disk_bytes()
+        if moved.files:
+            typer.echo(f"moved the bytes of {moved.files} files from {settings.data_dir} "
+                       "into the database")
         typer.echo(f"database up to date: {db.describe()}")
         await db.close()
 

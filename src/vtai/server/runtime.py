@@ -21,7 +21,6 @@ from vtai.server.runs.response_records import ResponseRecords
 from vtai.server.runs.worker import RESPONSES, Worker
 from vtai.server.settings import Settings
 from vtai.server.store import queries
-from vtai.server.store.blobs import BlobStore
 from vtai.server.store.db import Database
 from vtai.server.store.files import FileStore
 from vtai.server.tools.registry import PluginEnv, load_plugins
@@ -37,7 +36,7 @@ class Runtime:
         self.bus = EventBus(self.db)
         self.metrics = Metrics()
         self.records = RunRecords(self.db, self.bus, self.metrics)
-        self.files = FileStore(self.db, BlobStore(settings.data_dir / "files"))
+        self.files = FileStore.at(self.db, settings.data_dir)
         self.retrieval = Retrieval(settings.retrieval, self.db, self.files,
                                    self.providers.default)
         self.plugins = load_plugins(PluginEnv(settings, self.db, self.files, self.providers,
@@ -64,6 +63,7 @@ class Runtime:
         await self.db.migrate()
         self.providers.prepare()
         await self.bus.start()
+        self.files.start()
         self.executes_runs = execute_runs
         if execute_runs:
             await self.retrieval.start()
@@ -89,6 +89,7 @@ class Runtime:
                 if plugin.stop:
                     await plugin.stop()
             await self.retrieval.stop()
+        await self.files.stop()
         await self.bus.stop()
         await self.providers.close()
         await self.db.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response, StreamingResponse
 
 from vtai.server.api.deps import Project, Svc
 from vtai.server.api.json import deleted, json_response
@@ -56,5 +56,7 @@ async def delete_file(file_id: str, svc: Svc, project: Project) -> Response:
 
 @router.get("/files/{file_id}/content")
 async def file_content(file_id: str, svc: Svc, project: Project) -> Response:
-    path, media_type = await svc.files.content(project, file_id)
-    return FileResponse(path, media_type=media_type)
+    content = await svc.files.content(project, file_id)
+    # Streamed as it is read (a chunk at a time, from disk or from PostgreSQL).
+    return StreamingResponse(content.chunks, media_type=content.media_type,
+                             headers={"content-length": str(content.size)})

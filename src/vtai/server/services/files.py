@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import mimetypes
-from pathlib import Path
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from vtai.server import ids
@@ -26,6 +27,15 @@ def _check_filename(name: str | None) -> str:
         raise bad_request(f"Invalid filename: it must be at most {MAX_FILENAME_CHARS} "
                           "characters, without NUL bytes.", "file")
     return name
+
+
+@dataclass
+class Content:
+    """A file's bytes as they are read, a chunk at a time, with their size and type."""
+
+    chunks: AsyncIterator[bytes]
+    size: int
+    media_type: str
 
 
 class Files:
@@ -77,8 +87,12 @@ class Files:
             await remove_file_everywhere(conn, project, file_id)
         await self.files.delete_bytes(file_id)
 
-    async def content(self, project: str, file_id: str) -> tuple[Path, str]:
-        """Where the file's bytes are, and their media type (by the file's name)."""
+    async def content(self, project: str, file_id: str) -> Content:
+        """The file's bytes, to stream, and their media type (by the file's name)."""
         obj = await self.retrieve(project, file_id)
         media_type = mimetypes.guess_type(obj["filename"])[0] or "application/octet-stream"
-        return self.files.path(file_id), media_type
+        try:
+            chunks = await self.files.open(file_id)
+        except FileNotFoundError:  # deleted since it was read
+            raise not_found("file", file_id) from None
+        return Content(chunks, int(obj["bytes"]), media_type)

@@ -107,6 +107,17 @@ files = _object_table(
     indexes=(("project_id", "id"),),
 )
 
+# File bytes on PostgreSQL (store/pgblobs.py): a blob (named by its file's id) is its rows in
+# ``seq`` order, 1 MiB each but the last (an empty blob: one empty row). On SQLite the bytes
+# are files under the data dir and this table stays empty.
+blob_chunks = Table(
+    "blob_chunks",
+    metadata,
+    Column("blob_id", IdType, primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)
+
 # Vector stores (file_search). Their file_counts, usage_bytes and status live in ``data`` and
 # change in the transaction that changes a file's status; ``index_version`` changes with the
 # store's chunks, so a process holding the store's vectors in memory knows to reload them.

@@ -190,8 +190,9 @@ class CodeInterpreterTool:
             if name in taken:
                 name = f"{file_id}-{name}"
             try:
-                await asyncio.to_thread(files.place, session.workspace.data, name,
-                                        ctx.files.path(file_id), session.workspace.uid)
+                async with ctx.files.local_path(file_id) as source:
+                    await asyncio.to_thread(files.place, session.workspace.data, name,
+                                            source, session.workspace.uid)
             except OSError as err:
                 problems.append(f"Could not put {name} in /mnt/data: {err.strerror or err}")
                 continue
