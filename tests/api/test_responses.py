@@ -325,3 +325,20 @@ def test_stored_fields_come_back(client: OpenAI, fake_model: FakeModelServer) ->
     again = client.responses.retrieve(response.id)
     assert again.safety_identifier == "s-1" and again.prompt_cache_key == "k-1"
     assert again.truncation == "auto" and again.max_output_tokens == 100
+
+
+def test_deleting_a_response_under_way_ends_its_stream(
+        client: OpenAI, fake_model: FakeModelServer) -> None:
+    model = scripted_model(fake_model, Reply("slow " * 100, chunk_size=5, chunk_delay=0.1))
+    with client.responses.stream(model=model, input="Hi") as stream:
+        response_id = ""
+        for event in stream:
+            if event.type == "response.created":
+                response_id = event.response.id
+            if event.type == "response.output_text.delta":
+                client.responses.delete(response_id)
+                break
+        rest = [event.type for event in stream]  # the stream ends: it does not hang
+    assert "response.completed" not in rest
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(response_id)

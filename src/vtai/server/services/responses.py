@@ -253,6 +253,9 @@ class Responses:
         return Resumed(events, sub, live)
 
     async def delete(self, project: str, response_id: str) -> None:
+        """Delete a response; one still going is stopped first (as a cancel: whoever
+        awaits or streams it gets its end)."""
+        await self._stop(project, response_id, background_only=False)
         r = tables.responses
         async with self.db.write() as conn:
             gone = await objects.delete_objects(conn, r, r.c.id == response_id,
@@ -263,11 +266,15 @@ class Responses:
 
     async def cancel(self, project: str, response_id: str) -> dict[str, Any]:
         """Cancel a background response (a finished one is returned as it is)."""
+        return await self._stop(project, response_id, background_only=True)
+
+    async def _stop(self, project: str, response_id: str, background_only: bool
+                    ) -> dict[str, Any]:
         for _ in range(5):
             stored = await self.records.load(response_id)
             if stored is None or stored.project != project or not stored.stored:
                 raise not_found("response", response_id)
-            if not stored.data.get("background"):
+            if background_only and not stored.data.get("background"):
                 raise bad_request("Only responses created with background=true can be "
                                   "cancelled.", "response_id")
             if stored.status not in ACTIVE:
@@ -278,7 +285,7 @@ class Responses:
                 if not self.worker.interrupt(response_id):
                     self.worker.wake()
                 return shown
-        raise bad_request("The response is changing too fast to cancel; try again.")
+        raise bad_request("The response is changing too fast to stop; try again.")
 
     async def input_items(self, project: str, response_id: str, page: ListParams
                           ) -> dict[str, Any]:
