@@ -1,9 +1,11 @@
 """The code_interpreter tool through the SDK, with the fake model scripting the code calls, on
-servers with short limits (sandboxed kernels need root and bubblewrap, which scripts/test
-installs)."""
+servers with short limits, in each mode: local kernels with the server as root (on SQLite and
+PostgreSQL), with the server as an ordinary user (rootless sandboxes), and on a Jupyter Kernel
+Gateway (bubblewrap, which scripts/test installs, runs the sandboxes of all three)."""
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import os
@@ -17,8 +19,9 @@ from typing import Any
 import pytest
 from openai import AssistantEventHandler, OpenAI
 
+from tests.api.code_support import start_code_server
 from tests.api.runs_support import scripted_assistant
-from tests.conftest import BACKENDS, start_server
+from tests.conftest import start_server
 from tests.support import ServerProcess
 from vtai.testing import Call, FakeModelServer, Reply, ToolCalls
 
@@ -43,12 +46,20 @@ def bubblewrap() -> None:
     pytest.skip("bubblewrap is not installed (scripts/test installs it, as root)")
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+# (mode, database): the server as root, as an ordinary user, and kernels on a gateway
+MODES = [("root", "sqlite"), ("root", "postgres"), ("rootless", "sqlite"),
+         ("gateway", "postgres")]
+
+
+@pytest.fixture(scope="module", params=MODES, ids=["-".join(m) for m in MODES])
 def ci_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
               fake_model: FakeModelServer, bubblewrap: None) -> Iterator[ServerProcess]:
+    mode, backend = request.param
     with ExitStack() as stack:
-        yield start_server(stack, tmp_path_factory.mktemp(f"code-{request.param}"),
-                           request.param, fake_model, LIMITS)
+        server = start_code_server(stack, tmp_path_factory.mktemp(f"code-{mode}-{backend}"),
+                                   mode, backend, fake_model, LIMITS)
+        server.mode = mode  # type: ignore[attr-defined]
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -301,12 +312,14 @@ def test_no_network(ci_server: ServerProcess, ci_client: OpenAI,
 def test_files_outside_the_session_are_out_of_reach(ci_server: ServerProcess, ci_client: OpenAI,
                                                     fake_model: FakeModelServer) -> None:
     run_code(ci_client, fake_model, "open('/mnt/data/secret.txt', 'w').write('mine')")
-    sessions = ci_server.data_dir / "code"
-    [secret] = sessions.glob("*/*/data/secret.txt")
+    # As root, another session's files are on the host's disk, at a path tried below; in the
+    # other modes they are in its own sandbox's mount namespace, at no path of this one.
+    secrets = list((ci_server.data_dir / "code").glob("*/*/data/secret.txt"))
+    secret = str(secrets[0]) if secrets else "/mnt/data/secret.txt"
     _, calls = run_beside(
         ci_client, fake_model,
         "import os\nprint(sorted(os.listdir('/mnt/data')))",
-        f"open({str(secret)!r}).read()",
+        f"open({secret!r}).read()",
         "open('/etc/shadow').read()",
         f"open({str(ci_server.data_dir / 'vtai.db')!r}, 'rb').read()",
         "open('/usr/new.txt', 'w')",
@@ -315,6 +328,20 @@ def test_files_outside_the_session_are_out_of_reach(ci_server: ServerProcess, ci
     assert all("FileNotFoundError" in logs(c) for c in calls[1:4])
     assert "OSError: [Errno 30] Read-only file system" in logs(calls[4])
     assert logs(calls[5]).startswith("True [")
+
+
+def test_sessions_cannot_see_each_other(ci_client: OpenAI, fake_model: FakeModelServer) -> None:
+    """Each session has a pid namespace of its own: no other session's process is there to
+    see or signal, whatever the mode (the same uid, as rootless sessions are, included)."""
+    list_processes = ("import os\nprint(sorted(int(p) for p in os.listdir('/proc') "
+                      "if p.isdigit()), os.getpid())")
+    _, first, _ = run_code(ci_client, fake_model, "import time\nstarted = time.time()",
+                           list_processes)
+    _, second, _ = run_code(ci_client, fake_model, list_processes)
+    for call in (first[1], second[0]):
+        pids, own = logs(call).strip().rsplit(" ", 1)
+        # the sandbox's init, the kernel (its own pid), and what it runs at the moment
+        assert len(ast.literal_eval(pids)) <= 3 and int(own) in ast.literal_eval(pids)
 
 
 def test_disk_limit(ci_client: OpenAI, fake_model: FakeModelServer) -> None:
@@ -365,7 +392,10 @@ def test_idle_sessions_are_stopped(short_lived_server: ServerProcess, short_live
     _, calls, _ = run_code(short_lived, fake_model,
                            "import os\nprint('kept' in globals(), os.listdir('/mnt/data'))",
                            thread_id=run.thread_id)
-    assert logs(calls[0]) == "False []\n"
+    assert logs(calls[0]) == (
+        "Note: this is a new Python session: the previous one was stopped after 6 seconds "
+        "without a call, so variables, imports and files written in /mnt/data by earlier "
+        "calls are gone.\nFalse []\n")
 
 
 def test_unsandboxed_kernels_need_an_explicit_allowance(

@@ -7,13 +7,13 @@ import re
 from typing import Any
 
 from vtai.server.settings import CodeInterpreterSettings
+from vtai.server.tools.code_interpreter.gateway_pool import GatewayPool
 from vtai.server.tools.code_interpreter.outputs import (
     ALLOWANCE,
     CallOutputs,
     model_text,
     shorten,
 )
-from vtai.server.tools.code_interpreter.gateway_pool import GatewayPool
 from vtai.server.tools.code_interpreter.tool import CodeInterpreterTool, parse_code
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import site
 import sys
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from vtai.server.tools.code_interpreter.sandbox import (
 )
 
 _SANDBOX_LAUNCH = "/opt/vtai/launch.py"
+_SANDBOX_PYTHON = "/opt/vtai/python"
 # What programs and shared libraries need from /etc; never passwd, shadow or the like.
 _ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
               "/etc/alternatives", "/etc/fonts", "/etc/mime.types")
@@ -78,6 +80,10 @@ class Bubblewrap:
                           f"{workspace.root}")
         if self.rootless:
             workspace.root.mkdir(parents=True, mode=0o700)
+            if not os.access(sys.executable, os.X_OK):
+                # (read through this process's own link to it: no directory is walked)
+                shutil.copyfile("/proc/self/exe", _own_copy(workspace))
+                os.chmod(_own_copy(workspace), 0o755)
             return
         assert workspace.uid is not None
         workspace.root.mkdir(parents=True)
@@ -134,7 +140,10 @@ class Bubblewrap:
             args += ["--size", str(self.settings.disk_mb * 1024 * 1024), "--tmpfs", _DISK]
             for path in (SANDBOX_DATA, _DISK_TMP, _DISK_SHM):
                 args += ["--perms", "0700", "--dir", path]
-            args += ["--symlink", _DISK_TMP, "/tmp", "--symlink", _DISK_SHM, "/dev/shm"]
+            # Relative links: bwrap makes what follows (a directory under /tmp) before the
+            # new root is /, where an absolute link would lead elsewhere.
+            args += ["--symlink", _DISK_TMP.lstrip("/"), "/tmp",
+                     "--symlink", "../" + _DISK_SHM.lstrip("/"), "/dev/shm"]
             made.update({"/dev", _DISK, SANDBOX_DATA, "/tmp", "/dev/shm"})
         else:
             args += ["--dev", "/dev"]
@@ -149,6 +158,15 @@ class Bubblewrap:
             args += ["--ro-bind", path, path]
         parents(_SANDBOX_LAUNCH)
         args += ["--ro-bind", str(LAUNCH_SCRIPT), _SANDBOX_LAUNCH]
+        python, site_dirs = sys.executable, []
+        if self.rootless and _own_copy(workspace).exists():
+            # The interpreter lies below a directory this user may not open (a Python
+            # installed in root's home, say): a copy of it, with the standard library and
+            # the environment's packages named to it.
+            python = _SANDBOX_PYTHON
+            args += ["--ro-bind", str(_own_copy(workspace)), python,
+                     "--setenv", "PYTHONHOME", f"{sys.base_prefix}:{sys.base_exec_prefix}"]
+            site_dirs = site.getsitepackages()
         # The kernel's sockets are reached by the server at the same path as inside.
         parents(str(ipc))
         args += ["--bind", str(ipc), str(ipc)]
@@ -157,8 +175,9 @@ class Bubblewrap:
             # written outside the session's tmpfs (its disk limit).
             args += ["--remount-ro", "/"]
         uid = None if self.rootless else workspace.uid
-        args += ["--chdir", SANDBOX_DATA, sys.executable, _SANDBOX_LAUNCH,
-                 launch_config(self.settings, uid, argv, check, per_namespace=self.rootless)]
+        args += ["--chdir", SANDBOX_DATA, python, _SANDBOX_LAUNCH,
+                 launch_config(self.settings, uid, argv, check, per_namespace=self.rootless,
+                               site_dirs=site_dirs)]
         return args
 
     def spawn(self, workspace: Workspace) -> tuple[dict[str, str], Path]:
@@ -175,6 +194,10 @@ class Bubblewrap:
             # mount point there and /mnt/data is opened without following a link (files.py).
             return Path(f"/proc/{kernel_pid}/root{SANDBOX_DATA}")
         return workspace.data
+
+
+def _own_copy(workspace: Workspace) -> Path:
+    return workspace.root / "python"
 
 
 def python_dirs() -> list[str]:

@@ -101,6 +101,7 @@ class GatewaySession:
             "died": f"The kernel died ({ending.detail})",
         }.get(ending.reason)
         if ending.stopped:
+            await self._hidden(kernel_files.tidy())
             return f"{problem}; it was interrupted (variables are kept)." if problem else ""
         return f"{problem}; {await self._restart()}"
 

@@ -219,10 +219,10 @@ class Pool:
             ipc = workspace.ipc_dir(0)
             ipc.mkdir()
             env, cwd = self.sandbox.spawn(workspace)
+            command = self.sandbox.command(workspace, ipc, [], check=True)
             process = await asyncio.create_subprocess_exec(
-                *self.sandbox.command(workspace, ipc, [], check=True), env=env, cwd=cwd,
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT)
+                *command, env=env, cwd=cwd, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
             output, _ = await asyncio.wait_for(process.communicate(), PROBE_TIMEOUT)
             if process.returncode != 0:
                 said = output.decode(errors="replace").strip()

@@ -68,7 +68,8 @@ def kernel_env(home: str) -> dict[str, str]:
 
 
 def launch_config(settings: CodeInterpreterSettings, uid: int | None, argv: list[str],
-                   check: bool, per_namespace: bool = False) -> str:
+                  check: bool, per_namespace: bool = False,
+                  site_dirs: list[str] | None = None) -> str:
     limits = {
         "RLIMIT_AS": settings.memory_mb * 1024 * 1024,
         "RLIMIT_FSIZE": settings.disk_mb * 1024 * 1024,
@@ -78,7 +79,8 @@ def launch_config(settings: CodeInterpreterSettings, uid: int | None, argv: list
         # Counted per uid, and per user namespace (Linux 5.14+): only meaningful when the
         # session has a uid, or a user namespace, of its own.
         limits["RLIMIT_NPROC"] = settings.max_processes
-    return json.dumps({"limits": limits, "uid": uid, "argv": argv, "check": check})
+    return json.dumps({"limits": limits, "uid": uid, "argv": argv, "check": check,
+                       "site_dirs": site_dirs or []})
 
 
 class Sandbox(Protocol):

@@ -49,7 +49,7 @@ async def pin(ipc: Path, ports: list[int], directory: Path, seconds: float,
     names = [f"k-{port}" for port in ports]
     deadline = time.monotonic() + seconds
     while True:
-        fds = _open_sockets(ipc, names)
+        fds = open_sockets(ipc, names)
         if fds is not None:
             break
         if time.monotonic() > deadline or not alive():  # type: ignore[operator]
@@ -61,7 +61,7 @@ async def pin(ipc: Path, ports: list[int], directory: Path, seconds: float,
     return Pins(directory, fds)
 
 
-def _open_sockets(ipc: Path, names: list[str]) -> list[int] | None:
+def open_sockets(ipc: Path, names: list[str]) -> list[int] | None:
     """Descriptors of the sockets ``names`` in ``ipc``, or None until they all are there."""
     dir_fd = os.open(ipc, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     fds: list[int] = []
