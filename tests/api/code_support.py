@@ -154,6 +154,8 @@ def start_code_server(stack: ExitStack, tmp: Path, mode: str, backend: str,
                             {**env, "HOME": str(data_dir)}, python=python)
     if mode == "gateway":
         gateway = stack.enter_context(kernel_gateway(tmp / "gateway", env))
-        return start_server(stack, tmp / "server", backend, fake_model,
-                            {**env, **gateway.server_env()})
+        server = start_server(stack, tmp / "server", backend, fake_model,
+                              {**env, **gateway.server_env()})
+        server.gateway = gateway  # type: ignore[attr-defined]
+        return server
     return start_server(stack, tmp, backend, fake_model, env)

@@ -344,6 +344,24 @@ def test_sessions_cannot_see_each_other(ci_client: OpenAI, fake_model: FakeModel
         assert len(ast.literal_eval(pids)) <= 3 and int(own) in ast.literal_eval(pids)
 
 
+def test_kernel_the_gateway_lost_is_replaced(ci_server: ServerProcess, ci_client: OpenAI,
+                                             fake_model: FakeModelServer) -> None:
+    if ci_server.mode != "gateway":  # type: ignore[attr-defined]
+        pytest.skip("kernels on a gateway only")
+    gateway = ci_server.gateway  # type: ignore[attr-defined]
+    run, _, _ = run_code(ci_client, fake_model, "kept = 1")
+    for kernel_id in gateway.kernel_ids():  # (those started ahead for new threads too)
+        gateway.delete(kernel_id)
+    _, calls, _ = run_code(ci_client, fake_model, "print('kept' in globals())",
+                           thread_id=run.thread_id)
+    assert logs(calls[0]) == (
+        "Note: the kernel service no longer had this session's kernel (it was stopped or "
+        "lost), so a new one was started: variables, imports and files in /mnt/data from "
+        "earlier calls are gone.\nFalse\n")
+    _, calls, _ = run_code(ci_client, fake_model, "print('new')")  # a new thread: no note
+    assert logs(calls[0]) == "new\n"
+
+
 def test_disk_limit(ci_client: OpenAI, fake_model: FakeModelServer) -> None:
     run, calls, _ = run_code(
         ci_client, fake_model,
@@ -354,15 +372,22 @@ def test_disk_limit(ci_client: OpenAI, fake_model: FakeModelServer) -> None:
     assert "No space left on device" in logs(calls[1]) or "File too large" in logs(calls[1])
 
 
-@pytest.fixture(scope="module")
-def short_lived_server(tmp_path_factory: pytest.TempPathFactory, fake_model: FakeModelServer,
+@pytest.fixture(scope="module", params=[("root", "sqlite"), ("gateway", "postgres")],
+                ids=["root-sqlite", "gateway-postgres"])
+def short_lived_server(request: pytest.FixtureRequest,
+                       tmp_path_factory: pytest.TempPathFactory, fake_model: FakeModelServer,
                        bubblewrap: None) -> Iterator[ServerProcess]:
-    """A server whose sessions are stopped after 6 idle seconds, or after half a CPU second
-    used between calls (both checked every 2 seconds)."""
+    """A server whose sessions are stopped after 6 idle seconds, or (local kernels) after
+    half a CPU second used between calls (both checked every 2 seconds; idle gateway
+    kernels every 10)."""
+    mode, backend = request.param
     with ExitStack() as stack:
-        yield start_server(stack, tmp_path_factory.mktemp("code-idle"), "sqlite",
-                           fake_model, {**LIMITS, "VTAI_CODE_IDLE_SECONDS": "6",
-                                        "VTAI_CODE_IDLE_CPU_SECONDS": "0.5"})
+        server = start_code_server(stack, tmp_path_factory.mktemp(f"code-idle-{mode}"), mode,
+                                   backend, fake_model,
+                                   {**LIMITS, "VTAI_CODE_IDLE_SECONDS": "6",
+                                    "VTAI_CODE_IDLE_CPU_SECONDS": "0.5"})
+        server.mode = mode  # type: ignore[attr-defined]
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -373,6 +398,8 @@ def short_lived(short_lived_server: ServerProcess) -> OpenAI:
 def test_kernel_busy_between_calls_is_stopped(short_lived_server: ServerProcess,
                                               short_lived: OpenAI,
                                               fake_model: FakeModelServer) -> None:
+    if short_lived_server.mode == "gateway":  # type: ignore[attr-defined]
+        pytest.skip("a gateway's kernels between calls are the gateway's")
     run, _, _ = run_code(short_lived, fake_model,
                          "import threading\nkept = 1\ndef spin():\n    while True:\n"
                          "        pass\nthreading.Thread(target=spin).start()")
@@ -434,14 +461,17 @@ PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4
                        "60e6kgAAAABJRU5ErkJggg==")  # one pixel
 
 
-@pytest.fixture(scope="module")
-def bounded(tmp_path_factory: pytest.TempPathFactory, fake_model: FakeModelServer,
-            bubblewrap: None) -> Iterator[OpenAI]:
+@pytest.fixture(scope="module", params=[("root", "sqlite"), ("gateway", "postgres")],
+                ids=["root-sqlite", "gateway-postgres"])
+def bounded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+            fake_model: FakeModelServer, bubblewrap: None) -> Iterator[OpenAI]:
     """A server that keeps 1000 characters of output per call, 3 images per call, files of
-    1 MB at most, and 3 MB copied out per session."""
+    1 MB at most, and 3 MB copied out per session (read through the kernel protocol on the
+    gateway)."""
+    mode, backend = request.param
     with ExitStack() as stack:
-        server = start_server(stack, tmp_path_factory.mktemp("code-bounded"), "sqlite",
-                              fake_model, BOUNDED)
+        server = start_code_server(stack, tmp_path_factory.mktemp(f"code-bounded-{mode}"),
+                                   mode, backend, fake_model, BOUNDED)
         yield OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
 
 

@@ -88,6 +88,7 @@ class GatewayPool:
             session = GatewaySession(self.client, self.rows, self.settings, project,
                                      session_id, kernel_id, SessionState())
             session.notice = reset_note(row)
+            session.fresh = True
         if cached is not None:
             if cached.lock.locked():  # (a call under way on the old kernel)
                 return cached

@@ -57,6 +57,7 @@ class GatewaySession:
         self.state = state
         self.lock = asyncio.Lock()
         self.notice = ""  # for the first call's logs
+        self.fresh = False  # its kernel was started for it and has run nothing yet
         self.channels: Channels | None = None
         self.last_used = time.monotonic()
 
@@ -76,6 +77,10 @@ class GatewaySession:
         self.last_used = time.monotonic()
         notice, self.notice = self.notice, ""
         try:
+            # (a WebSocket may stay open on a kernel the gateway deleted: it is asked)
+            if self.channels is not None and self.channels.open and \
+                    not await self.client.exists(self.kernel_id):
+                raise KernelGone(self.kernel_id)
             await self._connected()
             return notice
         except KernelGone:
@@ -85,7 +90,8 @@ class GatewaySession:
         self.state = SessionState()
         await self.rows.begin(self.project, self.session_id, "gateway", self.kernel_id)
         await self._connected()
-        return LOST_KERNEL
+        # (a kernel started ahead that the gateway lost before its first call lost nothing)
+        return notice if self.fresh else LOST_KERNEL
 
     def interrupt(self) -> None:
         task = asyncio.ensure_future(self.client.interrupt(self.kernel_id))
@@ -93,6 +99,7 @@ class GatewaySession:
 
     async def execute(self, code: str, sink: Sink) -> str:
         self.last_used = time.monotonic()
+        self.fresh = False
         settings = self.settings
         ending = await self._run(code, settings.timeout, sink)
         self.last_used = time.monotonic()
