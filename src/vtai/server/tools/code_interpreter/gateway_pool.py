@@ -14,8 +14,13 @@ from collections import OrderedDict
 from vtai.server import ids
 from vtai.server.settings import CodeInterpreterSettings
 from vtai.server.tools.code_interpreter.backend import Unavailable
-from vtai.server.tools.code_interpreter.gateway_client import GatewayClient, GatewayError
-from vtai.server.tools.code_interpreter.gateway_session import GatewaySession
+from vtai.server.tools.code_interpreter.gateway_client import (
+    Channels,
+    GatewayClient,
+    GatewayError,
+    wait_idle,
+)
+from vtai.server.tools.code_interpreter.gateway_session import READY_SECONDS, GatewaySession
 from vtai.server.tools.code_interpreter.session_rows import (
     SessionRows,
     SessionState,
@@ -35,7 +40,8 @@ class GatewayPool:
         self.client = GatewayClient(settings.gateway_url or "", settings.gateway_token,
                                     settings.gateway_kernel, settings.gateway_request_timeout)
         self.sessions: OrderedDict[str, GatewaySession] = OrderedDict()  # connected, LRU
-        self.ready: list[str] = []  # kernels started ahead for new sessions
+        # kernels started ahead for new sessions, answering on their channels
+        self.ready: list[tuple[str, Channels]] = []
         self.unavailable: str | None = "the code interpreter has not started"
         self._tasks: list[asyncio.Task[None]] = []
         self._filling: asyncio.Task[None] | None = None
@@ -67,7 +73,9 @@ class GatewayPool:
         # Kernels started ahead belong to no session: they go. Sessions' kernels stay, for
         # whichever process runs their next call.
         ready, self.ready = self.ready, []
-        await asyncio.gather(*(self.client.delete(k) for k in ready), return_exceptions=True)
+        await asyncio.gather(*(c.close() for _, c in ready), return_exceptions=True)
+        await asyncio.gather(*(self.client.delete(k) for k, _ in ready),
+                             return_exceptions=True)
         await self.client.close()
 
     async def session(self, project: str, session_id: str) -> GatewaySession:
@@ -83,10 +91,10 @@ class GatewayPool:
             session = GatewaySession(self.client, self.rows, self.settings, project,
                                      session_id, row.kernel_id, row.state)
         else:
-            kernel_id = await self._kernel()
+            kernel_id, channels = await self._kernel()
             await self.rows.begin(project, session_id, "gateway", kernel_id)
             session = GatewaySession(self.client, self.rows, self.settings, project,
-                                     session_id, kernel_id, SessionState())
+                                     session_id, kernel_id, SessionState(), channels)
             session.notice = reset_note(row)
             session.fresh = True
         if cached is not None:
@@ -97,11 +105,11 @@ class GatewayPool:
         await self._trim()
         return session
 
-    async def _kernel(self) -> str:
-        """A kernel for a new session: started ahead, or now."""
-        kernel_id = self.ready.pop(0) if self.ready else None
+    async def _kernel(self) -> tuple[str, Channels | None]:
+        """A kernel for a new session: started ahead (with its channels), or now."""
+        found = self.ready.pop(0) if self.ready else None
         self._fill()
-        return kernel_id or await self.client.start_kernel()
+        return found or (await self.client.start_kernel(), None)
 
     async def _trim(self) -> None:
         """Past max_sessions, the least recently used idle connections are closed (their
@@ -124,7 +132,14 @@ class GatewayPool:
     async def _fill_up(self) -> None:
         while len(self.ready) < self.settings.pool_size:
             try:
-                self.ready.append(await self.client.start_kernel())
+                kernel_id = await self.client.start_kernel()
+                channels = await self.client.connect(kernel_id)
+                if not await wait_idle(channels, READY_SECONDS):
+                    await channels.close()
+                    await self.client.delete(kernel_id)
+                    raise GatewayError("a kernel did not answer within "
+                                       f"{READY_SECONDS:g} seconds of its start")
+                self.ready.append((kernel_id, channels))
             except GatewayError as err:
                 log.warning("code interpreter: the gateway did not start a kernel: %s", err)
                 self._fill_failed_at = asyncio.get_running_loop().time()

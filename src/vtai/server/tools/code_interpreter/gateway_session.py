@@ -47,7 +47,8 @@ def _msg_type(msg: dict[str, Any]) -> str:
 class GatewaySession:
     def __init__(self, client: GatewayClient, rows: SessionRows,
                  settings: CodeInterpreterSettings, project: str, session_id: str,
-                 kernel_id: str, state: SessionState) -> None:
+                 kernel_id: str, state: SessionState, channels: Channels | None = None
+                 ) -> None:
         self.client = client
         self.rows = rows
         self.settings = settings
@@ -58,7 +59,8 @@ class GatewaySession:
         self.lock = asyncio.Lock()
         self.notice = ""  # for the first call's logs
         self.fresh = False  # its kernel was started for it and has run nothing yet
-        self.channels: Channels | None = None
+        self._after: files.Snapshot | None = None  # taken as the last call ended
+        self.channels = channels
         self.last_used = time.monotonic()
 
     async def close(self) -> None:
@@ -108,7 +110,7 @@ class GatewaySession:
             "died": f"The kernel died ({ending.detail})",
         }.get(ending.reason)
         if ending.stopped:
-            await self._hidden(kernel_files.tidy())
+            self._after = await self._snapshot(kernel_files.tidy_and_snapshot())
             return f"{problem}; it was interrupted (variables are kept)." if problem else ""
         return f"{problem}; {await self._restart()}"
 
@@ -196,8 +198,12 @@ class GatewaySession:
         await self._hidden(kernel_files.upload(name, pending or "", first, True))
 
     async def snapshot(self) -> files.Snapshot:
+        after, self._after = self._after, None
+        return after if after is not None else await self._snapshot(kernel_files.snapshot())
+
+    async def _snapshot(self, program: str) -> files.Snapshot:
         try:
-            return kernel_files.parse_snapshot(await self._hidden(kernel_files.snapshot()))
+            return kernel_files.parse_snapshot(await self._hidden(program))
         except (ValueError, TypeError, AttributeError, IndexError):
             return {}  # (what the code did to its kernel: no written files to copy out)
 
