@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -36,9 +37,10 @@ def fake_model() -> Iterator[object]:
 
 
 def start_server(stack: ExitStack, tmp: Path, backend: str, fake_model: object | None,
-                 env: dict[str, str] | None = None, args: tuple[str, ...] = ()
-                 ) -> ServerProcess:
-    """A server on ``backend``; its upstream is ``fake_model`` unless that is None."""
+                 env: dict[str, str] | None = None, args: tuple[str, ...] = (),
+                 python: str = sys.executable) -> ServerProcess:
+    """A server on ``backend``; its upstream is ``fake_model`` unless that is None;
+    ``python`` runs it (a wrapper may run it as another user)."""
     server_env = {"VTAI_UPSTREAM_MAX_RETRIES": "2", **(env or {})}
     if fake_model is not None:
         server_env["VTAI_UPSTREAM_BASE_URL"] = fake_model.base_url  # type: ignore[attr-defined]
@@ -46,7 +48,7 @@ def start_server(stack: ExitStack, tmp: Path, backend: str, fake_model: object |
     if backend == "postgres":
         require_postgres()
         server_env["VTAI_DATABASE_URL"] = stack.enter_context(postgres_database())
-    server = ServerProcess(tmp, server_env, args)
+    server = ServerProcess(tmp, server_env, args, python)
     if fake_model is None:
         for name in ("VTAI_UPSTREAM_BASE_URL", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
             server.env.pop(name, None)

@@ -1,13 +1,12 @@
 """The code_interpreter tool through the SDK, with the fake model scripting the code calls, on
-servers with short limits (sandboxed kernels need root and bubblewrap, which scripts/test
-installs)."""
+servers with short limits, in each mode: local kernels with the server as root (on SQLite and
+PostgreSQL), with the server as an ordinary user (rootless sandboxes), and on a Jupyter Kernel
+Gateway (bubblewrap, which scripts/test installs, runs the sandboxes of all three)."""
 
 from __future__ import annotations
 
-import base64
-import json
+import ast
 import os
-import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -17,8 +16,9 @@ from typing import Any
 import pytest
 from openai import AssistantEventHandler, OpenAI
 
+from tests.api.code_support import start_code_server
 from tests.api.runs_support import scripted_assistant
-from tests.conftest import BACKENDS, start_server
+from tests.conftest import start_server
 from tests.support import ServerProcess
 from vtai.testing import Call, FakeModelServer, Reply, ToolCalls
 
@@ -43,12 +43,20 @@ def bubblewrap() -> None:
     pytest.skip("bubblewrap is not installed (scripts/test installs it, as root)")
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+# (mode, database): the server as root, as an ordinary user, and kernels on a gateway
+MODES = [("root", "sqlite"), ("root", "postgres"), ("rootless", "sqlite"),
+         ("gateway", "postgres")]
+
+
+@pytest.fixture(scope="module", params=MODES, ids=["-".join(m) for m in MODES])
 def ci_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
               fake_model: FakeModelServer, bubblewrap: None) -> Iterator[ServerProcess]:
+    mode, backend = request.param
     with ExitStack() as stack:
-        yield start_server(stack, tmp_path_factory.mktemp(f"code-{request.param}"),
-                           request.param, fake_model, LIMITS)
+        server = start_code_server(stack, tmp_path_factory.mktemp(f"code-{mode}-{backend}"),
+                                   mode, backend, fake_model, LIMITS)
+        server.mode = mode  # type: ignore[attr-defined]
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -301,12 +309,14 @@ def test_no_network(ci_server: ServerProcess, ci_client: OpenAI,
 def test_files_outside_the_session_are_out_of_reach(ci_server: ServerProcess, ci_client: OpenAI,
                                                     fake_model: FakeModelServer) -> None:
     run_code(ci_client, fake_model, "open('/mnt/data/secret.txt', 'w').write('mine')")
-    sessions = ci_server.data_dir / "code"
-    [secret] = sessions.glob("*/*/data/secret.txt")
+    # As root, another session's files are on the host's disk, at a path tried below; in the
+    # other modes they are in its own sandbox's mount namespace, at no path of this one.
+    secrets = list((ci_server.data_dir / "code").glob("*/*/data/secret.txt"))
+    secret = str(secrets[0]) if secrets else "/mnt/data/secret.txt"
     _, calls = run_beside(
         ci_client, fake_model,
         "import os\nprint(sorted(os.listdir('/mnt/data')))",
-        f"open({str(secret)!r}).read()",
+        f"open({secret!r}).read()",
         "open('/etc/shadow').read()",
         f"open({str(ci_server.data_dir / 'vtai.db')!r}, 'rb').read()",
         "open('/usr/new.txt', 'w')",
@@ -315,6 +325,38 @@ def test_files_outside_the_session_are_out_of_reach(ci_server: ServerProcess, ci
     assert all("FileNotFoundError" in logs(c) for c in calls[1:4])
     assert "OSError: [Errno 30] Read-only file system" in logs(calls[4])
     assert logs(calls[5]).startswith("True [")
+
+
+def test_sessions_cannot_see_each_other(ci_client: OpenAI, fake_model: FakeModelServer) -> None:
+    """Each session has a pid namespace of its own: no other session's process is there to
+    see or signal, whatever the mode (the same uid, as rootless sessions are, included)."""
+    list_processes = ("import os\nprint(sorted(int(p) for p in os.listdir('/proc') "
+                      "if p.isdigit()), os.getpid())")
+    _, first, _ = run_code(ci_client, fake_model, "import time\nstarted = time.time()",
+                           list_processes)
+    _, second, _ = run_code(ci_client, fake_model, list_processes)
+    for call in (first[1], second[0]):
+        pids, own = logs(call).strip().rsplit(" ", 1)
+        # the sandbox's init, the kernel (its own pid), and what it runs at the moment
+        assert len(ast.literal_eval(pids)) <= 3 and int(own) in ast.literal_eval(pids)
+
+
+def test_kernel_the_gateway_lost_is_replaced(ci_server: ServerProcess, ci_client: OpenAI,
+                                             fake_model: FakeModelServer) -> None:
+    if ci_server.mode != "gateway":  # type: ignore[attr-defined]
+        pytest.skip("kernels on a gateway only")
+    gateway = ci_server.gateway  # type: ignore[attr-defined]
+    run, _, _ = run_code(ci_client, fake_model, "kept = 1")
+    for kernel_id in gateway.kernel_ids():  # (those started ahead for new threads too)
+        gateway.delete(kernel_id)
+    _, calls, _ = run_code(ci_client, fake_model, "print('kept' in globals())",
+                           thread_id=run.thread_id)
+    assert logs(calls[0]) == (
+        "Note: the kernel service no longer had this session's kernel (it was stopped or "
+        "lost), so a new one was started: variables, imports and files in /mnt/data from "
+        "earlier calls are gone.\nFalse\n")
+    _, calls, _ = run_code(ci_client, fake_model, "print('new')")  # a new thread: no note
+    assert logs(calls[0]) == "new\n"
 
 
 def test_disk_limit(ci_client: OpenAI, fake_model: FakeModelServer) -> None:
@@ -327,15 +369,22 @@ def test_disk_limit(ci_client: OpenAI, fake_model: FakeModelServer) -> None:
     assert "No space left on device" in logs(calls[1]) or "File too large" in logs(calls[1])
 
 
-@pytest.fixture(scope="module")
-def short_lived_server(tmp_path_factory: pytest.TempPathFactory, fake_model: FakeModelServer,
+@pytest.fixture(scope="module", params=[("root", "sqlite"), ("gateway", "postgres")],
+                ids=["root-sqlite", "gateway-postgres"])
+def short_lived_server(request: pytest.FixtureRequest,
+                       tmp_path_factory: pytest.TempPathFactory, fake_model: FakeModelServer,
                        bubblewrap: None) -> Iterator[ServerProcess]:
-    """A server whose sessions are stopped after 6 idle seconds, or after half a CPU second
-    used between calls (both checked every 2 seconds)."""
+    """A server whose sessions are stopped after 6 idle seconds, or (local kernels) after
+    half a CPU second used between calls (both checked every 2 seconds; idle gateway
+    kernels every 10)."""
+    mode, backend = request.param
     with ExitStack() as stack:
-        yield start_server(stack, tmp_path_factory.mktemp("code-idle"), "sqlite",
-                           fake_model, {**LIMITS, "VTAI_CODE_IDLE_SECONDS": "6",
-                                        "VTAI_CODE_IDLE_CPU_SECONDS": "0.5"})
+        server = start_code_server(stack, tmp_path_factory.mktemp(f"code-idle-{mode}"), mode,
+                                   backend, fake_model,
+                                   {**LIMITS, "VTAI_CODE_IDLE_SECONDS": "6",
+                                    "VTAI_CODE_IDLE_CPU_SECONDS": "0.5"})
+        server.mode = mode  # type: ignore[attr-defined]
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -346,6 +395,8 @@ def short_lived(short_lived_server: ServerProcess) -> OpenAI:
 def test_kernel_busy_between_calls_is_stopped(short_lived_server: ServerProcess,
                                               short_lived: OpenAI,
                                               fake_model: FakeModelServer) -> None:
+    if short_lived_server.mode == "gateway":  # type: ignore[attr-defined]
+        pytest.skip("a gateway's kernels between calls are the gateway's")
     run, _, _ = run_code(short_lived, fake_model,
                          "import threading\nkept = 1\ndef spin():\n    while True:\n"
                          "        pass\nthreading.Thread(target=spin).start()")
@@ -365,7 +416,10 @@ def test_idle_sessions_are_stopped(short_lived_server: ServerProcess, short_live
     _, calls, _ = run_code(short_lived, fake_model,
                            "import os\nprint('kept' in globals(), os.listdir('/mnt/data'))",
                            thread_id=run.thread_id)
-    assert logs(calls[0]) == "False []\n"
+    assert logs(calls[0]) == (
+        "Note: this is a new Python session: the previous one was stopped after 6 seconds "
+        "without a call, so variables, imports and files written in /mnt/data by earlier "
+        "calls are gone.\nFalse []\n")
 
 
 def test_unsandboxed_kernels_need_an_explicit_allowance(
@@ -386,96 +440,3 @@ def test_unsandboxed_kernels_need_an_explicit_allowance(
         _, calls, _ = run_code(client, fake_model, "import os\nprint(os.getcwd())")
         assert logs(calls[0]).startswith(str(allowed.data_dir / "code"))
         assert "kernels run WITHOUT a sandbox" in allowed.log()
-
-
-MB = 1024 ** 2
-MAX_CHARS = 1000
-# Time limits are not what these tests are about: room for a slow, busy machine.
-BOUNDED = {**LIMITS, "VTAI_CODE_POOL_SIZE": "1", "VTAI_CODE_TIMEOUT": "30",
-           "VTAI_CODE_CPU_SECONDS": "30",
-           "VTAI_CODE_MAX_OUTPUT_CHARS": str(MAX_CHARS),
-           "VTAI_CODE_MAX_OUTPUT_IMAGES": "3",
-           "VTAI_CODE_MAX_OUTPUT_FILE_MB": "1",
-           "VTAI_CODE_MAX_SESSION_OUTPUT_MB": "3"}
-# What a call's logs may hold with BOUNDED: the code's output, a traceback's minimum after
-# long output, and the server's notes (see outputs.py).
-LOGS_BOUND = MAX_CHARS + 500 + 4000
-PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA"
-                       "60e6kgAAAABJRU5ErkJggg==")  # one pixel
-
-
-@pytest.fixture(scope="module")
-def bounded(tmp_path_factory: pytest.TempPathFactory, fake_model: FakeModelServer,
-            bubblewrap: None) -> Iterator[OpenAI]:
-    """A server that keeps 1000 characters of output per call, 3 images per call, files of
-    1 MB at most, and 3 MB copied out per session."""
-    with ExitStack() as stack:
-        server = start_server(stack, tmp_path_factory.mktemp("code-bounded"), "sqlite",
-                              fake_model, BOUNDED)
-        yield OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
-
-
-def test_huge_traceback_is_cut_with_head_and_tail(bounded: OpenAI,
-                                                  fake_model: FakeModelServer) -> None:
-    run, calls, model = run_code(bounded, fake_model, "raise Exception('A' * 2_000_000)",
-                                 "print('x' * 5000)\nraise ValueError('the end')")
-    assert run.status == "completed"
-    huge, after_output = logs(calls[0]), logs(calls[1])
-    assert len(huge) <= MAX_CHARS
-    assert "Traceback" in huge[:300] and "raise Exception('A' * 2_000_000)" in huge
-    head, cut, tail = re.split(r"\n\[\.\.\. (\d+) characters cut \.\.\.\]\n", huge)
-    assert tail.endswith("A" * 300 + "\n")
-    assert len(head) + int(cut) + len(tail) > 2_000_000
-    assert after_output.startswith("x" * 100) and after_output.endswith("ValueError: the end\n")
-    assert "more characters of output not shown" in after_output
-    assert len(after_output) <= LOGS_BOUND
-    # The model reads the same bounded text, in a prompt of bounded size.
-    assert tool_results(fake_model, model) == [huge.strip(), after_output.strip()]
-    assert len(json.dumps(fake_model.requests(model)[-1])) < 3 * LOGS_BOUND
-
-
-def test_images_per_call_are_bounded(bounded: OpenAI, fake_model: FakeModelServer) -> None:
-    run, calls, model = run_code(
-        bounded, fake_model,
-        f"from IPython.display import Image, display\nfor _ in range(5):\n"
-        f"    display(Image(data={PNG!r}))")
-    assert run.status == "completed"
-    outputs = calls[0].code_interpreter.outputs
-    images = [o.image.file_id for o in outputs if o.type == "image"]
-    assert len(images) == 3
-    assert all(bounded.files.content(file_id).read() == PNG for file_id in images)
-    assert logs(calls[0]) == "[2 more images not kept: at most 3 per call]\n"
-    message = next(iter(bounded.beta.threads.messages.list(run.thread_id)))
-    assert [p.image_file.file_id for p in message.content if p.type == "image_file"] == images
-    assert tool_results(fake_model, model)[0].endswith(
-        "[2 more images not kept: at most 3 per call]")
-
-
-def test_file_over_the_bound_is_not_copied_out(bounded: OpenAI,
-                                               fake_model: FakeModelServer) -> None:
-    text = "See sandbox:/mnt/data/big.bin and sandbox:/mnt/data/small.txt"
-    run, calls, _ = run_code(
-        bounded, fake_model,
-        "_ = open('/mnt/data/big.bin', 'wb').write(b'x' * (2 * 1024 ** 2))\n"
-        "_ = open('/mnt/data/small.txt', 'w').write('small')", reply=text)
-    assert run.status == "completed"
-    assert logs(calls[0]) == ("[big.bin (2 MB) not kept: files over 1 MB are not copied "
-                              "out]\n")
-    message = next(iter(bounded.beta.threads.messages.list(run.thread_id)))
-    [annotation] = message.content[0].text.annotations
-    assert annotation.text == "sandbox:/mnt/data/small.txt"
-    assert bounded.files.content(annotation.file_path.file_id).read() == b"small"
-
-
-def test_session_budget_holds_across_calls(bounded: OpenAI,
-                                           fake_model: FakeModelServer) -> None:
-    write = "with open('/mnt/data/{}.bin', 'wb') as f:\n    f.write(b'x' * 900_000)"
-    run, calls, _ = run_code(bounded, fake_model, write.format("a"), write.format("b"),
-                             write.format("c"))
-    assert run.status == "completed" and [logs(c) for c in calls] == ["", "", ""]
-    _, calls, _ = run_code(bounded, fake_model, write.format("d"), thread_id=run.thread_id)
-    assert logs(calls[0]) == ("[d.bin (878.9 KB) not kept: this session has copied out "
-                              "2.6 MB of its 3 MB]\n")
-    # Another thread's session has a budget of its own.
-    _, calls, _ = run_code(bounded, fake_model, write.format("e"))
-    assert logs(calls[0]) == ""

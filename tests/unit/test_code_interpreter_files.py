@@ -19,14 +19,17 @@ def test_safe_name() -> None:
     assert files.safe_name("dir/", "file-1") == "file-1"
 
 
-def test_place_replaces_a_link_instead_of_following_it(tmp_path: Path) -> None:
+def test_create_replaces_a_link_instead_of_following_it(tmp_path: Path) -> None:
     data, outside = tmp_path / "data", tmp_path / "outside.txt"
     data.mkdir()
     outside.write_text("precious")
-    source = tmp_path / "blob"
-    source.write_bytes(b"input")
     (data / "in.csv").symlink_to(outside)
-    files.place(data, "in.csv", source, None)
+    fd = files.create(data, "in.csv", None)
+    try:
+        files.write_all(fd, b"in")
+        files.write_all(fd, b"put")
+    finally:
+        os.close(fd)
     assert outside.read_text() == "precious"
     assert not (data / "in.csv").is_symlink() and (data / "in.csv").read_bytes() == b"input"
 

@@ -7,20 +7,20 @@ import re
 from typing import Any
 
 from vtai.server.settings import CodeInterpreterSettings
+from vtai.server.tools.code_interpreter.gateway_pool import GatewayPool
 from vtai.server.tools.code_interpreter.outputs import (
     ALLOWANCE,
     CallOutputs,
     model_text,
     shorten,
 )
-from vtai.server.tools.code_interpreter.pool import Pool
-from vtai.server.tools.code_interpreter.sandbox import Unsandboxed
 from vtai.server.tools.code_interpreter.tool import CodeInterpreterTool, parse_code
 
 
 def tool(tmp_path: Any) -> CodeInterpreterTool:
     settings = CodeInterpreterSettings()
-    return CodeInterpreterTool(settings, Pool(settings, Unsandboxed(settings), tmp_path))
+    # (a pool that is never started: these parts run no code)
+    return CodeInterpreterTool(settings, GatewayPool(settings, None))  # type: ignore[arg-type]
 
 
 def test_parse_code() -> None:

@@ -60,7 +60,16 @@ class CodeInterpreterSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="VTAI_CODE_", extra="ignore")
 
-    # bwrap: each kernel in a bubblewrap sandbox (needs root and Debian's `bubblewrap`).
+    # local: kernels on this host, in the sandbox below. gateway: kernels through a Jupyter
+    # Kernel Gateway or Enterprise Gateway (gateway_url), whose kernels any worker on any
+    # host continues (their ids are stored); isolation is then the gateway's.
+    backend: Literal["local", "gateway"] = "local"
+    gateway_url: str | None = None
+    gateway_token: str | None = None  # sent as "Authorization: token ..."
+    gateway_kernel: str = "python3"  # the kernelspec the gateway starts
+    gateway_request_timeout: float = Field(default=30, gt=0)  # seconds per REST request
+    # bwrap: each kernel in a bubblewrap sandbox (the `bubblewrap` package): as root, each
+    # session with a uid of its own; as another user, in a user namespace of its own.
     # none: kernels run as the server's user with only rlimits; refused unless
     # allow_unsandboxed is true as well.
     sandbox: Literal["bwrap", "none"] = "bwrap"

@@ -18,15 +18,17 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy import Table, and_, not_, or_, select, update
 
 from vtai.server import ids
 from vtai.server.runs import response_records as responses
 from vtai.server.runs import states
+from vtai.server.runs.events import WORK_CHANNEL
 from vtai.server.runs.model_call import ModelCall
 from vtai.server.runs.records import Conflict
 from vtai.server.store import tables
 from vtai.server.store.db import Database
+from vtai.server.tools.code_interpreter.session_rows import SessionRows, held_elsewhere
 
 log = logging.getLogger("vtai.runs")
 
@@ -48,10 +50,14 @@ class Queue:
     stopping: str  # a status that stops the task executing it (a cancel)
     pausing: frozenset[str]  # statuses whose move released the lease already
     resumable: frozenset[str] = frozenset()  # paused, to be queued again from outside
+    # The column naming the work's code session (a run's thread): work whose session's
+    # local kernel another live process holds is left to that process.
+    session: str | None = None
 
 
 RUNS = Queue("run", tables.runs, (states.QUEUED, states.CANCELLING), states.IN_PROGRESS,
-             states.CANCELLING, states.PAUSING, frozenset({states.REQUIRES_ACTION}))
+             states.CANCELLING, states.PAUSING, frozenset({states.REQUIRES_ACTION}),
+             session="thread_id")
 # A response's end releases its lease in the same write (response_records.finish); a cancel
 # is a status of its own, written by whoever cancels it.
 RESPONSES = Queue("response", tables.responses, (responses.QUEUED,), responses.IN_PROGRESS,
@@ -217,6 +223,8 @@ class Worker:
             # in progress under a lease nobody renews: its worker died or was stopped
             and_(r.c.status == running, r.c.lease_expires_at < now),
         )
+        if self.queue.session is not None:
+            claimable = and_(claimable, not_(held_elsewhere(r.c[self.queue.session], now)))
         async with self.db.write() as conn:
             query = select(r.c.id, r.c.status, r.c.attempt).where(claimable).order_by(
                 r.c.id).limit(min(room, CLAIM_BATCH)).with_for_update(skip_locked=True)
@@ -249,6 +257,9 @@ class Worker:
                        project: str | None = None, ahead: ModelCall | None = None) -> None:
         status = None
         try:
+            if await self._held_elsewhere(run):
+                await self._pass_on(run_id)
+                return
             status = await self.executor.execute(run_id, run, project, ahead)
         except asyncio.CancelledError:
             raise
@@ -264,6 +275,24 @@ class Worker:
             elif status is None or status in self.queue.resumable:
                 # The run may be queued again already, by another process.
                 self.wake()
+
+    async def _held_elsewhere(self, run: dict[str, Any] | None) -> bool:
+        """Whether a run made in this process uses the code interpreter on a session whose
+        kernel another live process holds (claims leave such runs to it already)."""
+        if run is None or self.queue.session is None or not any(
+                tool.get("type") == "code_interpreter" for tool in run.get("tools") or []):
+            return False
+        return await SessionRows(self.db).held_elsewhere(run[self.queue.session])
+
+    async def _pass_on(self, run_id: str) -> None:
+        """Release a run for the process that holds its session's kernel, and wake it."""
+        r = self.queue.table
+        log.info("%s passes %s %s on to the worker holding its code session", self.id,
+                 self.queue.name, run_id)
+        async with self.db.write() as conn:
+            await conn.execute(update(r).where(r.c.id == run_id, r.c.worker_id == self.id)
+                               .values(worker_id=None, lease_expires_at=None))
+            await self.db.notify(conn, WORK_CHANNEL)
 
     async def _release(self, run_id: str) -> None:
         r = self.queue.table

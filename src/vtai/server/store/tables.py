@@ -223,3 +223,23 @@ container_files = _object_table(
     Column("path", Text, nullable=False),
     indexes=(("container_id", "id"),),
 )
+
+# The code interpreter's sessions (a thread's, or a container's), for every process to see:
+# which process holds a local kernel while it lives (``holder``, renewed until
+# ``holder_expires_at``), a gateway kernel's id, and what the session did that later calls
+# of any process must know (``state``: the input files placed, bytes copied out). ``ended``
+# says why its last kernel went, for the note the next one starts with.
+code_sessions = Table(
+    "code_sessions",
+    metadata,
+    Column("session_id", IdType, primary_key=True),
+    Column("project_id", String(64), nullable=False),
+    Column("backend", String(16), nullable=False),
+    Column("kernel_id", String(128), nullable=True),
+    Column("holder", String(128), nullable=True),
+    Column("holder_expires_at", BigInteger, nullable=True),
+    Column("state", Text, nullable=False),
+    Column("ended", Text, nullable=True),
+    Column("last_used_at", BigInteger, nullable=False),
+    Index("ix_code_sessions_backend_last_used_at", "backend", "last_used_at"),
+)

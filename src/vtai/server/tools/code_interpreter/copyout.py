@@ -5,7 +5,7 @@ session; and the notes for the call's logs saying what was left out."""
 from __future__ import annotations
 
 from vtai.server.settings import CodeInterpreterSettings
-from vtai.server.tools.code_interpreter.session import Session
+from vtai.server.tools.code_interpreter.session_rows import SessionState
 
 MB = 1024 * 1024
 _NAME_CHARS = 80  # of a file's name in a note: the code chooses names, up to 8 levels deep
@@ -27,7 +27,7 @@ class CopyOut:
     """What one call may still copy out; the session's bytes are counted on the session, so
     the budget holds across calls and runs of the thread."""
 
-    def __init__(self, settings: CodeInterpreterSettings, session: Session) -> None:
+    def __init__(self, settings: CodeInterpreterSettings, session: SessionState) -> None:
         self.max_images = settings.max_output_images
         self.max_files = settings.max_output_files
         self.file_bytes = settings.max_output_file_mb * MB

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -38,17 +37,23 @@ def _directory(root: Path, parts: tuple[str, ...] = ()) -> Iterator[int]:
         os.close(fd)
 
 
-def place(root: Path, name: str, source: Path, uid: int | None) -> None:
-    """Copy ``source`` into ``root`` as ``name``, replacing what is there, owned by ``uid``."""
+def create(root: Path, name: str, uid: int | None) -> int:
+    """A new, empty file ``name`` in ``root`` (replacing what is there), owned by ``uid``:
+    its descriptor, open for writing."""
     with _directory(root) as dir_fd:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name, dir_fd=dir_fd)
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644,
                      dir_fd=dir_fd)
-        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
-            if uid is not None:
-                os.fchown(fd, uid, uid)
-            shutil.copyfileobj(src, out)
+    if uid is not None:
+        os.fchown(fd, uid, uid)
+    return fd
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def snapshot(root: Path) -> Snapshot:

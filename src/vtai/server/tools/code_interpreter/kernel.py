@@ -20,7 +20,7 @@ from typing import Any
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.connect import write_connection_file
 
-from vtai.server.tools.code_interpreter import procs
+from vtai.server.tools.code_interpreter import procs, sockets
 
 POLL_SECONDS = 0.1  # how often limits are checked while a call runs
 INTERRUPT_GRACE = 3.0  # seconds an interrupted call gets to stop before a restart
@@ -77,7 +77,7 @@ def _text(data: dict[str, Any]) -> str:
     return (value if isinstance(value, str) else "".join(value)) + "\n"
 
 
-def _output(msg: dict[str, Any]) -> Output | None:
+def output_of(msg: dict[str, Any]) -> Output | None:
     kind, content = msg["header"]["msg_type"], msg["content"]
     if kind == "stream":
         return Output(text=content["text"])
@@ -95,33 +95,47 @@ def _output(msg: dict[str, Any]) -> Output | None:
 
 class Kernel:
     def __init__(self, process: asyncio.subprocess.Process, client: AsyncKernelClient,
-                 own: list[int]) -> None:
+                 own: list[int], pins: sockets.Pins | None = None) -> None:
         self.process = process
         self.client = client
         self.own = set(own)  # the processes of the kernel: bwrap's, then the kernel itself
         self.pid = own[-1]
+        self.pins = pins
         self._cpu_after_call = procs.cpu_seconds(self.pid)
 
     @classmethod
     async def start(cls, command: list[str], env: dict[str, str], cwd: Path, log: Path,
-                    connection: Path, start_seconds: float) -> Kernel:
+                    connection: Path, start_seconds: float, pin: bool = False) -> Kernel:
+        """Start the kernel; with ``pin``, connect to its sockets only through descriptors
+        checked once it made them (sockets.py)."""
         with log.open("ab") as out:
             process = await asyncio.create_subprocess_exec(
                 *command, env=env, cwd=cwd, stdin=asyncio.subprocess.DEVNULL, stdout=out,
                 stderr=asyncio.subprocess.STDOUT, start_new_session=True)
         client = AsyncKernelClient(connection_file=str(connection))
         client.load_connection_file()
-        client.start_channels()
+        pins = None
         try:
+            if pin:
+                ports = [client.shell_port, client.iopub_port, client.stdin_port,
+                         client.control_port, client.hb_port]
+                pins = await sockets.pin(connection.parent, ports,
+                                         connection.parent.with_name(
+                                             connection.parent.name + "-pins"),
+                                         start_seconds, lambda: process.returncode is None)
+                client.ip = pins.ip
+            client.start_channels()
             await _wait_ready(client, process, start_seconds)
         except BaseException as err:
             await _kill(process)
             client.stop_channels()
+            if pins is not None:
+                pins.close()
             tail = (await asyncio.to_thread(log.read_text, errors="replace"))[-2000:]
-            if isinstance(err, KernelStartError):
+            if isinstance(err, KernelStartError | TimeoutError):
                 raise KernelStartError(f"{err}\n{tail}".strip()) from None
             raise
-        return cls(process, client, procs.chain(process.pid))
+        return cls(process, client, procs.chain(process.pid), pins)
 
     @property
     def alive(self) -> bool:
@@ -160,7 +174,7 @@ class Kernel:
                 if msg["content"]["execution_state"] == "idle":
                     break
                 continue
-            output = _output(msg)
+            output = output_of(msg)
             if output is not None:
                 await sink(output)
         await self._drain_reply(msg_id)
@@ -196,6 +210,8 @@ class Kernel:
     async def stop(self) -> None:
         await _kill(self.process)
         self.client.stop_channels()
+        if self.pins is not None:
+            self.pins.close()
         # bwrap is gone, but its pid namespace is torn down after it; until then the old
         # processes count against the uid's process limit, which a new kernel shares.
         for _ in range(STOP_CHECKS):

@@ -3,18 +3,22 @@
 Run by path (``python launch.py CONFIG_JSON``), not as a module of the package, so that the
 server's own modules are never imported where user code runs. Only the standard library and
 ipykernel are used. CONFIG_JSON: {"limits": {"RLIMIT_AS": bytes, ...}, "uid": int | null,
-"argv": [ipykernel arguments], "check": bool}.
+"argv": [ipykernel arguments], "check": bool, "site_dirs": [directories of packages, when
+the interpreter runs by another path than its own]}.
 """
 
 import importlib.util
 import json
 import os
 import resource
+import site
 import sys
 
 
 def main() -> None:
     config = json.loads(sys.argv[1])
+    for directory in config.get("site_dirs", []):
+        site.addsitedir(directory)
     for name, value in config["limits"].items():
         resource.setrlimit(getattr(resource, name), (value, value))
     # When the host runs short of memory, the kernel and what it starts go before anything

@@ -1,5 +1,9 @@
-"""The sessions of this process: one per thread, handed out from a pool of started ones so
-that a new thread does not wait for a kernel to start, and stopped when idle."""
+"""Local kernels: the sessions of this process, one per session id (a thread's, a
+container's), handed out from a pool of started ones so that a new session does not wait for
+a kernel to start, and stopped when idle. The sessions this process holds are written in the
+code_sessions table (renewed while they live), so that a session's next run comes here first
+(runs/worker.py), and a session that starts where another one ended says so in its first
+logs."""
 
 from __future__ import annotations
 
@@ -12,8 +16,14 @@ import time
 from pathlib import Path
 
 from vtai.server.settings import CodeInterpreterSettings
+from vtai.server.tools.code_interpreter.backend import Unavailable
 from vtai.server.tools.code_interpreter.sandbox import Sandbox, Workspace
 from vtai.server.tools.code_interpreter.session import Session
+from vtai.server.tools.code_interpreter.session_rows import (
+    HOLD_SECONDS,
+    SessionRows,
+    reset_note,
+)
 
 log = logging.getLogger("vtai.tools.code_interpreter")
 
@@ -23,25 +33,33 @@ UIDS_PER_PROCESS = 256  # see settings.py: pool_size + max_sessions stay below
 WATCH_SECONDS = 2.0  # how often idle sessions are checked
 
 
-class Unavailable(Exception):
-    """Code cannot run here (no sandbox, too many busy sessions)."""
+UNSANDBOXED_WARNING = """
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+!!! code interpreter: kernels run WITHOUT a sandbox (VTAI_CODE_SANDBOX=none).
+!!! Model-written code runs as this server's user: it can use the network and read,
+!!! change or delete every file this user can (the database and API keys included).
+!!! Use it only on a machine where that is acceptable.
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"""
 
 
 class Pool:
-    def __init__(self, settings: CodeInterpreterSettings, sandbox: Sandbox, base: Path) -> None:
+    def __init__(self, settings: CodeInterpreterSettings, sandbox: Sandbox, base: Path,
+                 rows: SessionRows) -> None:
         self.settings = settings
         self.sandbox = sandbox
         self.base = base
+        self.rows = rows
         # Per process: several servers and workers may share one data directory.
         self.root = base / str(os.getpid())
         self.ready: list[Session] = []
-        self.threads: dict[str, Session] = {}
+        self.threads: dict[str, Session] = {}  # session id -> its session
         self.unavailable: str | None = "the code interpreter has not started"
         self._uids: set[int] = set()
         self._starting = 0
         self._filler: asyncio.Task[None] | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._fill_failed_at = -FILL_RETRY_SECONDS
+        self._renewed = 0.0
 
     async def start(self) -> None:
         self.unavailable = self.sandbox.unavailable() or await self._probe()
@@ -52,14 +70,14 @@ class Pool:
         self._remove_stale()
         s = self.settings
         if self.sandbox.isolated:
-            log.info("code interpreter: kernels in %s sandboxes (no network, own uid, "
+            log.info("code interpreter: kernels in %s sandboxes (no network, own %s, "
                      "%d s and %g CPU s per call, %d MB memory, %d processes, %d MB disk), "
-                     "pool of %d", self.sandbox.name, s.timeout, s.cpu_seconds, s.memory_mb,
-                     s.max_processes, s.disk_mb, s.pool_size)
+                     "pool of %d", self.sandbox.name,
+                     "user namespace" if self.sandbox.shares_uid else "uid",
+                     s.timeout, s.cpu_seconds, s.memory_mb, s.max_processes, s.disk_mb,
+                     s.pool_size)
         else:
-            log.warning("code interpreter: kernels run WITHOUT a sandbox "
-                        "(VTAI_CODE_SANDBOX=none): model-written code can use the network "
-                        "and every file this server's user can")
+            log.warning(UNSANDBOXED_WARNING)
         self._reaper = asyncio.create_task(self._reap())
         self._fill()
 
@@ -70,31 +88,44 @@ class Pool:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         sessions = [*self.ready, *self.threads.values()]
+        held = list(self.threads)
         self.ready.clear()
         self.threads.clear()
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.rows.end(held, "ended when the worker that held it stopped")
         with contextlib.suppress(OSError):
             self.root.rmdir()
 
-    async def session(self, thread_id: str) -> Session:
-        """The thread's session, from the pool when it has none yet."""
+    async def session(self, project: str, session_id: str) -> Session:
+        """The session's kernel in this process, or a new one from the pool (whose first
+        logs say so when the session had a kernel before)."""
         if self.unavailable:
             raise Unavailable(self.unavailable)
-        session = self.threads.get(thread_id)
-        if session is not None:
+        session = self.threads.get(session_id)
+        if session is not None and session.project == project:
             return session
+        if session is not None:  # (ids are unique: another project's is not this one)
+            raise Unavailable("this code session belongs to another project")
+        previous = await self.rows.get(project, session_id)
         if len(self.threads) >= self.settings.max_sessions:
             await self._evict()
         while self.ready and not self.ready[0].kernel.alive:
             await self._close(self.ready.pop(0))
         session = self.ready.pop(0) if self.ready else await self._open()
-        self.threads[thread_id] = session
+        if session_id in self.threads:  # made meanwhile by another call of the session
+            self.ready.append(session)
+            return self.threads[session_id]
+        session.project = project
+        session.notice = reset_note(previous)
+        self.threads[session_id] = session
         self._fill()
+        await self.rows.begin(project, session_id, "local")
         return session
 
     async def _open(self) -> Session:
         uid = None
-        if self.sandbox.isolated:
+        if self.sandbox.isolated and not self.sandbox.shares_uid:
             first = self._first_uid()
             uid = next(first + n for n in range(len(self._uids) + 1)
                        if first + n not in self._uids)
@@ -125,8 +156,10 @@ class Pool:
         if not idle:
             raise Unavailable(f"all {self.settings.max_sessions} code sessions are busy; "
                               "try again later")
-        _, thread_id = min(idle)
-        await self._close(self.threads.pop(thread_id))
+        _, session_id = min(idle)
+        await self._close(self.threads.pop(session_id))
+        await self.rows.end([session_id], "was stopped to make room for another session "
+                                          "(VTAI_CODE_MAX_SESSIONS)")
 
     def _fill(self) -> None:
         missing = self.settings.pool_size - len(self.ready) - self._starting
@@ -152,6 +185,12 @@ class Pool:
         while True:
             await asyncio.sleep(WATCH_SECONDS)
             now = time.monotonic()
+            if now - self._renewed > HOLD_SECONDS / 3:
+                try:
+                    await self.rows.renew(list(self.threads))
+                    self._renewed = now
+                except Exception:
+                    log.exception("code interpreter: could not renew the sessions held")
             for thread_id, session in list(self.threads.items()):
                 if session.lock.locked():
                     continue
@@ -159,6 +198,10 @@ class Pool:
                     del self.threads[thread_id]
                     log.info("code interpreter: stopping the idle session of %s", thread_id)
                     await self._close(session)
+                    with contextlib.suppress(Exception):
+                        await self.rows.end([thread_id], "was stopped after "
+                                            f"{self.settings.idle_seconds:g} seconds without "
+                                            "a call")
                 elif session.kernel.alive and \
                         session.kernel.idle_cpu_seconds() > self.settings.idle_cpu_seconds:
                     log.info("code interpreter: stopping the kernel of %s, busy between "
@@ -168,22 +211,24 @@ class Pool:
     async def _probe(self) -> str | None:
         """Run the sandbox once, as a kernel would start but without the kernel, so that a
         host where it cannot work is reported at start-up."""
-        workspace = Workspace(self.base / f"probe-{os.getpid()}", self._first_uid())
+        uid = None if self.sandbox.shares_uid else self._first_uid()
+        workspace = Workspace(self.base / f"probe-{os.getpid()}", uid)
         try:
             self.sandbox.release(workspace)
             self.sandbox.prepare(workspace)
             ipc = workspace.ipc_dir(0)
             ipc.mkdir()
             env, cwd = self.sandbox.spawn(workspace)
+            command = self.sandbox.command(workspace, ipc, [], check=True)
             process = await asyncio.create_subprocess_exec(
-                *self.sandbox.command(workspace, ipc, [], check=True), env=env, cwd=cwd,
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT)
+                *command, env=env, cwd=cwd, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
             output, _ = await asyncio.wait_for(process.communicate(), PROBE_TIMEOUT)
             if process.returncode != 0:
+                said = output.decode(errors="replace").strip()
                 return (f"the {self.sandbox.name} sandbox failed to start "
-                        f"(exit status {process.returncode}): "
-                        f"{output.decode(errors='replace').strip()}")
+                        f"(exit status {process.returncode}): {said}"
+                        f"{self.sandbox.failure_hint(said)}")
             return None
         except (TimeoutError, OSError) as err:
             return f"the {self.sandbox.name} sandbox could not be set up: {err}"

@@ -1,10 +1,6 @@
-"""Where a session's kernel runs: a bubblewrap sandbox, or (when allowed) no sandbox at all.
-
-Under bubblewrap each session gets a size-limited tmpfs (its disk limit) holding the
-directories the kernel sees as ``/mnt/data`` and ``/tmp``, and its kernel runs in new
-network, pid, ipc and uts namespaces, with read-only system and Python directories, as a uid
-of its own (``uid_base + n``) so that its process limit and its files are its own.
-"""
+"""Where a session's local kernel runs: a bubblewrap sandbox (bubblewrap.py), or (when
+allowed) no sandbox at all; what every kind of sandbox provides, and the session's
+directories on the host."""
 
 from __future__ import annotations
 
@@ -17,15 +13,9 @@ from pathlib import Path
 from typing import Protocol
 
 from vtai.server.settings import CodeInterpreterSettings
-from vtai.server.tools.code_interpreter import mounts
 
 LAUNCH_SCRIPT = Path(__file__).with_name("launch.py")
 SANDBOX_DATA = "/mnt/data"
-_SANDBOX_LAUNCH = "/opt/vtai/launch.py"
-# What programs and shared libraries need from /etc; never passwd, shadow or the like.
-_ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
-              "/etc/alternatives", "/etc/fonts", "/etc/mime.types")
-_MAX_SOCKET_PATH = 100  # unix socket paths are at most 107 bytes; ZMQ adds "-N"
 
 
 @dataclass
@@ -57,7 +47,7 @@ class Workspace:
         return self.root / f"ipc{generation}"
 
 
-def _kernel_env(home: str) -> dict[str, str]:
+def kernel_env(home: str) -> dict[str, str]:
     env = {
         "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
         "HOME": home, "TMPDIR": home, "USER": "sandbox", "LANG": "C.UTF-8",
@@ -77,25 +67,38 @@ def _kernel_env(home: str) -> dict[str, str]:
     return env
 
 
-def _launch_config(settings: CodeInterpreterSettings, uid: int | None, argv: list[str],
-                   check: bool) -> str:
+def launch_config(settings: CodeInterpreterSettings, uid: int | None, argv: list[str],
+                  check: bool, per_namespace: bool = False,
+                  site_dirs: list[str] | None = None) -> str:
     limits = {
         "RLIMIT_AS": settings.memory_mb * 1024 * 1024,
         "RLIMIT_FSIZE": settings.disk_mb * 1024 * 1024,
         "RLIMIT_CORE": 0,
     }
-    if uid is not None:
-        # Counted per uid: only meaningful when the session has a uid of its own.
+    if uid is not None or per_namespace:
+        # Counted per uid, and per user namespace (Linux 5.14+): only meaningful when the
+        # session has a uid, or a user namespace, of its own.
         limits["RLIMIT_NPROC"] = settings.max_processes
-    return json.dumps({"limits": limits, "uid": uid, "argv": argv, "check": check})
+    return json.dumps({"limits": limits, "uid": uid, "argv": argv, "check": check,
+                       "site_dirs": site_dirs or []})
 
 
 class Sandbox(Protocol):
     name: str
     isolated: bool
+    # The kernel shares the server's uid (rootless): the server connects to its sockets
+    # only through descriptors it checked (kernel.pinned_sockets), and its files are reached
+    # through the sandbox's own root (/proc/PID/root), since its tmpfs is the sandbox's.
+    shares_uid: bool
+    # A kernel restarted in the session finds the files of the one before.
+    keeps_files: bool
 
     def unavailable(self) -> str | None:
         """Why kernels cannot start here, or None."""
+        ...
+
+    def failure_hint(self, output: str) -> str:
+        """What to do when the sandbox's probe failed, saying ``output``; or ""."""
         ...
 
     def prepare(self, workspace: Workspace) -> None:
@@ -121,106 +124,9 @@ class Sandbox(Protocol):
         hands."""
         ...
 
-
-class Bubblewrap:
-    name = "bubblewrap"
-    isolated = True
-
-    def __init__(self, settings: CodeInterpreterSettings) -> None:
-        self.settings = settings
-        self.bwrap = shutil.which("bwrap")
-
-    def unavailable(self) -> str | None:
-        if not sys.platform.startswith("linux"):
-            return "bubblewrap sandboxes need Linux"
-        if self.bwrap is None:
-            return "the bwrap command is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
-        if os.geteuid() != 0:
-            return ("the server does not run as root, which the sandbox needs to give each "
-                    "session its own uid and a size-limited tmpfs")
-        return None
-
-    def prepare(self, workspace: Workspace) -> None:
-        assert workspace.uid is not None
-        if len(str(workspace.ipc_dir(0))) + 8 > _MAX_SOCKET_PATH:
-            raise OSError(f"the data directory path is too long for kernel sockets: "
-                          f"{workspace.root}")
-        workspace.root.mkdir(parents=True)
-        mounts.mount_tmpfs(workspace.root, self.settings.disk_mb * 1024 * 1024)
-        for path in (workspace.data, workspace.tmp, workspace.shm):
-            path.mkdir(mode=0o700)
-            os.chown(path, workspace.uid, workspace.uid)
-
-    def release(self, workspace: Workspace) -> None:
-        for point in mounts.mounts_under(workspace.root):
-            mounts.unmount(point)
-        shutil.rmtree(workspace.root, ignore_errors=True)
-
-    def command(self, workspace: Workspace, ipc: Path, argv: list[str],
-                check: bool = False) -> list[str]:
-        assert self.bwrap is not None
-        args = [self.bwrap, "--die-with-parent", "--new-session", "--unshare-net",
-                "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-                "--hostname", "sandbox", "--clearenv"]
-        for key, value in _kernel_env("/tmp").items():
-            args += ["--setenv", key, value]
-        made: set[str] = {"/"}
-
-        def parents(path: str) -> None:
-            # bwrap makes missing parents 0700, which the kernel's uid could not cross.
-            for parent in reversed(Path(path).parents):
-                if str(parent) not in made:
-                    made.add(str(parent))
-                    args.extend(["--perms", "0755", "--dir", str(parent)])
-
-        args += ["--ro-bind", "/usr", "/usr"]
-        for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
-            if os.path.islink(top):
-                args += ["--symlink", os.readlink(top), top]
-            elif os.path.isdir(top):
-                args += ["--ro-bind", top, top]
-        parents("/etc/x")
-        for path in _ETC_FILES:
-            args += ["--ro-bind-try", path, path]
-        args += ["--proc", "/proc", "--dev", "/dev"]
-        parents(SANDBOX_DATA)
-        args += ["--bind", str(workspace.data), SANDBOX_DATA,
-                 "--bind", str(workspace.tmp), "/tmp",
-                 "--bind", str(workspace.shm), "/dev/shm"]
-        made.update({"/tmp", "/dev", "/dev/shm"})
-        # After /tmp: a Python installed under /tmp (a virtualenv there) stays visible.
-        for path in _python_dirs():
-            parents(path)
-            args += ["--ro-bind", path, path]
-        parents(_SANDBOX_LAUNCH)
-        args += ["--ro-bind", str(LAUNCH_SCRIPT), _SANDBOX_LAUNCH]
-        # The kernel's sockets are reached by the server at the same path as inside.
-        parents(str(ipc))
-        args += ["--bind", str(ipc), str(ipc), "--chdir", SANDBOX_DATA,
-                 sys.executable, _SANDBOX_LAUNCH,
-                 _launch_config(self.settings, workspace.uid, argv, check)]
-        return args
-
-    def spawn(self, workspace: Workspace) -> tuple[dict[str, str], Path]:
-        return {"PATH": "/usr/bin:/bin"}, workspace.root
-
-    def seal(self, ipc: Path) -> None:
-        os.chown(ipc, 0, 0)
-        os.chmod(ipc, 0o755)
-
-
-def _python_dirs() -> list[str]:
-    """The interpreter's and the environment's directories (outside /usr), which hold the
-    standard library, ipykernel and the data packages. Not sys.path: it may name the
-    server's working directory."""
-    found: list[str] = []
-    for prefix in sorted({sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}):
-        path = os.path.abspath(prefix)
-        if path == "/usr" or path.startswith("/usr/"):
-            continue
-        if not any(path == kept or path.startswith(kept + "/") for kept in found):
-            found.append(path)
-    return found
+    def data_dir(self, workspace: Workspace, kernel_pid: int) -> Path:
+        """Where the server finds the session's /mnt/data."""
+        ...
 
 
 class Unsandboxed:
@@ -230,6 +136,8 @@ class Unsandboxed:
 
     name = "none"
     isolated = False
+    shares_uid = False  # (nothing to protect: the kernel can do what the server can)
+    keeps_files = True
 
     def __init__(self, settings: CodeInterpreterSettings) -> None:
         self.settings = settings
@@ -239,6 +147,9 @@ class Unsandboxed:
             return ("VTAI_CODE_SANDBOX=none runs model-written code without any isolation; "
                     "refusing unless VTAI_CODE_ALLOW_UNSANDBOXED=true is set as well")
         return None
+
+    def failure_hint(self, output: str) -> str:
+        return ""
 
     def prepare(self, workspace: Workspace) -> None:
         for path in (workspace.data, workspace.tmp):
@@ -250,14 +161,19 @@ class Unsandboxed:
     def command(self, workspace: Workspace, ipc: Path, argv: list[str],
                 check: bool = False) -> list[str]:
         return [sys.executable, str(LAUNCH_SCRIPT),
-                _launch_config(self.settings, None, argv, check)]
+                launch_config(self.settings, None, argv, check)]
 
     def spawn(self, workspace: Workspace) -> tuple[dict[str, str], Path]:
-        return _kernel_env(str(workspace.tmp)), workspace.data
+        return kernel_env(str(workspace.tmp)), workspace.data
 
     def seal(self, ipc: Path) -> None:
         pass
 
+    def data_dir(self, workspace: Workspace, kernel_pid: int) -> Path:
+        return workspace.data
 
-def build_sandbox(settings: CodeInterpreterSettings) -> Bubblewrap | Unsandboxed:
+
+def build_sandbox(settings: CodeInterpreterSettings) -> Sandbox:
+    from vtai.server.tools.code_interpreter.bubblewrap import Bubblewrap
+
     return Bubblewrap(settings) if settings.sandbox == "bwrap" else Unsandboxed(settings)

@@ -1,5 +1,5 @@
-"""A thread's session: its workspace, the kernel running in it, and recovery when a call
-hits a limit."""
+"""A session's local kernel: its workspace, the kernel running in it, its files, and
+recovery when a call hits a limit (the local CodeSession, see backend.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import asyncio
 import os
 import shutil
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 from vtai.server.settings import CodeInterpreterSettings
+from vtai.server.tools.code_interpreter import files
 from vtai.server.tools.code_interpreter.kernel import (
     KERNEL_ARGS,
     Kernel,
@@ -16,9 +19,12 @@ from vtai.server.tools.code_interpreter.kernel import (
     write_connection,
 )
 from vtai.server.tools.code_interpreter.sandbox import Sandbox, Workspace
+from vtai.server.tools.code_interpreter.session_rows import SessionState
 
 LOST_STATE = ("the kernel was restarted, so variables, imports and definitions are lost "
               "(files in /mnt/data are kept).")
+LOST_ALL = ("the kernel was restarted, so variables, imports and definitions are lost, and "
+            "so are the files in /mnt/data (the sandbox was made anew).")
 
 
 class Session:
@@ -28,11 +34,13 @@ class Session:
         self.settings = settings
         self.workspace = workspace
         self.kernel = kernel
+        self.project = ""  # whose session it is, once handed out
         self.generation = 1
         self.lock = asyncio.Lock()  # one call at a time
-        self.placed: dict[str, str] = {}  # input file id -> its name in the data directory
-        self.copied_out = 0  # bytes of its images and files made Files, for its budget
+        self.state = SessionState()
+        self.notice = ""  # for the first call's logs (the session's state was reset)
         self.last_used = time.monotonic()
+        self.saved_state = self.state.dumps()
 
     @classmethod
     async def open(cls, sandbox: Sandbox, settings: CodeInterpreterSettings,
@@ -45,15 +53,47 @@ class Session:
             raise
         return cls(sandbox, settings, workspace, kernel)
 
+    @property
+    def lost(self) -> str:
+        """What a restart loses."""
+        return LOST_STATE if self.sandbox.keeps_files else LOST_ALL
+
+    @property
+    def data(self) -> Path:
+        """The session's /mnt/data, as the server reaches it."""
+        return self.sandbox.data_dir(self.workspace, self.kernel.pid)
+
     async def revive(self) -> str:
         """Restart the kernel if it stopped since the last call; returns a note for the logs
-        when it did, else an empty string."""
+        when it did (or when the session is new to a thread that had one), else ""."""
         self.last_used = time.monotonic()
+        notice, self.notice = self.notice, ""
         if self.kernel.alive:
-            return ""
+            return notice
         await self.restart()
         return (f"Note: the kernel had stopped since the previous call (it crashed, or kept "
-                f"using CPU time after the call); {LOST_STATE}")
+                f"using CPU time after the call); {self.lost}")
+
+    def interrupt(self) -> None:
+        self.kernel.interrupt()
+
+    async def upload(self, name: str, chunks: AsyncIterator[bytes]) -> None:
+        fd = await asyncio.to_thread(files.create, self.data, name, self.workspace.uid)
+        try:
+            async for chunk in chunks:
+                await asyncio.to_thread(files.write_all, fd, chunk)
+        finally:
+            os.close(fd)
+
+    async def snapshot(self) -> files.Snapshot:
+        return await asyncio.to_thread(files.snapshot, self.data)
+
+    async def read(self, relative: str, max_bytes: int) -> bytes | None:
+        return await asyncio.to_thread(files.read, self.data, relative, max_bytes)
+
+    async def save(self) -> None:
+        """Nothing to do: a local session's state lives with its kernel, in this process
+        (another process starts a session of its own)."""
 
     async def execute(self, code: str, sink: Sink) -> str:
         """Run ``code``; returns a note for the logs when a limit was hit or the kernel had
@@ -70,14 +110,14 @@ class Session:
         }.get(ending.reason)
         if not ending.stopped:
             await self.restart()
-            notes.append(f"{problem}; {LOST_STATE}")
+            notes.append(f"{problem}; {self.lost}")
         else:
             if problem:
                 notes.append(f"{problem}; it was interrupted (variables are kept).")
             if not await self.kernel.tidy():
                 await self.restart()
                 notes.append(f"Processes started by the code could not be stopped; "
-                             f"{LOST_STATE}")
+                             f"{self.lost}")
         self.last_used = time.monotonic()
         return "\n".join(notes)
 
@@ -86,6 +126,8 @@ class Session:
         shutil.rmtree(self.workspace.ipc_dir(self.generation - 1), ignore_errors=True)
         # A new generation even if this start fails, so the next attempt starts clean.
         self.generation += 1
+        if not self.sandbox.keeps_files:
+            self.state.placed.clear()  # the input files are placed again when needed
         self.kernel = await _start_kernel(self.sandbox, self.settings, self.workspace,
                                           self.generation - 1)
 
@@ -104,6 +146,6 @@ async def _start_kernel(sandbox: Sandbox, settings: CodeInterpreterSettings,
     command = sandbox.command(workspace, ipc, ["-f", str(connection), *KERNEL_ARGS])
     env, cwd = sandbox.spawn(workspace)
     kernel = await Kernel.start(command, env, cwd, workspace.log, connection,
-                                settings.start_timeout)
+                                settings.start_timeout, pin=sandbox.shares_uid)
     sandbox.seal(ipc)
     return kernel

@@ -8,18 +8,17 @@ import json
 import logging
 import re
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any
 
 from vtai.server.settings import CodeInterpreterSettings
 from vtai.server.tools.base import MessageAdditions, ToolContext, ToolResult
 from vtai.server.tools.code_interpreter import files
+from vtai.server.tools.code_interpreter.backend import CodeSession, CodeSessions, Unavailable
 from vtai.server.tools.code_interpreter.copyout import CopyOut
+from vtai.server.tools.code_interpreter.gateway_client import GatewayError
 from vtai.server.tools.code_interpreter.kernel import KernelStartError, Output
 from vtai.server.tools.code_interpreter.outputs import ALLOWANCE, CallOutputs, model_text
-from vtai.server.tools.code_interpreter.pool import Pool, Unavailable
 from vtai.server.tools.code_interpreter.sandbox import SANDBOX_DATA
-from vtai.server.tools.code_interpreter.session import Session
 
 log = logging.getLogger("vtai.tools.code_interpreter")
 
@@ -46,7 +45,7 @@ def parse_code(arguments: str) -> str | None:
 class CodeInterpreterTool:
     type = "code_interpreter"
 
-    def __init__(self, settings: CodeInterpreterSettings, pool: Pool) -> None:
+    def __init__(self, settings: CodeInterpreterSettings, pool: CodeSessions) -> None:
         self.settings = settings
         self.pool = pool
         # call id -> {"/mnt/data/out.csv": file id}: files written by calls whose message
@@ -61,8 +60,9 @@ class CodeInterpreterTool:
                 "persist between calls in this conversation. Files the user attached are in "
                 "/mnt/data (list it to see them); write files for the user there and link "
                 "them as sandbox:/mnt/data/<name>. Charts shown with matplotlib "
-                "(plt.show()) are displayed to the user. numpy, pandas and matplotlib are "
-                "available; there is no internet access. A call may run at most "
+                "(plt.show()) are displayed to the user. numpy, pandas, matplotlib, scipy, "
+                "openpyxl and pillow are available; there is no internet access. A call may "
+                "run at most "
                 f"{self.settings.timeout:g} seconds."),
             "parameters": {
                 "type": "object",
@@ -84,10 +84,13 @@ class CodeInterpreterTool:
                          "argument.")
         else:
             try:
-                session = await self.pool.session(ctx.session)
+                session = await self.pool.session(ctx.project, ctx.session)
                 async with session.lock:
-                    await self._run(ctx, session, call_id, code, outputs)
-            except (Unavailable, KernelStartError, OSError) as err:
+                    try:
+                        await self._run(ctx, session, call_id, code, outputs)
+                    finally:
+                        await session.save()
+            except (Unavailable, KernelStartError, GatewayError, OSError) as err:
                 log.warning("code interpreter call %s failed: %s", call_id, err)
                 reason = str(err).splitlines()[0] if str(err) else type(err).__name__
                 outputs.note(f"Code execution is unavailable: {reason}")
@@ -96,13 +99,15 @@ class CodeInterpreterTool:
                 "code_interpreter": {"input": code or "", "outputs": items}}
         return ToolResult(call=call, output=model_text(items, outputs.limit))
 
-    async def _run(self, ctx: ToolContext, session: Session, call_id: str, code: str,
+    async def _run(self, ctx: ToolContext, session: CodeSession, call_id: str, code: str,
                    outputs: CallOutputs) -> None:
+        revived = await session.revive()
+        if revived:
+            outputs.note(revived + "\n")
         for problem in await self._place_inputs(ctx, session):
             outputs.note(problem + "\n")
-        data = session.workspace.data
-        before = await asyncio.to_thread(files.snapshot, data)
-        copies = CopyOut(self.settings, session)
+        before = await session.snapshot()
+        copies = CopyOut(self.settings, session.state)
 
         async def sink(output: Output) -> None:
             if output.image is not None:
@@ -112,19 +117,16 @@ class CodeInterpreterTool:
             else:
                 outputs.text(output.text)
 
-        revived = await session.revive()
-        if revived:
-            outputs.note(revived + "\n")
         try:
             note = await session.execute(code, sink)
         except asyncio.CancelledError:
-            session.kernel.interrupt()  # the run was cancelled: stop the code too
+            session.interrupt()  # the run was cancelled: stop the code too
             raise
         if note:
             outputs.note(note + "\n")
         _note(outputs, copies.extra_images())
-        after = await asyncio.to_thread(files.snapshot, data)
-        written = await self._copy_written(ctx, data, files.written(before, after), copies,
+        after = await session.snapshot()
+        written = await self._copy_written(ctx, session, files.written(before, after), copies,
                                            outputs)
         if written:
             self.remember_written(call_id, written)
@@ -152,14 +154,14 @@ class CodeInterpreterTool:
         copies.copied(len(content))
         outputs.image(stored["id"])
 
-    async def _copy_written(self, ctx: ToolContext, data: Path, written: list[str],
+    async def _copy_written(self, ctx: ToolContext, session: CodeSession, written: list[str],
                             copies: CopyOut, outputs: CallOutputs) -> dict[str, str]:
         """Files the call wrote become Files, within the bounds: their sandbox paths and
         file ids."""
         copied: dict[str, str] = {}
         for relative in written[:copies.max_files]:
             try:
-                content = await asyncio.to_thread(files.read, data, relative, copies.room())
+                content = await session.read(relative, copies.room())
             except files.TooBig as big:
                 _note(outputs, copies.refusal(relative, big.size))
                 continue
@@ -172,17 +174,18 @@ class CodeInterpreterTool:
         _note(outputs, copies.extra_files(len(written)))
         return copied
 
-    async def _place_inputs(self, ctx: ToolContext, session: Session) -> list[str]:
-        """Copy the run's input files not yet in the session into its data directory, under
+    async def _place_inputs(self, ctx: ToolContext, session: CodeSession) -> list[str]:
+        """Copy the run's input files not yet in the session into its /mnt/data, under
         their filenames; returns what went wrong, for the logs."""
-        wanted = [file_id for file_id in ctx.input_file_ids if file_id not in session.placed]
+        placed = session.state.placed
+        wanted = [file_id for file_id in ctx.input_file_ids if file_id not in placed]
         if not wanted:
             return []
         async with ctx.db.read() as conn:
             found = {file_id: await ctx.files.get(conn, file_id, ctx.project)
                      for file_id in wanted}
         problems = []
-        taken = set(session.placed.values())
+        taken = set(placed.values())
         for file_id, file in found.items():
             if file is None:
                 continue  # deleted since it was attached
@@ -190,13 +193,12 @@ class CodeInterpreterTool:
             if name in taken:
                 name = f"{file_id}-{name}"
             try:
-                async with ctx.files.local_path(file_id) as source:
-                    await asyncio.to_thread(files.place, session.workspace.data, name,
-                                            source, session.workspace.uid)
-            except OSError as err:
-                problems.append(f"Could not put {name} in /mnt/data: {err.strerror or err}")
+                await session.upload(name, await ctx.files.open(file_id))
+            except (OSError, GatewayError) as err:
+                reason = getattr(err, "strerror", None) or err
+                problems.append(f"Could not put {name} in /mnt/data: {reason}")
                 continue
-            session.placed[file_id] = name
+            placed[file_id] = name
             taken.add(name)
         return problems
 

@@ -1,7 +1,7 @@
 """blob_chunks: file bytes in PostgreSQL
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 
 On PostgreSQL, file bytes (uploads, code interpreter outputs) are rows of this table, so
 servers on several hosts share nothing but the database (store/pgblobs.py); on SQLite they
@@ -20,7 +20,7 @@ from alembic import op
 ID = sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql")
 
 revision = '0009'
-down_revision = '0007'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 
