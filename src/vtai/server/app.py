@@ -15,6 +15,7 @@ from vtai.heap import settle_heap
 from vtai.server.api import (
     assistants,
     chat,
+    containers,
     conversations,
     errors,
     files,
@@ -79,8 +80,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(NoNulInUrl)
+    upload_limit = settings.max_file_bytes + UPLOAD_OVERHEAD_BYTES
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes, paths={
-        f"{API_PREFIX}/files": settings.max_file_bytes + UPLOAD_OVERHEAD_BYTES})
+        f"{API_PREFIX}/files": upload_limit,
+        f"{API_PREFIX}/containers/[^/]+/files": upload_limit})
     keyring = KeyRing(settings, runtime.db)
     # outside BodyLimit and inside CORS (which answers preflights, sent without a key)
     rate_limiter = RateLimiter(settings.rate_limit_per_minute)
@@ -96,7 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # runs first: its /threads/runs must win over /threads/{thread_id}
     for router in (runs.router, assistants.router, threads.router, messages.router,
                    files.router, vector_stores.router, models.router, responses.router,
-                   conversations.router, chat.router):
+                   conversations.router, chat.router, containers.router):
         app.include_router(router, prefix=API_PREFIX)
 
     @app.get("/healthz", include_in_schema=False)

@@ -21,6 +21,7 @@ from vtai.server.runs.response_records import ResponseRecords
 from vtai.server.runs.worker import RESPONSES, Worker
 from vtai.server.settings import Settings
 from vtai.server.store import queries
+from vtai.server.store.containers import ContainerStore
 from vtai.server.store.db import Database
 from vtai.server.store.files import FileStore
 from vtai.server.tools.registry import PluginEnv, load_plugins
@@ -37,6 +38,7 @@ class Runtime:
         self.metrics = Metrics()
         self.records = RunRecords(self.db, self.bus, self.metrics)
         self.files = FileStore.at(self.db, settings.data_dir)
+        self.containers = ContainerStore(self.files)
         self.retrieval = Retrieval(settings.retrieval, self.db, self.files,
                                    self.providers.default)
         self.plugins = load_plugins(PluginEnv(settings, self.db, self.files, self.providers,

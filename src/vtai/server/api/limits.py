@@ -7,6 +7,7 @@ read, 429 (with ``retry-after``) for too many requests.
 from __future__ import annotations
 
 import math
+import re
 import time
 
 from starlette.datastructures import Headers
@@ -23,19 +24,21 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyLimit:
-    """Request bodies are cut off past a limit: ``limit``, or ``paths[path]`` for paths
-    such as file uploads that take more. Chunked bodies are counted as they arrive."""
+    """Request bodies are cut off past a limit: ``limit``, or ``paths[pattern]`` for paths
+    matching a pattern (a regular expression of the whole path), such as file uploads that
+    take more. Chunked bodies are counted as they arrive."""
 
     def __init__(self, app: ASGIApp, limit: int, paths: dict[str, int]) -> None:
         self.app = app
         self.limit = limit
-        self.paths = paths
+        self.paths = [(re.compile(pattern), size) for pattern, size in paths.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.paths.get(scope["path"], self.limit)
+        limit = next((size for pattern, size in self.paths
+                      if pattern.fullmatch(scope["path"])), self.limit)
         declared = Headers(scope=scope).get("content-length")
         received = 0
 

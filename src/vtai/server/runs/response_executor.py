@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from contextlib import aclosing
@@ -54,8 +55,9 @@ from vtai.server.runs.response_records import (
 from vtai.server.runs.response_shape import creation_events, public
 from vtai.server.runs.response_stream import ResponseOutput
 from vtai.server.runs.tokens import Count, Tokenizers
+from vtai.server.store.containers import DATA, ContainerStore
 from vtai.server.store.files import FileStore
-from vtai.server.tools.base import BuiltinTool, ToolContext, ToolResult
+from vtai.server.tools.base import BuiltinTool, InputFile, ToolContext, ToolResult
 from vtai.server.tools.file_search import citations
 
 log = logging.getLogger("vtai.responses")
@@ -92,6 +94,7 @@ class ResponseExecutor:
                  builtins: dict[str, BuiltinTool] | None = None,
                  tokenizers: Tokenizers | None = None) -> None:
         self.records = records
+        self.containers = ContainerStore(files)
         self.db = records.db
         self.providers = providers
         self.files = files
@@ -193,7 +196,7 @@ class ResponseExecutor:
             cut = answer.acc.finish_reason in ("length", "content_filter")
             if not cut:
                 _check_names(answer.acc, offered)
-            self._close_message(out, builtins, steps)
+            self._close_message(stored, out, builtins, steps)
             for draft in answer.acc.calls:
                 index = answer.functions.get(id(draft))
                 if index is not None:
@@ -271,8 +274,8 @@ class ResponseExecutor:
         elif not isinstance(piece, CallOpened):
             raise TypeError(f"unknown piece {piece!r}")
 
-    def _close_message(self, out: ResponseOutput, builtins: dict[str, _Builtin],
-                       steps: list[dict[str, Any]]) -> None:
+    def _close_message(self, stored: Stored, out: ResponseOutput,
+                       builtins: dict[str, _Builtin], steps: list[dict[str, Any]]) -> None:
         """Close the open message with the citations its text makes of the built-in calls
         before it."""
         if not out.message_open:
@@ -283,7 +286,7 @@ class ResponseExecutor:
             mine = [s for s in steps if s["type"] == builtin.tool.type]
             if mine:
                 notes += _annotations(builtin.tool.message_additions(text, mine).annotations,
-                                      text)
+                                      _container(stored.data, builtin.entry))
         steps.clear()
         out.close_message("completed", sorted(notes, key=lambda n: n.get("index", 0)))
 
@@ -319,12 +322,34 @@ class ResponseExecutor:
                                                          list(entry.get("vector_store_ids")
                                                               or ()))
 
-        container_spec = entry.get("container")
-        input_files = list(container_spec.get("file_ids") or ()) \
-            if isinstance(container_spec, dict) else []
+        async def inputs() -> list[InputFile]:
+            """The container's files (it is in use now)."""
+            async with self.db.write() as conn:
+                found = await self.containers.get(conn, project, container)
+                if found is None:
+                    return []
+                await self.containers.touch(conn, found)
+                listed = await self.containers.files_of(conn, container)
+            return [InputFile(f["id"], name, functools.partial(self.containers.open, f["id"]))
+                    for f in listed if "/" not in (name := f["path"].removeprefix(DATA + "/"))]
+
+        async def keep(relative: str, content: bytes) -> str:
+            """A file the code wrote, as a file of the container."""
+            async with self.db.read() as conn:
+                found = await self.containers.get(conn, project, container)
+            if found is None:  # (deleted meanwhile: a file object then)
+                return str((await self.files.create_from_bytes(
+                    project, relative.rsplit("/", 1)[-1], "assistants_output", content))["id"])
+            kept = await self.containers.keep(project, found, f"{DATA}/{relative}", content,
+                                              "assistant", None)
+            return str(kept["id"])
+
+        spec = entry.get("container")
+        input_files = list(spec.get("file_ids") or ()) if isinstance(spec, dict) else []
         return ToolContext(project=project, session=container, db=self.db, files=self.files,
                            settings=self.providers.settings, options=entry,
-                           input_file_ids=input_files, store_ids=stores)
+                           input_file_ids=input_files, store_ids=stores, input_files=inputs,
+                           keep_written=keep)
 
     async def _end(self, stored: Stored, out: ResponseOutput, status: str, *,
                    usage: dict[str, int] | None = None, error: dict[str, Any] | None = None,
@@ -355,14 +380,20 @@ def _check_names(acc: Accumulator, offered: set[str]) -> None:
                                              f"{listed}).")
 
 
-def _annotations(found: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
-    """Annotations of a run's message as output_text annotations."""
+def _annotations(found: list[dict[str, Any]], container_id: str) -> list[dict[str, Any]]:
+    """Annotations of a run's message as output_text annotations: a link to a file the code
+    wrote in the container is a ``container_file_citation``."""
     notes = []
     for note in found:
         if note["type"] == "file_citation":
             match = citations.MARKER.fullmatch(note.get("text") or "")
             notes.append({"type": "file_citation", "file_id": note["file_citation"]["file_id"],
                           "filename": match[3] if match else "", "index": note["start_index"]})
+        elif note["type"] == "file_path" and note["file_path"]["file_id"].startswith("cfile_"):
+            notes.append({"type": "container_file_citation", "container_id": container_id,
+                          "file_id": note["file_path"]["file_id"],
+                          "filename": note["text"].rsplit("/", 1)[-1],
+                          "start_index": note["start_index"], "end_index": note["end_index"]})
         elif note["type"] == "file_path":
             notes.append({"type": "file_path", "file_id": note["file_path"]["file_id"],
                           "index": note["start_index"]})

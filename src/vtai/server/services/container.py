@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from vtai.server.runtime import Runtime
 from vtai.server.services.assistants import Assistants
+from vtai.server.services.containers import Containers
 from vtai.server.services.conversations import Conversations
 from vtai.server.services.files import Files
 from vtai.server.services.messages import Messages
@@ -31,6 +32,7 @@ class Services:
     responses: Responses
     conversations: Conversations
     passthrough: PassThrough
+    containers: Containers
 
     @classmethod
     def of(cls, runtime: Runtime) -> Services:
@@ -43,6 +45,7 @@ class Services:
             run_reads=RunReads(db, runtime.bus), files=Files(runtime.files, settings),
             vector_stores=VectorStores(runtime.retrieval), models=Models(runtime.providers),
             responses=Responses(db, runtime.responses, runtime.response_worker,
-                                runtime.providers),
+                                runtime.providers, runtime.containers),
             conversations=Conversations(db, threads),
-            passthrough=PassThrough(runtime.providers))
+            passthrough=PassThrough(runtime.providers),
+            containers=Containers(runtime.containers, settings))

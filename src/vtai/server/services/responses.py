@@ -36,6 +36,7 @@ from vtai.server.runs.response_shape import new_response, public
 from vtai.server.runs.tokens import Tokenizers
 from vtai.server.runs.worker import Worker
 from vtai.server.store import items, objects, queries, tables
+from vtai.server.store.containers import RUNNING, ContainerStore, new_container, shown
 from vtai.server.store.db import Database
 from vtai.server.store.sql import Connection
 
@@ -89,8 +90,10 @@ def _check_calls(history: list[dict[str, Any]], new: list[dict[str, Any]]) -> No
 
 class Responses:
     def __init__(self, db: Database, records: ResponseRecords, worker: Worker,
-                 providers: Providers, tokenizers: Tokenizers | None = None) -> None:
+                 providers: Providers, containers: ContainerStore,
+                 tokenizers: Tokenizers | None = None) -> None:
         self.db = db
+        self.containers = containers
         self.records = records
         self.worker = worker
         self.providers = providers
@@ -113,6 +116,7 @@ class Responses:
             history, previous = await self._history(conn, project, body.previous_response_id,
                                                     conversation_id)
             new = await self._input(conn, project, request.get("input"))
+            container, made = await self._container(conn, project, request, previous)
         _check_calls(history, new)
         given = [item["id"] for item in request.get("input") or ()
                  if isinstance(item, dict) and item.get("id")]
@@ -121,8 +125,7 @@ class Responses:
         lease = self.worker.lease_for_new_run()
         background = bool(body.background)
         status = QUEUED if background or lease is None else IN_PROGRESS
-        data = new_response(response_id, request, status, conversation_id,
-                            _container(request, previous))
+        data = new_response(response_id, request, status, conversation_id, container)
         stored = body.store is not False
         sub = self.records.bus.subscribe(response_id) if body.stream or not background \
             else None
@@ -135,6 +138,8 @@ class Responses:
                     attempt=0, data=objects.dumps(data),
                     **(lease or {"worker_id": None, "lease_expires_at": None})))
                 await items.insert_items(conn, project, response_id, items.INPUT, new)
+                if made is not None:
+                    await self.containers.insert(conn, project, made)
                 if conversation_id is not None:
                     await append_to_conversation(conn, project, conversation_id, new, given)
                 if lease is None:
@@ -164,6 +169,29 @@ class Responses:
                         return dict(orjson.loads(event.data)["response"])
         finally:
             sub.close()
+
+    async def _container(self, conn: Connection, project: str, request: dict[str, Any],
+                         previous: dict[str, Any] | None
+                         ) -> tuple[str | None, dict[str, Any] | None]:
+        """The container of the response's code interpreter: the one it names (which must
+        be the project's, and running), or for ``auto`` the previous response's while it
+        runs, else a new one (returned too, to be stored with the response)."""
+        for index, tool in enumerate(request.get("tools") or ()):
+            if tool["type"] != "code_interpreter":
+                continue
+            if isinstance(tool["container"], str):
+                found = await self.containers.get(conn, project, tool["container"])
+                if found is None or shown(found)["status"] != RUNNING:
+                    raise bad_request(f"Container '{tool['container']}' not found, or "
+                                      "expired.", f"tools[{index}].container")
+                return found["id"], None
+            if previous is not None and previous.get("_container"):
+                found = await self.containers.get(conn, project, previous["_container"])
+                if found is not None and shown(found)["status"] == RUNNING:
+                    return found["id"], None
+            made = new_container("auto")
+            return made["id"], made
+        return None, None
 
     async def _route(self, model: str) -> None:
         try:
@@ -322,14 +350,3 @@ def page_of(found: list[dict[str, Any]], page: ListParams) -> dict[str, Any]:
             "first_id": shown[0]["id"] if shown else None,
             "last_id": shown[-1]["id"] if shown else None,
             "has_more": len(ordered) > page.limit}
-
-
-def _container(request: dict[str, Any], previous: dict[str, Any] | None) -> str | None:
-    """The container of an ``auto`` code interpreter: the previous response's, if it had
-    one (its files and variables go on), else a new one."""
-    for tool in request.get("tools") or ():
-        if tool["type"] == "code_interpreter" and not isinstance(tool["container"], str):
-            if previous is not None and previous.get("_container"):
-                return str(previous["_container"])
-            return ids.new_id("cntr_")
-    return None

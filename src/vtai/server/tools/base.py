@@ -8,7 +8,7 @@ calls the model again: no ``requires_action`` round trip through the client.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,6 +19,21 @@ from vtai.server.store.files import FileStore
 
 async def _no_stores() -> list[str]:
     return []
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """A file to put in the code interpreter's /mnt/data that is not a file object (a
+    container's file)."""
+
+    key: str  # what the session remembers it by: once placed, it is not placed again
+    name: str  # its name in /mnt/data
+    open: Callable[[], Awaitable[AsyncIterator[bytes]]]  # its bytes, a chunk at a time
+
+
+# Keeps a file the code wrote (its path below /mnt/data, its bytes) somewhere of the
+# engine's choosing; returns the id it is kept under.
+KeepWritten = Callable[[str, bytes], Awaitable[str]]
 
 
 @dataclass
@@ -36,8 +51,12 @@ class ToolContext:
     # The tool's own options, as the run's or response's tools give them (file_search:
     # max_num_results, ranking_options, filters).
     options: dict[str, Any] = field(default_factory=dict)
-    # code_interpreter: the files to put in /mnt/data.
+    # code_interpreter: the files to put in /mnt/data (file objects; and others, asked
+    # for when the code runs), and where the files the code writes go (None: they become
+    # file objects).
     input_file_ids: list[str] = field(default_factory=list)
+    input_files: Callable[[], Awaitable[list[InputFile]]] | None = None
+    keep_written: KeepWritten | None = None
     # file_search: the vector stores to search, usable and indexed (asked for when the
     # model searches: making a thread's store and indexing its files takes time).
     store_ids: Callable[[], Awaitable[list[str]]] = _no_stores

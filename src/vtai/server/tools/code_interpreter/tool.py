@@ -4,6 +4,7 @@ code to the step's ``code_interpreter`` object, the Files it made, and the messa
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -11,7 +12,7 @@ from collections import OrderedDict
 from typing import Any
 
 from vtai.server.settings import CodeInterpreterSettings
-from vtai.server.tools.base import MessageAdditions, ToolContext, ToolResult
+from vtai.server.tools.base import InputFile, MessageAdditions, ToolContext, ToolResult
 from vtai.server.tools.code_interpreter import files
 from vtai.server.tools.code_interpreter.backend import CodeSession, CodeSessions, Unavailable
 from vtai.server.tools.code_interpreter.copyout import CopyOut
@@ -156,8 +157,8 @@ class CodeInterpreterTool:
 
     async def _copy_written(self, ctx: ToolContext, session: CodeSession, written: list[str],
                             copies: CopyOut, outputs: CallOutputs) -> dict[str, str]:
-        """Files the call wrote become Files, within the bounds: their sandbox paths and
-        file ids."""
+        """Files the call wrote become Files (or go where ``ctx.keep_written`` keeps them),
+        within the bounds: their sandbox paths and ids."""
         copied: dict[str, str] = {}
         for relative in written[:copies.max_files]:
             try:
@@ -167,39 +168,48 @@ class CodeInterpreterTool:
                 continue
             if content is None:
                 continue
-            stored = await ctx.files.create_from_bytes(
-                ctx.project, relative.rsplit("/", 1)[-1], OUTPUT_PURPOSE, content)
+            if ctx.keep_written is not None:
+                kept = await ctx.keep_written(relative, content)
+                session.state.placed[kept] = relative  # (it is there already)
+            else:
+                kept = (await ctx.files.create_from_bytes(
+                    ctx.project, relative.rsplit("/", 1)[-1], OUTPUT_PURPOSE, content))["id"]
             copies.copied(len(content))
-            copied[f"{SANDBOX_DATA}/{relative}"] = stored["id"]
+            copied[f"{SANDBOX_DATA}/{relative}"] = kept
         _note(outputs, copies.extra_files(len(written)))
         return copied
 
     async def _place_inputs(self, ctx: ToolContext, session: CodeSession) -> list[str]:
-        """Copy the run's input files not yet in the session into its /mnt/data, under
+        """Copy the call's input files not yet in the session into its /mnt/data, under
         their filenames; returns what went wrong, for the logs."""
         placed = session.state.placed
+        inputs = await ctx.input_files() if ctx.input_files is not None else []
         wanted = [file_id for file_id in ctx.input_file_ids if file_id not in placed]
-        if not wanted:
-            return []
-        async with ctx.db.read() as conn:
-            found = {file_id: await ctx.files.get(conn, file_id, ctx.project)
-                     for file_id in wanted}
+        if wanted:
+            async with ctx.db.read() as conn:
+                found = {file_id: await ctx.files.get(conn, file_id, ctx.project)
+                         for file_id in wanted}
+            taken = set(placed.values())
+            for file_id, file in found.items():
+                if file is None:
+                    continue  # deleted since it was attached
+                name = files.safe_name(file["filename"], file_id)
+                if name in taken:
+                    name = f"{file_id}-{name}"
+                taken.add(name)
+                inputs.append(InputFile(file_id, name,
+                                        functools.partial(ctx.files.open, file_id)))
         problems = []
-        taken = set(placed.values())
-        for file_id, file in found.items():
-            if file is None:
-                continue  # deleted since it was attached
-            name = files.safe_name(file["filename"], file_id)
-            if name in taken:
-                name = f"{file_id}-{name}"
-            try:
-                await session.upload(name, await ctx.files.open(file_id))
-            except (OSError, GatewayError) as err:
-                reason = getattr(err, "strerror", None) or err
-                problems.append(f"Could not put {name} in /mnt/data: {reason}")
+        for item in inputs:
+            if item.key in placed:
                 continue
-            placed[file_id] = name
-            taken.add(name)
+            try:
+                await session.upload(item.name, await item.open())
+            except (OSError, GatewayError, FileNotFoundError) as err:
+                reason = getattr(err, "strerror", None) or err
+                problems.append(f"Could not put {item.name} in /mnt/data: {reason}")
+                continue
+            placed[item.key] = item.name
         return problems
 
     def replay(self, call: dict[str, Any]) -> tuple[str, str]:
