@@ -12,7 +12,6 @@ import json
 import re
 import struct
 import sys
-import types
 import zlib
 from typing import Any
 
@@ -145,9 +144,13 @@ def file_search_plugin(env: PluginEnv) -> ToolPlugin:
 
 
 if __name__ == "__main__":  # `vtai serve` with these tools as its built-in tools
-    sys.modules["vtai.server.tools.code_interpreter"] = sys.modules[__name__]
-    sys.modules["vtai.server.tools.file_search"] = types.SimpleNamespace(  # type: ignore
-        plugin=file_search_plugin)
+    # The real packages stay (the engine imports their other modules); only the function
+    # the registry builds each tool with is swapped.
+    import vtai.server.tools.code_interpreter as code_interpreter
+    import vtai.server.tools.file_search as file_search
     from vtai.cli import app
+
+    code_interpreter.plugin = plugin  # type: ignore[assignment]
+    file_search.plugin = file_search_plugin  # type: ignore[assignment]
 
     app()
