@@ -25,7 +25,6 @@ from vtai.server.tools.code_interpreter import procs, sockets
 POLL_SECONDS = 0.1  # how often limits are checked while a call runs
 INTERRUPT_GRACE = 3.0  # seconds an interrupted call gets to stop before a restart
 STOP_CHECKS = 250  # every 20 ms, for a stopped kernel's processes to be gone
-TIDY_SECONDS = 2.0  # to kill what the code left running, before restarting instead
 IMAGE_TYPES = ("image/png", "image/jpeg")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -193,7 +192,7 @@ class Kernel:
         """Kill the processes the code started and left behind, and have the kernel wait
         for its dead children; False if that failed (a fork bomb outrunning the kills), so
         the kernel must be restarted."""
-        deadline = time.monotonic() + TIDY_SECONDS
+        deadline = time.monotonic() + procs.TIDY_SECONDS
         while True:
             live, zombies = procs.strays(self.process.pid, self.own)
             if not live:

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from vtai.server.tools.code_interpreter.files import MAX_DEPTH, MAX_ENTRIES
+from vtai.server.tools.code_interpreter.procs import TIDY_SECONDS
 
 CHUNK_BYTES = 1024 * 1024  # of a file, per message: its base64 stays within a WebSocket frame
 
@@ -73,23 +74,32 @@ else:
 # Processes the code started and left running are killed after each call, as local kernels'
 # are (they would hold the process limit), but only in a sandbox of ours: there the kernel is
 # the child of the pid namespace's init (bwrap's), and kill(-1) reaches that namespace only.
-_TIDY = """
-import os, signal
+# A fork bomb can outrun one kill, and the killed count against the limit until they are
+# reaped, so this repeats until the namespace holds only its init and the kernel (or a
+# deadline passes).
+_TIDY = f"tidy_seconds = {TIDY_SECONDS!r}\n" + """
+import os, signal, time
 try:
     with open('/proc/1/cmdline', 'rb') as init:
         sandboxed = os.getppid() == 1 and init.read().startswith(b'bwrap')
 except OSError:
     sandboxed = False
 if sandboxed:
-    try:
-        os.kill(-1, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
-        while os.waitpid(-1, os.WNOHANG)[0]:
+    kernel, deadline = os.getpid(), time.monotonic() + tidy_seconds
+    while True:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
             pass
-    except ChildProcessError:
-        pass
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            pass
+        if time.monotonic() > deadline or not [
+                p for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, kernel)]:
+            break
+        time.sleep(0.005)
 """
 
 

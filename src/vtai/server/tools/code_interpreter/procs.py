@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 
+TIDY_SECONDS = 2.0  # to kill what code left running after a call, before restarting instead
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
