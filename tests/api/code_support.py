@@ -77,8 +77,11 @@ class KernelGateway:
         prefix = workdir / "prefix"
         subprocess.run([sys.executable, "-m", "vtai.server.tools.code_interpreter.kernelspec",
                         "install", "--prefix", str(prefix)], check=True, capture_output=True)
+        # The kernels' unix sockets live in the runtime dir: a path of at most 107 bytes
+        # each, so it is a short one of its own rather than under pytest's tmp dir.
+        self.runtime_dir = Path(tempfile.mkdtemp(prefix="vtai-gw-"))
         self.env = {**os.environ, **env, "JUPYTER_PATH": str(prefix / "share" / "jupyter"),
-                    "JUPYTER_RUNTIME_DIR": str(workdir / "rt"),
+                    "JUPYTER_RUNTIME_DIR": str(self.runtime_dir),
                     "JUPYTER_DATA_DIR": str(workdir / "data")}
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -111,7 +114,7 @@ class KernelGateway:
     def kernel_ids(self) -> list[str]:
         """The kernels the gateway runs (by their connection files)."""
         return sorted(p.stem.removeprefix("kernel-")
-                      for p in (self.workdir / "rt").glob("kernel-*.json"))
+                      for p in self.runtime_dir.glob("kernel-*.json"))
 
     def delete(self, kernel_id: str) -> None:
         httpx.delete(f"{self.url}/api/kernels/{kernel_id}", timeout=30,
@@ -130,6 +133,7 @@ class KernelGateway:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
 
 @contextmanager
