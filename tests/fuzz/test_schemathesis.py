@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import schemathesis
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -47,6 +48,10 @@ def openai_error_shape(ctx: Any, response: Any, case: Any) -> bool | None:
     return True
 
 
+# Hundreds of cases each: more than the suite's per-test bound on a busy machine.
+FUZZ_TIME = pytest.mark.timeout(900)
+
+
 def fuzz(schema: Any, base_url: str, modes: list[GenerationMode], checks: list[Any]) -> int:
     """Run every operation of ``schema``; returns how many cases ran."""
     ran = 0
@@ -70,6 +75,7 @@ def fuzz(schema: Any, base_url: str, modes: list[GenerationMode], checks: list[A
     return ran
 
 
+@FUZZ_TIME
 def test_own_api_never_fails_and_speaks_openai_errors(server: ServerProcess) -> None:
     root = server.base_url.removesuffix("/v1")
     schema = schemathesis.openapi.from_dict(httpx.get(f"{root}/openapi.json").json())
@@ -115,6 +121,7 @@ def _dedupe_required(node: Any) -> None:
             _dedupe_required(value)
 
 
+@FUZZ_TIME
 def test_responses_conform_to_openai_contract(server: ServerProcess) -> None:
     schema = schemathesis.openapi.from_dict(contract()).include(path_regex=IMPLEMENTED)
     ran = fuzz(schema, server.base_url, [GenerationMode.POSITIVE],
@@ -125,6 +132,7 @@ def test_responses_conform_to_openai_contract(server: ServerProcess) -> None:
 
 
 
+@FUZZ_TIME
 def test_responses_api_conforms_to_openai_contract(server: ServerProcess) -> None:
     schema = schemathesis.openapi.from_dict(contract(RESPONSES_CONTRACT)).include(
         path_regex=RESPONSES_IMPLEMENTED)
