@@ -78,6 +78,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                        "openai SDK, measured; the others load the server over raw SSE), sdk "
                        "(every worker on the SDK), SSE read with httpx, or SSE bytes scanned "
                        "on bench.rawhttp (least client CPU)")
+    group.add_argument("--api", choices=["assistants", "responses"], default="assistants",
+                       help="what the overhead test streams from our server: a run "
+                            "(runs.stream) or a response (responses.create(stream=True)); "
+                            "held streams are runs either way")
     group.add_argument("--hold", type=int,
                        help="streaming runs held open at once (default 1000, quick 200; 0: skip)")
     group.add_argument("--hold-seconds", type=float,
@@ -216,9 +220,10 @@ async def main(args: argparse.Namespace, argv: list[str]) -> int:
         hold = args.hold if args.hold is not None else (200 if args.quick else 1000)
         print("runs: streaming overhead and held streams", flush=True)
         data = await runs.run(out, backends, run_levels(args), args.runs_client, hold,
-                              hold_pacing(args), args.profile)
+                              hold_pacing(args), args.profile, args.api)
         results["runs"] = data
         section = "runs" if args.runs_client == "probes" else f"runs-{args.runs_client}"
+        section += "" if args.api == "assistants" else f"-{args.api}"
         sections[section] = runs.report(data)
 
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))

@@ -27,7 +27,7 @@ import random
 import re
 import time
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,9 @@ class Shape:
     model: str  # the fake model's name for this pacing
     pacing: Pacing
     steady: bool  # workers start spread out (else all at once)
+    # What "ours" calls: `assistants` (a run on a thread of its own, streamed) or `responses`
+    # (`responses.create(stream=True)` with the same prompt).
+    api: str = "assistants"
 
 
 # Each worker of the load generator gets clients of its own: httpcore's connection pool does
@@ -153,6 +156,19 @@ class _SdkPaths:
                     status = event.event.removeprefix("thread.run.")
                 elif event.event == "error":
                     return first, f"error event: {event.data}"
+        return first, status
+
+    async def response(self, model: str) -> tuple[float | None, str]:
+        """Time of the first `response.output_text.delta`, and how the response ended."""
+        first = None
+        status = "no status"
+        stream = await self.server.responses.create(model=model, input=PROMPT, stream=True)
+        async for event in stream:
+            if event.type == "response.output_text.delta":
+                if first is None:
+                    first = time.perf_counter()
+            elif event.type in _RESPONSE_ENDS:
+                status = event.type.removeprefix("response.")
         return first, status
 
     async def close(self) -> None:
@@ -205,6 +221,21 @@ class _HttpxPaths:
                     status = "error event"
         return first, status
 
+    async def response(self, model: str) -> tuple[float | None, str]:
+        first = None
+        status = "no status"
+        body = {"model": model, "input": PROMPT, "stream": True}
+        async with self.server.stream("POST", "/responses", json=body) as response:
+            if response.status_code != 200:
+                return None, f"HTTP {response.status_code}: {(await response.aread())[:300]!r}"
+            async for line in response.aiter_lines():
+                if line == "event: response.output_text.delta":
+                    if first is None:
+                        first = time.perf_counter()
+                elif line.removeprefix("event: ") in _RESPONSE_ENDS:
+                    status = line.removeprefix("event: response.")
+        return first, status
+
     async def close(self) -> None:
         await self.model.aclose()
         await self.server.aclose()
@@ -212,6 +243,8 @@ class _HttpxPaths:
 
 _CONTENT = re.compile(rb'"content":"[^"]')
 _RUN_STATUS = re.compile(rb"event: (?:thread\.run\.(\w+)|(error))\n")
+_RESPONSE_END = re.compile(rb"event: response\.(completed|failed|incomplete)\n")
+_RESPONSE_ENDS = ("response.completed", "response.failed", "response.incomplete")
 _TAIL = 64  # bytes kept from one piece to the next, so a pattern split between them is found
 
 
@@ -252,6 +285,22 @@ class _RawPaths:
                     first = time.perf_counter()
                 for run_status, _ in _RUN_STATUS.findall(piece):
                     status = run_status.decode() if run_status else "error event"
+        except HTTPError as err:
+            return None, str(err)
+        return first, status
+
+    async def response(self, model: str) -> tuple[float | None, str]:
+        first = None
+        status = "no status"
+        body = orjson.dumps({"model": model, "input": PROMPT, "stream": True})
+        seen = b""
+        try:
+            async for piece in self.server.stream("POST", "/responses", body):
+                seen = seen[-_TAIL:] + piece
+                if first is None and b"event: response.output_text.delta\n" in seen:
+                    first = time.perf_counter()
+                for end in _RESPONSE_END.findall(piece):
+                    status = end.decode()
         except HTTPError as err:
             return None, str(err)
         return first, status
@@ -321,11 +370,13 @@ async def _phase(path: str, shape: Shape, concurrency: int, per_worker: int,
         for n in range(per_worker):
             if stagger and n:
                 await asyncio.sleep(jitter.uniform(0, STEADY_JITTER * stagger))
-            thread_id = next(pending) if route == "ours" else ""
+            thread_id = next(pending) if route == "ours" and threads else ""
             start = time.perf_counter()
             try:
                 if route == "direct":
                     first, end = await paths.direct(shape.model)
+                elif shape.api == "responses":
+                    first, end = await paths.response(shape.model)
                 else:
                     first, end = await paths.ours(thread_id, assistant_id)
             except Exception as err:
@@ -400,7 +451,7 @@ async def overhead(server: Server, model: FakeModel, shape: Shape, levels: dict[
     """At each concurrency level (-> runs per worker): the direct phase, then ours."""
     assistant_id = await _create_assistant(server.base_url, shape.model)
     # Warm up both paths (connections, the server's upstream client, statement caches).
-    await _phases(server, model, Shape("warm-up", shape.model, shape.pacing, False),
+    await _phases(server, model, Shape("warm-up", shape.model, shape.pacing, False, shape.api),
                   assistant_id, 4, 2, client)
     phases = []
     for concurrency, per_worker in levels.items():
@@ -417,7 +468,8 @@ async def overhead(server: Server, model: FakeModel, shape: Shape, levels: dict[
 
 async def _phases(server: Server, model: FakeModel, shape: Shape, assistant_id: str,
                   concurrency: int, per_worker: int, client: str) -> list[Phase]:
-    threads = await _create_threads(server.base_url, concurrency * per_worker)
+    threads = (await _create_threads(server.base_url, concurrency * per_worker)
+               if shape.api == "assistants" else [])
     workers = [_make_paths(client, i, model.base_url, server.base_url)
                for i in range(concurrency)]
     # Not in a burst: there the machine is already saturated, and the extra load would be
@@ -557,8 +609,8 @@ SHAPES = {shape.name: shape for shape in (
 
 
 async def bench_backend(out: Path, backend: str, levels: dict[str, dict[int, int]],
-                        client: str, hold_runs: int, hold_pacing: Pacing, profile: bool = False
-                        ) -> dict[str, Any]:
+                        client: str, hold_runs: int, hold_pacing: Pacing, profile: bool = False,
+                        api: str = "assistants") -> dict[str, Any]:
     pacing = {SHAPES[name].model: SHAPES[name].pacing for name in levels}
     pacing[HOLD] = hold_pacing
     profiles: dict[str, Any] = {}
@@ -584,8 +636,8 @@ async def bench_backend(out: Path, backend: str, levels: dict[str, dict[int, int
             with vtai_server(out, backend, model) as server:
                 print(f"  runs {backend}: overhead, {name} ({client} client)", flush=True)
                 with profiling(server, f"overhead-{name}") as raw:
-                    phases += await overhead(server, model, SHAPES[name], shape_levels,
-                                             client)
+                    phases += await overhead(server, model, replace(SHAPES[name], api=api),
+                                             shape_levels, client)
                 profiles[f"overhead ({name})"] = profile_summary(raw) if raw else None
                 check(server)
         held = None
@@ -605,11 +657,12 @@ async def bench_backend(out: Path, backend: str, levels: dict[str, dict[int, int
 
 
 async def run(out: Path, backends: list[str], levels: dict[str, dict[int, int]], client: str,
-              hold_runs: int, hold_pacing: Pacing, profile: bool = False) -> dict[str, Any]:
+              hold_runs: int, hold_pacing: Pacing, profile: bool = False,
+              api: str = "assistants") -> dict[str, Any]:
     """``levels``: for each shape measured (see SHAPES), concurrency -> runs per worker."""
-    found = [await bench_backend(out, b, levels, client, hold_runs, hold_pacing, profile)
+    found = [await bench_backend(out, b, levels, client, hold_runs, hold_pacing, profile, api)
              for b in backends]
-    return {"backends": found, "client": client,
+    return {"backends": found, "client": client, "api": api,
             "shapes": {name: {**asdict(SHAPES[name]),
                               "model_ms": SHAPES[name].pacing.model_seconds * 1000}
                        for name in levels},
@@ -696,14 +749,15 @@ def _overhead_report(data: dict[str, Any], name: str, shape: dict[str, Any]) -> 
     model_ms = shape["model_ms"]
     columns = ["direct p50", "ours p50", "overhead p50", "direct p99", "ours p99",
                "overhead p99"]
+    ours_call, ours_event = _OURS[data.get("api", "assistants")]
     client = {"sdk": "the official `openai` SDK (`chat.completions.create(stream=True)` and "
-                     "`beta.threads.runs.stream`)",
+                     f"{ours_call})",
               "httpx": "raw SSE over `httpx` (no SDK)",
               "raw": "SSE bytes scanned for the events that matter, over a minimal HTTP/1.1 "
                      "client (`bench.rawhttp`: no SDK, no parsing)",
               "probes": f"one worker in {PROBE_EVERY} is an application on the official "
                         "`openai` SDK (`chat.completions.create(stream=True)` and "
-                        "`beta.threads.runs.stream`), and only those probes are measured "
+                        f"{ours_call}), and only those probes are measured "
                         "(\"runs measured\"); the other workers load the server with the same "
                         "runs read as raw SSE bytes (`bench.rawhttp`), so that the load "
                         "generator's SDK parsing does not take the cores the server needs, "
@@ -717,7 +771,7 @@ def _overhead_report(data: dict[str, Any], name: str, shape: dict[str, Any]) -> 
             f"{pacing['first_token_delay'] * 1000:g} ms, {pacing['chunks']} words "
             f"{pacing['chunk_delay'] * 1000:g} ms apart (~{model_ms:g} ms).\n\n")
     text += ("Time to first token, ms (direct: first content delta; ours: first "
-             "`thread.message.delta`):\n\n")
+             f"{ours_event}):\n\n")
     text += table(["backend", "concurrent", "runs measured", *columns, "errors direct/ours",
                    "gauge: fake model CPU ms/answer (direct)"], ttft_rows)
     if beside_rows:
@@ -744,6 +798,10 @@ def _overhead_report(data: dict[str, Any], name: str, shape: dict[str, Any]) -> 
                        "first token overhead p99", "end overhead p50", "end overhead p99"],
                       rest_rows)
     return text
+
+
+_OURS = {"assistants": ("`beta.threads.runs.stream`", "`thread.message.delta`"),
+         "responses": ("`responses.create(stream=True)`", "`response.output_text.delta`")}
 
 
 def _per_run_ms(phase: dict[str, Any], role: str) -> str:
