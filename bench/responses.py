@@ -362,7 +362,9 @@ def llama_stack(out: Path, upstream: FakeModel, venv: Path = PEER_VENV) -> Itera
     port = free_port()
     env = {"OPENAI_BASE_URL": upstream.base_url, "OPENAI_API_KEY": "sk-fake",
            "LS_STATE_DIR": str(state), "TIKTOKEN_CACHE_DIR": str(cache),
-           "LLAMA_STACK_TELEMETRY": "false"}
+           # its warnings only (its default logs every request through rich; ours logs no
+           # access lines either)
+           "LLAMA_STACK_LOGGING": "all=warning"}
     proc = Process("llama-stack", [str(venv / "bin" / "llama"), "stack", "run", str(config),
                                    "--port", str(port)], out / f"llama-stack-{port}.log", env)
     proc.start(f"http://127.0.0.1:{port}/v1/health", timeout=180)
