@@ -40,6 +40,7 @@ from openai import AsyncOpenAI
 from tests.support import free_port
 
 from bench.harness import (
+    CpuMeter,
     FakeModel,
     Pacing,
     Process,
@@ -71,6 +72,7 @@ class Target:
 
     name: str
     client: AsyncOpenAI
+    pid: int  # the process that answers (for direct: the fake model)
     prefix: str = ""  # what the target puts before the fake model's names
 
     def model(self, name: str) -> str:
@@ -169,7 +171,8 @@ class Samples:
     stream_end: dict[str, list[float]] = field(default_factory=dict)
     chain: dict[str, list[float]] = field(default_factory=dict)
     chain_last: dict[str, list[float]] = field(default_factory=dict)
-    throughput: dict[int, dict[str, float]] = field(default_factory=dict)
+    throughput: dict[int, dict[str, float]] = field(default_factory=dict)  # answers/s
+    cpu_ms: dict[int, dict[str, float]] = field(default_factory=dict)  # its CPU per answer
     errors: dict[str, int] = field(default_factory=dict)
 
 
@@ -221,13 +224,17 @@ async def measure(targets: list[Target], samples: int, chains: int, turns: int,
     for clients in levels:
         print(f"  throughput: {clients} clients, {turns_each} x {seconds:.0f} s each", flush=True)
         totals = dict.fromkeys((t.name for t in targets), 0)
+        cpu = dict.fromkeys((t.name for t in targets), 0.0)
         for order in _rotations(targets, turns_each):
             for target in order:
                 with measuring():
+                    meter = CpuMeter(server=target.pid).start()
                     done, errors = await throughput(target, clients, seconds)
+                    cpu[target.name] += meter.stop()["server"] * seconds
                 totals[target.name] += done
                 got.errors[target.name] += errors
         got.throughput[clients] = {name: n / (seconds * turns_each) for name, n in totals.items()}
+        got.cpu_ms[clients] = {name: cpu[name] * 1000 / max(n, 1) for name, n in totals.items()}
     return got
 
 
@@ -255,21 +262,26 @@ def report(got: Samples, peer: bool) -> str:
                        f"{_ratio(extra['ours'][1], extra['llama-stack'][1])}")
         rows.append(row)
     latency = table(headers, rows)
-    t_headers = ["clients", "direct /s", *(f"{s} /s" for s in servers)]
+    t_headers = ["clients", "direct /s", *(f"{s} /s" for s in servers),
+                 *(f"{s} CPU ms/answer" for s in servers)]
     if peer:
-        t_headers.append("ratio ours/llama-stack")
+        t_headers += ["ours/llama-stack: answers/s", "CPU per answer"]
     t_rows = []
     for clients, rate in got.throughput.items():
-        row = [clients, rate["direct"], *(rate[s] for s in servers)]
+        cpu = got.cpu_ms[clients]
+        row = [clients, rate["direct"], *(rate[s] for s in servers), *(cpu[s] for s in servers)]
         if peer:
-            row.append(_ratio(rate["ours"], rate["llama-stack"]))
+            row += [_ratio(rate["ours"], rate["llama-stack"]),
+                    _ratio(cpu["ours"], cpu["llama-stack"])]
         t_rows.append(row)
     errors = ", ".join(f"{name} {n}" for name, n in got.errors.items())
     samples = len(got.create["direct"])
+    note = ("CPU ms/answer: the server process's CPU time per answer (the fake model's "
+            "for direct not counted there); on a shared machine steadier than answers/s.")
     return (f"Latency, ms ({samples} requests per target; chains: "
             f"{len(got.chain_last['direct'])}):\n\n{latency}\n\n"
             f"Throughput, non-streamed creates on a model that answers at once:\n\n"
-            f"{table(t_headers, t_rows)}\n\nErrors: {errors}.")
+            f"{table(t_headers, t_rows)}\n\n{note} Errors: {errors}.")
 
 
 def _pair(p50: float, p99: float) -> str:
@@ -351,8 +363,9 @@ connectors: []
 
 
 @contextmanager
-def llama_stack(out: Path, upstream: FakeModel, venv: Path = PEER_VENV) -> Iterator[str]:
-    """`llama stack run` on a fresh state directory; yields its base URL (.../v1)."""
+def llama_stack(out: Path, upstream: FakeModel, venv: Path = PEER_VENV
+                ) -> Iterator[tuple[str, int]]:
+    """`llama stack run` on a fresh state directory; yields its base URL (.../v1) and pid."""
     state = out / "llama-stack"
     state.mkdir(parents=True, exist_ok=True)
     config = state / "config.yaml"
@@ -369,7 +382,7 @@ def llama_stack(out: Path, upstream: FakeModel, venv: Path = PEER_VENV) -> Itera
                                    "--port", str(port)], out / f"llama-stack-{port}.log", env)
     proc.start(f"http://127.0.0.1:{port}/v1/health", timeout=180)
     try:
-        yield f"http://127.0.0.1:{port}/v1"
+        yield f"http://127.0.0.1:{port}/v1", proc.pid
     finally:
         proc.stop()
 
@@ -401,12 +414,13 @@ async def run(out: Path, config: Settings, peer: bool, venv: Path = PEER_VENV) -
     with ExitStack() as stack:
         model = stack.enter_context(fake_model(out, PACING))
         ours = stack.enter_context(vtai_server(out, "sqlite", model))
-        targets = [Target("direct", _client(model.base_url, connections)),
-                   Target("ours", _client(ours.base_url, connections))]
+        targets = [Target("direct", _client(model.base_url, connections), model.process.pid),
+                   Target("ours", _client(ours.base_url, connections), ours.process.pid)]
         if peer:
-            peer_url = stack.enter_context(llama_stack(out, model, venv))
+            peer_url, peer_pid = stack.enter_context(llama_stack(out, model, venv))
             # (it registers the models its upstream lists under the provider's name)
-            targets.append(Target("llama-stack", _client(peer_url, connections), "openai/"))
+            targets.append(Target("llama-stack", _client(peer_url, connections), peer_pid,
+                                  "openai/"))
         try:
             return await measure(targets, config.samples, config.chains, config.turns,
                                  config.levels, config.seconds, config.turns_each)

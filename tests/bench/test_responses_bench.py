@@ -25,6 +25,7 @@ async def test_quick_run_gives_rows(tmp_path: Path) -> None:
     assert {name: len(got.chain[name]) for name in names} == dict.fromkeys(names, 2)
     assert set(got.throughput) == {1, 2}
     assert all(got.throughput[c][name] > 0 for c in (1, 2) for name in names)
+    assert set(got.cpu_ms) == {1, 2}
     assert got.errors == dict.fromkeys(names, 0)
     text = responses.report(got, peer)
     assert "create (non-streamed)" in text and "chain: last turn" in text
