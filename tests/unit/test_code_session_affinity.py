@@ -30,7 +30,8 @@ class _Executor:
         self.db = db
         self.executed: list[str] = []
 
-    async def execute(self, run_id: str, run: Any = None, project: Any = None) -> str:
+    async def execute(self, run_id: str, run: Any = None, project: Any = None,
+                      ahead: Any = None) -> str:
         self.executed.append(run_id)
         return "completed"
 

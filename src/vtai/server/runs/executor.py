@@ -93,11 +93,14 @@ class Executor:
         self._forgotten_at = 0.0
 
     async def execute(self, run_id: str, run: dict[str, Any] | None = None,
-                      project: str | None = None) -> str | None:
+                      project: str | None = None, ahead: ModelCall | None = None
+                      ) -> str | None:
         """Take a queued (or cancelling) run through one turn; an in_progress run is one
         whose worker died, and its turn starts again from what is stored. ``run`` and
-        ``project``, when the caller has them, save reading them again. Returns the status
-        the run was left in by this turn (None if it was not executed)."""
+        ``project``, when the caller has them, save reading them again; ``ahead`` is the
+        turn's first model call if it was sent already (see send_ahead; the caller releases
+        it if the turn did not read it). Returns the status the run was left in by this turn
+        (None if it was not executed)."""
         if run is None:
             run = await self.records.load(run_id)
         if run is None:
@@ -119,7 +122,7 @@ class Executor:
                 await self.endings.discard_lost_attempt(run)
             # A queued run turns in_progress while its first model request is on its way
             # (see _model_call).
-            return await self._turn(run, project, turn)
+            return await self._turn(run, project, turn, ahead)
         except (asyncio.CancelledError, Conflict):
             return await self.endings.after_interrupt(run_id, turn)
         except RunFailure as failure:
@@ -133,10 +136,15 @@ class Executor:
         async with self.db.read() as conn:
             return str((await conn.sql(_RUN_PROJECT, {"run_id": run_id})).scalar())
 
-    async def _load_thread(self, run: dict[str, Any]) -> tuple[list[Any], list[Any]]:
-        """The thread's messages and the tool steps a prompt replays."""
-        async with self.db.read() as conn:
-            rows = (await conn.sql(queries.THREAD_ROWS, {"thread_id": run["thread_id"]})).rows
+    async def _load_thread(self, run: dict[str, Any],
+                           rows: list[tuple[int, str, str]] | None = None
+                           ) -> tuple[list[Any], list[Any]]:
+        """The thread's messages and the tool steps a prompt replays; from ``rows``
+        (queries.THREAD_ROWS, read already) if given."""
+        if rows is None:
+            async with self.db.read() as conn:
+                rows = (await conn.sql(queries.THREAD_ROWS,
+                                       {"thread_id": run["thread_id"]})).rows
         messages, tool_steps = [], []
         for kind, _, data in rows:
             if kind == 0:
@@ -167,22 +175,44 @@ class Executor:
         arguments, output = tool.replay(call)
         return tool.definition({"type": tool.type})["function"]["name"], arguments, output
 
-    async def _turn(self, run: dict[str, Any], project: str, turn: Turn) -> str:
+    async def _turn(self, run: dict[str, Any], project: str, turn: Turn,
+                    ahead: ModelCall | None = None) -> str:
         builtins = self._enabled_builtins(run)
         for _ in range(MAX_TOOL_ROUNDS):
-            status = await self._model_call(run, project, turn, builtins)
+            status = await self._model_call(run, project, turn, builtins, ahead)
+            ahead = None
             if status is not None:
                 return status
             turn.next_model_call()
         raise RunFailure("server_error", f"The model called built-in tools more than "
                                          f"{MAX_TOOL_ROUNDS} times in a row.")
 
-    async def _build_call(self, run: dict[str, Any], builtins: Builtins, used: int
-                          ) -> ModelCall:
-        """The next model request, from what is stored; ``used``: completion tokens the run
-        used so far. Raises _OverPromptLimit, or ProviderMissing when nothing serves the run's
-        model."""
-        messages, tool_steps = await self._load_thread(run)
+    async def send_ahead(self, run: dict[str, Any],
+                         thread_rows: list[tuple[int, str, str]]) -> ModelCall | None:
+        """The first model call of a run that is being created, sent at once: the model works
+        while the run is stored. For a run of this process's worker whose thread holds all of
+        its messages already, as ``thread_rows`` (queries.THREAD_ROWS). None when the call
+        is not sent ahead (a prompt over ``max_prompt_tokens``, no provider for the model):
+        the turn then deals with it."""
+        try:
+            call = await self._build_call(run, self._enabled_builtins(run), used=0,
+                                          thread_rows=thread_rows)
+        except (_OverPromptLimit, ProviderMissing):
+            return None
+        call.send()
+        try:
+            await let_request_leave()
+        except BaseException:  # (the request's handler was cancelled): nobody will read it
+            call.release()
+            raise
+        return call
+
+    async def _build_call(self, run: dict[str, Any], builtins: Builtins, used: int,
+                          thread_rows: list[tuple[int, str, str]] | None = None) -> ModelCall:
+        """The next model request, from what is stored (``thread_rows``: the thread, read
+        already); ``used``: completion tokens the run used so far. Raises _OverPromptLimit,
+        or ProviderMissing when nothing serves the run's model."""
+        messages, tool_steps = await self._load_thread(run, thread_rows)
         route = await self.providers.route(run["model"])
         count = self.tokenizers.count_for(route.model)
         urls = await images.image_urls(messages, self.db, self.files)
@@ -197,29 +227,33 @@ class Executor:
         return ModelCall(route, params, prompt_tokens, count)
 
     async def _model_call(self, run: dict[str, Any], project: str, turn: Turn,
-                          builtins: Builtins) -> str | None:
+                          builtins: Builtins, ahead: ModelCall | None = None) -> str | None:
         """One model call and what follows it: the status the run was left in, or None
-        when built-in tools ran and the model must be called again."""
-        used = 0
-        if run.get("max_completion_tokens") is not None:
-            used = sum(int((s.get("usage") or {}).get("completion_tokens") or 0)
-                       for s in await self.records.run_steps(run["id"]))
-        try:
-            limit = run.get("max_completion_tokens")
-            if limit is not None and used >= limit:
-                raise _OverCompletionLimit
-            call = await self._build_call(run, builtins, used)
-        except (_OverPromptLimit, _OverCompletionLimit) as over:
-            reason = "max_prompt_tokens" if isinstance(over, _OverPromptLimit) else \
-                "max_completion_tokens"
-            await self._start(run)
-            async with self.records.changes() as tx:
-                await self.endings.end(tx, run, states.INCOMPLETE, turn,
-                                       incomplete_details={"reason": reason})
-            return states.INCOMPLETE
-        except ProviderMissing as err:
-            await self._start(run)
-            raise RunFailure("server_error", str(err)) from err
+        when built-in tools ran and the model must be called again. ``ahead``: the call,
+        sent already (see send_ahead)."""
+        if ahead is not None:
+            call = ahead
+        else:
+            used = 0
+            if run.get("max_completion_tokens") is not None:
+                used = sum(int((s.get("usage") or {}).get("completion_tokens") or 0)
+                           for s in await self.records.run_steps(run["id"]))
+            try:
+                limit = run.get("max_completion_tokens")
+                if limit is not None and used >= limit:
+                    raise _OverCompletionLimit
+                call = await self._build_call(run, builtins, used)
+            except (_OverPromptLimit, _OverCompletionLimit) as over:
+                reason = "max_prompt_tokens" if isinstance(over, _OverPromptLimit) else \
+                    "max_completion_tokens"
+                await self._start(run)
+                async with self.records.changes() as tx:
+                    await self.endings.end(tx, run, states.INCOMPLETE, turn,
+                                           incomplete_details={"reason": reason})
+                return states.INCOMPLETE
+            except ProviderMissing as err:
+                await self._start(run)
+                raise RunFailure("server_error", str(err)) from err
         prompt_tokens, count, provider = call.prompt_tokens, call.count, call.route.provider
 
         metrics = self.records.metrics
@@ -266,7 +300,7 @@ class Executor:
 
     async def _open_and_start(self, run: dict[str, Any], call: ModelCall, project: str,
                               text_turn: Turn | None) -> OpenAnswer:
-        """Send the model request, and store the run as
+        """Send the model request (unless it was sent ahead), and store the run as
         in_progress while the model works on it: the request goes out first and the write is
         not added to the time to the first token. The answer is read only after the run's
         status is stored, so its events come after ``thread.run.in_progress``.
@@ -277,7 +311,8 @@ class Executor:
         empty message) before the first token, which then comes alone (the SDK parses one
         event for it, not five). If the run ends before the first token, the message and
         its step are removed (see _close_open_objects)."""
-        opening = call.send()
+        opening = call.opening if call.opening is not None else call.send()
+        call.opening = None  # the turn reads it, or releases it
         starting = asyncio.ensure_future(self._start_once_sent(run, project, text_turn))
         try:
             answer = await opening

@@ -50,17 +50,29 @@ async def let_request_leave() -> None:
 
 @dataclass
 class ModelCall:
-    """A model request ready to go."""
+    """A model request ready to go, or already sent (``opening``)."""
 
     route: Route
     params: dict[str, Any]
     prompt_tokens: int
     count: Count = estimate  # the model's tokens in a text (see runs.tokens)
+    opening: asyncio.Future[OpenAnswer] | None = None
     started: float = field(default_factory=time.monotonic)
 
     def send(self) -> asyncio.Future[OpenAnswer]:
         """Start the request (see _start_now)."""
-        return _start_now(self.route.open_chat(self.params))
+        self.opening = _start_now(self.route.open_chat(self.params))
+        return self.opening
+
+    def release(self) -> None:
+        """Give up a request that was sent and will not be read."""
+        opening, self.opening = self.opening, None
+        if opening is None:
+            return
+        if not opening.done():
+            opening.cancel()
+        elif not opening.cancelled() and opening.exception() is None:
+            opening.result().release()
 
 
 def failure_from_upstream(err: UpstreamError | openai.APIError, provider: str) -> RunFailure:

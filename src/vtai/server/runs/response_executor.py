@@ -106,7 +106,8 @@ class ResponseExecutor:
     # ------------------------------------------------------------ the worker's side
 
     async def execute(self, response_id: str, obj: dict[str, Any] | None = None,
-                      project: str | None = None) -> str | None:
+                      project: str | None = None, ahead: ModelCall | None = None
+                      ) -> str | None:
         """Take a queued response (or one whose worker died) to its end. ``obj``: given when
         this process made it and executes it at once (its stream has only its creation
         events). Returns its status (None when it was not executed)."""
@@ -146,6 +147,10 @@ class ResponseExecutor:
 
     async def sweep(self) -> None:
         """(A response has nothing that expires while it waits.)"""
+
+    async def send_ahead(self, obj: dict[str, Any], thread_rows: list[tuple[int, str, str]]
+                         ) -> ModelCall | None:
+        return None
 
     # ------------------------------------------------------------------ the turn
 

@@ -24,6 +24,7 @@ from vtai.server import ids
 from vtai.server.runs import response_records as responses
 from vtai.server.runs import states
 from vtai.server.runs.events import WORK_CHANNEL
+from vtai.server.runs.model_call import ModelCall
 from vtai.server.runs.records import Conflict
 from vtai.server.store import tables
 from vtai.server.store.db import Database
@@ -67,11 +68,15 @@ class TurnExecutor(Protocol):
     db: Database
 
     async def execute(self, work_id: str, obj: dict[str, Any] | None = None,
-                      project: str | None = None) -> str | None: ...
+                      project: str | None = None, ahead: ModelCall | None = None
+                      ) -> str | None: ...
 
     async def give_up(self, work_id: str, message: str) -> None: ...
 
     async def sweep(self) -> None: ...
+
+    async def send_ahead(self, obj: dict[str, Any], thread_rows: list[tuple[int, str, str]]
+                         ) -> ModelCall | None: ...
 
 
 class Worker:
@@ -111,24 +116,37 @@ class Worker:
         """Whether this process executes runs and can take one more."""
         return self.running and len(self.tasks) < self.max_concurrent_runs
 
-    def adopt(self, run: dict[str, Any], project: str) -> None:
-        """Execute a run created with ``lease_for_new_run``'s columns."""
+    async def send_ahead(self, run: dict[str, Any],
+                         thread_rows: list[tuple[int, str, str]]) -> ModelCall | None:
+        """The first model call of a run this process will execute as it is created (see
+        Executor.send_ahead); None if this process does not execute runs or has no room."""
+        return await self.executor.send_ahead(run, thread_rows) if self.has_room() else None
+
+    def adopt(self, run: dict[str, Any], project: str, ahead: ModelCall | None = None) -> None:
+        """Execute a run created with ``lease_for_new_run``'s columns; ``ahead``: its first
+        model call, sent already."""
         run_id = run["id"]
         if run_id in self.tasks:  # its last turn is still ending: this one starts after it
+            if ahead is not None:
+                ahead.release()
             self._adopted[run_id] = (run, project)
         else:
-            self._spawn(run_id, run, project)
+            self._spawn(run_id, run, project, ahead)
 
     def _spawn(self, run_id: str, run: dict[str, Any] | None = None,
-               project: str | None = None) -> None:
-        task = asyncio.create_task(self._execute(run_id, run, project))
+               project: str | None = None, ahead: ModelCall | None = None) -> None:
+        task = asyncio.create_task(self._execute(run_id, run, project, ahead))
         self.tasks[run_id] = task
-        task.add_done_callback(functools.partial(self._task_ended, run_id))
+        task.add_done_callback(functools.partial(self._task_ended, run_id, ahead))
 
-    def _task_ended(self, run_id: str, task: asyncio.Task[None]) -> None:
-        """When a run's task ends. A task cancelled before its first step (a cancel right
-        after the run was made) never ran ``_execute``'s cleanup: release the run, so the
-        loop finishes its cancel."""
+    def _task_ended(self, run_id: str, ahead: ModelCall | None, task: asyncio.Task[None]
+                   ) -> None:
+        """When a run's task ends: a model call sent ahead that its turn did not read is
+        released. A task cancelled before its first step (a cancel right after the run was
+        made) never ran ``_execute``'s cleanup: release the run, so the loop finishes its
+        cancel."""
+        if ahead is not None:
+            ahead.release()  # (nothing to do once the run's turn read its answer)
         if self.tasks.get(run_id) is task:
             del self.tasks[run_id]
             self._interrupted.discard(run_id)
@@ -236,13 +254,13 @@ class Worker:
         await self._release(run_id)
 
     async def _execute(self, run_id: str, run: dict[str, Any] | None = None,
-                       project: str | None = None) -> None:
+                       project: str | None = None, ahead: ModelCall | None = None) -> None:
         status = None
         try:
             if await self._held_elsewhere(run):
                 await self._pass_on(run_id)
                 return
-            status = await self.executor.execute(run_id, run, project)
+            status = await self.executor.execute(run_id, run, project, ahead)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -28,6 +28,7 @@ from vtai.server.protocol.threads import ThreadCreate
 from vtai.server.providers.routing import ProviderMissing, Providers
 from vtai.server.runs import states
 from vtai.server.runs.events import WORK_CHANNEL, Event, Subscription
+from vtai.server.runs.model_call import ModelCall
 from vtai.server.runs.records import Conflict, RunRecords
 from vtai.server.runs.worker import Worker
 from vtai.server.services.checks import ActiveRunLimit, check_message_size, check_tools_size
@@ -149,12 +150,21 @@ class Runs:
         for index, extra in enumerate(body.additional_messages or []):
             check_message_size(extra.content, extra.attachments, self.settings,
                                f"additional_messages[{index}].content")
-        check_tools_size(body.tools, self.settings)
-        assistant, start = await self._assistant_for_run(project, body, thread_id)
+        check_tools_size(body.tools, self.settings)  # (before anything is sent)
+        # The model starts on the thread while the run is stored, when the thread holds the
+        # whole prompt already and this process's worker will execute the run. (A message
+        # another request adds to the thread in between is stored before the run but is not
+        # in this first prompt.)
+        ahead_possible = not body.additional_messages and self.worker.has_room()
+        assistant, start = await self._assistant_for_run(project, body, thread_id,
+                                                         thread_rows=ahead_possible)
         if not start.thread_exists:
             raise not_found("thread", thread_id)
         run = new_run(assistant, thread_id, body, self.settings.run_expires_after,
                       body.additional_instructions)
+        ahead = None
+        if start.thread_active_run is None and start.thread_rows is not None:
+            ahead = await self.worker.send_ahead(run, start.thread_rows)
         sub = self.records.bus.subscribe(run["id"]) if body.stream else None
         try:
             if body.additional_messages:
@@ -170,8 +180,10 @@ class Runs:
         except BaseException:
             if sub is not None:
                 sub.close()
+            if ahead is not None:
+                ahead.release()
             raise
-        return self._started(new, sub)
+        return self._started(new, sub, ahead)
 
     async def create_thread_and_run(self, project: str, body: ThreadAndRunCreate) -> Started:
         thread = _with_run_resources(body.thread or ThreadCreate(), body.tool_resources)
@@ -243,15 +255,15 @@ class Runs:
     # ---------------------------------------------------------------------------------------
 
     async def _assistant_for_run(self, project: str, body: RunOptions,
-                                 thread_id: str | None = None
+                                 thread_id: str | None = None, thread_rows: bool = False
                                  ) -> tuple[dict[str, Any], queries.RunStart]:
         """The run's assistant, after checking that a provider serves the run's model and
         that the project may start another run; and what was read with it about the run's
-        thread."""
+        thread (with its messages and steps if ``thread_rows``)."""
         count = self.active_runs.to_count(project)
         async with self.db.read() as conn:
             start = await queries.run_start(conn, body.assistant_id, project, thread_id,
-                                            count)
+                                            count, thread_rows)
         if start.assistant is None:
             raise not_found("assistant", body.assistant_id)
         self.active_runs.check(project, start.active_in_project if count else None)
@@ -298,17 +310,22 @@ class Runs:
                               + (f" {active}." if active else "."))
         return _NewRun(run, data, project, lease is not None, events)
 
-    def _started(self, new: _NewRun, sub: Subscription | None) -> Started:
-        """Announce a new run (its events are stored for resuming streams) and start it."""
+    def _started(self, new: _NewRun, sub: Subscription | None,
+                 ahead: ModelCall | None = None) -> Started:
+        """Announce a new run (its events are stored for resuming streams) and start it;
+        ``ahead``: its first model call, sent already."""
         for event in new.events:
             self.records.bus.publish(new.run["id"], event)
-        self._execute(new.run, new.project, new.adopted)
+        self._execute(new.run, new.project, new.adopted, ahead)
         return Started(new.data, sub)
 
-    def _execute(self, run: dict[str, Any], project: str, adopted: bool) -> None:
+    def _execute(self, run: dict[str, Any], project: str, adopted: bool,
+                 ahead: ModelCall | None = None) -> None:
         if adopted:
-            self.worker.adopt(run, project)
+            self.worker.adopt(run, project, ahead)
             return
+        if ahead is not None:  # another process will execute the run
+            ahead.release()
         self.worker.wake()
 
 

@@ -33,6 +33,9 @@ _THREAD_ROWS = ("SELECT 0, id, data{pad} FROM messages WHERE thread_id = :thread
 THREAD_ROWS = Sql(_THREAD_ROWS.format(pad="") + " ORDER BY 1, 2")
 """A thread's messages (kind 0) and run steps (kind 1), oldest first: ``(kind, id, data)``."""
 _RUN_START_ONLY = Sql("SELECT " + _RUN_START)
+# The same, then the thread's rows (THREAD_ROWS) in the same result, the start row first.
+_RUN_START_AND_THREAD = Sql("SELECT -1, '', " + _RUN_START + " UNION ALL "
+                            + _THREAD_ROWS.format(pad=", NULL, NULL, NULL") + " ORDER BY 1, 2")
 
 
 class RunStart(NamedTuple):
@@ -42,6 +45,7 @@ class RunStart(NamedTuple):
     active_in_project: int  # runs of the project not finished yet, counted up to the limit
     thread_exists: bool
     thread_active_run: str | None
+    thread_rows: list[tuple[int, str, str]] | None = None  # THREAD_ROWS, when asked for
 
 
 async def thread_exists(conn: Connection, thread_id: str, project_id: str) -> bool:
@@ -58,16 +62,25 @@ async def thread_activity(conn: Connection, thread_id: str, project_id: str
 
 
 async def run_start(conn: Connection, assistant_id: str, project_id: str,
-                    thread_id: str | None, limit: int) -> RunStart:
+                    thread_id: str | None, limit: int, thread_rows: bool = False) -> RunStart:
     """The assistant, the project's active runs (counted up to ``limit``; 0: not counted)
-    and (for an existing thread) whether the thread exists and its active run: one query."""
+    and (for an existing thread) whether the thread exists and its active run, and with
+    ``thread_rows`` the thread's messages and steps as THREAD_ROWS gives them (valid if the
+    thread exists): one query."""
     params = {"assistant_id": assistant_id, "project_id": project_id,
               "thread_id": thread_id or "", "limit": limit}
-    rows = (await conn.sql(_RUN_START_ONLY, params)).rows
-    if not rows:
+    rest: list[tuple[int, str, str]] | None = None
+    if thread_rows:
+        rows = (await conn.sql(_RUN_START_AND_THREAD, params)).rows
+        start = rows[0][2:] if rows and rows[0][0] == -1 else None
+        rest = [(kind, id_, data) for kind, id_, data, *_ in rows[1:]]
+    else:
+        rows = (await conn.sql(_RUN_START_ONLY, params)).rows
+        start = rows[0] if rows else None
+    if start is None:
         return RunStart(None, 0, False, None)
-    data, active, thread, thread_run = rows[0]
-    return RunStart(data, int(active), thread is not None, thread_run)
+    data, active, thread, thread_run = start
+    return RunStart(data, int(active), thread is not None, thread_run, rest)
 
 
 _RUN_COUNTS = Sql("SELECT status, count(*) FROM runs GROUP BY status")
