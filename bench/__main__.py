@@ -1,5 +1,6 @@
-"""Run the benchmarks: `python -m bench [all|messages|runs] [--quick] [--backend ...]`
-(`messages --rate-limit`: the rate limiter's overhead).
+"""Run the benchmarks: `python -m bench [all|messages|runs|responses] [--quick] [--backend ...]`
+(`messages --rate-limit`: the rate limiter's overhead; `responses`: the Responses API beside
+llama-stack, not part of `all`).
 
 Every run writes its logs (server, fake model), `results.json` and `results.md` to a fresh
 directory under /tmp/vtai-bench; `--write-docs` also puts the tables into docs/benchmarks.md.
@@ -22,8 +23,16 @@ from typing import Any
 
 import uvloop
 
-from bench import messages, runs
-from bench.harness import PG_ADMIN_DSN, QUIET, ROOT, Pacing, raise_nofile, run_dir
+from bench import messages, responses, runs
+from bench.harness import (
+    PG_ADMIN_DSN,
+    QUIET,
+    ROOT,
+    SERVER_PATH,
+    Pacing,
+    raise_nofile,
+    run_dir,
+)
 
 DOCS = ROOT / "docs" / "benchmarks.md"
 RATE_LIMIT_TURNS = 4  # per limiter setting: off, on, on, off, off, on, on, off
@@ -36,8 +45,9 @@ def _ints(text: str) -> list[int]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description="VT.ai Assistants benchmarks (see docs/benchmarks.md)")
-    parser.add_argument("which", nargs="?", choices=["all", "messages", "runs"], default="all",
-                        help="which benchmark to run (default: all)")
+    parser.add_argument("which", nargs="?", choices=["all", "messages", "runs", "responses"],
+                        default="all", help="which benchmark to run (default: all: messages "
+                        "and runs)")
     parser.add_argument("--quick", action="store_true",
                         help="shorter runs: 3 s per messages row, fewer runs, 200 held streams")
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
@@ -86,6 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                        help="streaming runs held open at once (default 1000, quick 200; 0: skip)")
     group.add_argument("--hold-seconds", type=float,
                        help="model time of a held run, s (default 8.6, quick 4.8)")
+    responses.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -148,6 +159,7 @@ def environment(argv: list[str]) -> dict[str, Any]:
         "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "load_before": [round(x, 2) for x in os.getloadavg()],
         "command": "python -m bench " + shlex.join(argv),
+        "server_path": SERVER_PATH,
     }
 
 
@@ -172,6 +184,8 @@ def _git(*args: str) -> str:
 
 def describe(env: dict[str, Any]) -> str:
     commit = env["commit"] + (" + uncommitted changes" if env["dirty"] else "")
+    if env.get("server_path"):
+        commit += f" (the server's code from {env['server_path']})"
     return (f"Measured {env['date']} on {env['cores']} cores ({env['cpu']}), "
             f"{env['memory_gb']} GB, Linux {env['kernel']}; Python {env['python']}, "
             f"SQLite {env['sqlite']}, PostgreSQL {env['postgres']}; commit {commit}; "
@@ -216,6 +230,8 @@ async def main(args: argparse.Namespace, argv: list[str]) -> int:
                                   args.client, args.profile)
         results["messages"] = data
         sections["messages"] = messages.report(data)
+    if args.which == "responses":
+        results["responses"], sections["responses"] = await responses.main(args, out)
     if args.which in ("all", "runs"):
         hold = args.hold if args.hold is not None else (200 if args.quick else 1000)
         print("runs: streaming overhead and held streams", flush=True)

@@ -43,7 +43,11 @@ def main() -> None:
         reply = replies.get(body.get("model", ""))
         return reply if reply is not None else Reply("You said: " + last_user_text(body))
 
-    app = create_app(FakeModelState(default=answer, max_recorded=100))  # never read here
+    # /v1/models lists the paced names and an embeddings model, as a served model's does: a
+    # peer that registers what its upstream lists (llama-stack) can then call them.
+    listed = [*replies, "text-embedding-3-small"]
+    app = create_app(FakeModelState(default=answer, max_recorded=100,  # never read here
+                                    embedding_models=listed))
     settle_heap()  # no collector pauses in the answers' timing
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False,
                 backlog=4096)

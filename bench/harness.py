@@ -30,6 +30,10 @@ from tests.support import free_port
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_DSN = os.environ.get("VTAI_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 NOFILE = 20_000
+# The server's code from another checkout (before/after comparisons): VTAI_BENCH_SERVER_PATH,
+# a PYTHONPATH-style list put first on the server's path (e.g. `/tmp/wt-before/src`). The
+# load generator and the fake model stay on this tree's code.
+SERVER_PATH = os.environ.get("VTAI_BENCH_SERVER_PATH", "")
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -274,6 +278,9 @@ def vtai_server(out: Path, backend: str, upstream: FakeModel) -> Iterator[Server
     data_dir = out / f"data-{backend}-{port}"
     env = {"VTAI_UPSTREAM_BASE_URL": upstream.base_url, "VTAI_UPSTREAM_API_KEY": "fake",
            "VTAI_OLLAMA_PROBE": "false", "VTAI_LOG_LEVEL": "info"}
+    if SERVER_PATH:
+        env["PYTHONPATH"] = os.pathsep.join(
+            part for part in (SERVER_PATH, os.environ.get("PYTHONPATH", "")) if part)
     with _database(backend) as url:
         if url:
             env["VTAI_DATABASE_URL"] = url
