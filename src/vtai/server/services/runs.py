@@ -154,8 +154,11 @@ class Runs:
         # The model starts on the thread while the run is stored, when the thread holds the
         # whole prompt already and this process's worker will execute the run. (A message
         # another request adds to the thread in between is stored before the run but is not
-        # in this first prompt.)
-        ahead_possible = not body.additional_messages and self.worker.has_room()
+        # in this first prompt.) Only on PostgreSQL: there the run's insert is a round trip
+        # the first token no longer waits for; on SQLite, side by side, it did not pay
+        # (docs/benchmarks.md).
+        ahead_possible = (not self.db.is_sqlite and not body.additional_messages
+                          and self.worker.has_room())
         assistant, start = await self._assistant_for_run(project, body, thread_id,
                                                          thread_rows=ahead_possible)
         if not start.thread_exists:
