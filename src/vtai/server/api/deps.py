@@ -13,7 +13,7 @@ from vtai.server.services.container import Services
 from vtai.server.services.run_reads import check_include
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:  # async: see list_params
     found: Services = request.app.state.services
     return found
 
