@@ -89,7 +89,8 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory, fake_model: Any
 
 
 class ChainlitApp:
-    def __init__(self, root: Path, base_url: str, model: str) -> None:
+    def __init__(self, root: Path, base_url: str, model: str,
+                 env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.root = root
@@ -101,7 +102,8 @@ class ChainlitApp:
             cwd=root, env={**{k: v for k, v in os.environ.items()
                               if k != "PYTEST_CURRENT_TEST"},
                            "PYTHONPATH": os.pathsep.join(
-                               p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)},
+                               p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
+                           **(env or {})},
             stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT)
         _wait_until_up(self.proc, self.url, 60, self.log)
 

@@ -219,3 +219,41 @@ def test_an_unreachable_server_reads_as_a_message(browser: Any, tmp_path: Path,
         page.close()
     finally:
         app.stop()
+
+
+def test_a_run_still_going_is_shown_then_can_be_cancelled(page: Any, fake_model: Any,
+                                                          ui_server: Any, chainlit_app: Any,
+                                                          shots: Path) -> None:
+    """Another client (or a server restart) left a run going on the chat's thread: a new
+    message waits for it, showing its answer; Stop cancels it."""
+    fake_model.script(UI_MODEL, Reply("An earlier answer, slowly " + "and slowly " * 40,
+                                      chunk_delay=0.3))
+    client = OpenAI(base_url=ui_server.base_url, api_key="unused")
+    thread_id = ui_thread(chainlit_app)
+    assert thread_id
+    other = client.beta.threads.runs.create(thread_id, assistant_id=ui_assistant(chainlit_app))
+    send(page, "are you there?")
+    page.get_by_text("A run of this chat is still going").wait_for(timeout=30_000)
+    page.get_by_text("An earlier answer, slowly").wait_for(timeout=30_000)
+    page.screenshot(path=shots / "run-still-going.png")
+    page.locator("#stop-button").click()
+    page.get_by_text("Stopped: the run is cancelled.").wait_for(timeout=30_000)
+    assert client.beta.threads.runs.retrieve(other.id, thread_id=thread_id).status \
+        == "cancelled"
+    assert "slowly and slowly and slowly" not in last_answer(page)
+    send(page, "are you there now?")
+    page.get_by_text("You said: are you there now?").wait_for(timeout=30_000)
+    page.screenshot(path=shots / "run-cancelled.png")
+
+
+def test_a_run_still_going_is_waited_for(page: Any, fake_model: Any, ui_server: Any,
+                                         chainlit_app: Any) -> None:
+    fake_model.script(UI_MODEL, Reply("The earlier answer.", chunk_delay=0.2))
+    client = OpenAI(base_url=ui_server.base_url, api_key="unused")
+    thread_id = ui_thread(chainlit_app)
+    assert thread_id
+    client.beta.threads.runs.create(thread_id, assistant_id=ui_assistant(chainlit_app))
+    send(page, "and mine?")
+    page.get_by_text("The earlier answer.").wait_for(timeout=30_000)
+    page.get_by_text("You said: and mine?").wait_for(timeout=30_000)
+    assert page.locator(ANSWER).count() == 3  # the notice, that answer, and this one

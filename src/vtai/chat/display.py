@@ -34,6 +34,21 @@ class TerminalListener(SessionListener):
     async def on_run(self, run: Run) -> None:
         self.run = run
 
+    async def on_connection_lost(self, detail: str) -> None:
+        self.stop()
+        self._print(Text(f"Lost the connection to the server ({detail}): waiting for it to "
+                         "come back… (Ctrl-C gives up)", style="yellow"))
+
+    async def on_reconnected(self) -> None:
+        self._print(Text("Reconnected: the answer goes on.", style="yellow"))
+
+    async def on_message_gone(self, view: MessagePartView) -> None:
+        if self.live_key == view.key:
+            self.stop()
+        self.done.discard(view.key)
+        self._print(Text("(The server restarted the answer: the part above is replaced by "
+                         "what follows.)", style="yellow"))
+
     async def on_message(self, view: MessagePartView) -> None:
         if view.key in self.done:
             return

@@ -22,6 +22,7 @@ from vtai.assistants import (
     poll_run,
 )
 from vtai.assistants.functions import current_registry, import_functions
+from vtai.assistants.runs import TERMINAL_STATUSES
 from vtai.assistants.state import save_ids
 from vtai.ui.render import ChainlitListener
 from vtai.ui.settings import UISettings
@@ -54,6 +55,7 @@ async def start_chat() -> None:
             client, assistant_id=settings.assistant_id, state_path=settings.state_path,
             config=AssistantConfig(name="VT.ai Assistant", instructions=settings.instructions,
                                    model=settings.model, tools=TOOLS))
+        session.reconnect_seconds = settings.reconnect_seconds
         await _send_settings(client, session.assistant_id, settings)
     except AssistantsError as err:
         await cl.ErrorMessage(content=f"Cannot start the chat: {err}").send()
@@ -109,6 +111,7 @@ async def answer(message: cl.Message) -> None:
         return
     listener = ChainlitListener(session.client, cl.user_session.get("sources"))
     try:
+        await _wait_for_active_run(session, listener)
         for element in message.elements or []:
             if element.path:
                 await session.attach(element.path, element.name)
@@ -118,8 +121,28 @@ async def answer(message: cl.Message) -> None:
         raise
     except Exception as err:  # the UI shows any failure as a message, never a traceback
         log.warning("chat failed: %r", err)
+        await listener.close()
         await cl.ErrorMessage(content=_readable(err)).send()
         return
+    await _report_end(run.status, run.last_error.message if run.last_error else None,
+                      run.incomplete_details.reason if run.incomplete_details else None)
+
+
+async def _wait_for_active_run(session: AssistantSession, listener: ChainlitListener) -> None:
+    """A run of the thread that has not ended (the server restarted, another client started
+    it) blocks new messages: show its answer as it comes, with a button to cancel it."""
+    run = await session.active_run()
+    if run is None:
+        return
+    # (Chainlit disables action buttons while a message is answered: Stop is the way out)
+    if run.status in TERMINAL_STATUSES:
+        notice = "The answer cut off when the connection was lost:"
+    else:
+        notice = (f"A run of this chat is still going ({run.status}): its answer shows "
+                  "here, then your message is sent. **Stop** cancels that run (then send "
+                  "your message again).")
+    await cl.Message(content=notice, author="VT.ai").send()
+    run = await session.follow(run, listener)
     await _report_end(run.status, run.last_error.message if run.last_error else None,
                       run.incomplete_details.reason if run.incomplete_details else None)
 
@@ -160,6 +183,9 @@ async def end_chat() -> None:
 
 
 def _readable(err: Exception) -> str:
+    """What the user reads about a failure: the client module's errors say what failed; any
+    other exception is a fault of the UI, logged with its details."""
     if isinstance(err, AssistantsError):
         return str(err)
-    return f"Something went wrong ({type(err).__name__}): {err}"
+    log.error("unexpected failure", exc_info=err)
+    return "Something went wrong in the chat UI (its log has the details). Try again."

@@ -27,9 +27,26 @@ class ChainlitListener(SessionListener):
         self.sent_images: set[str] = set()
         self.finished: set[str] = set()
         self.run: Run | None = None
+        self.notice: cl.Message | None = None  # "lost the connection", while it is lost
 
     async def on_run(self, run: Run) -> None:
         self.run = run
+
+    async def on_connection_lost(self, detail: str) -> None:
+        self.notice = cl.Message(content=f"Lost the connection to the server ({detail}): "
+                                         "waiting for it to come back…", author=AUTHOR)
+        await self.notice.send()
+
+    async def on_reconnected(self) -> None:
+        if self.notice is not None:
+            await self.notice.remove()
+            self.notice = None
+
+    async def on_message_gone(self, view: MessagePartView) -> None:
+        message = self.messages.pop(view.key, None)
+        self.finished.discard(view.key)
+        if message is not None:
+            await message.remove()
 
     async def on_message(self, view: MessagePartView) -> None:
         if view.key in self.finished:
@@ -70,7 +87,9 @@ class ChainlitListener(SessionListener):
         await cl.Message(content="", author=AUTHOR, elements=[image]).send()
 
     async def close(self) -> None:
-        """End the messages still streaming (the run was stopped), keeping what they show."""
+        """End the messages still streaming (the run was stopped, or the connection lost
+        for good), keeping what they show."""
+        await self.on_reconnected()  # (the notice goes: an error message says what happened)
         for key, message in self.messages.items():
             if key not in self.finished:
                 self.finished.add(key)
