@@ -44,24 +44,46 @@ def test_answer_streams_into_one_message(page: Any, fake_model: Any, shots: Path
     assert page.locator(ANSWER).count() == 1
 
 
-def test_code_step_shows_code_logs_and_image(page: Any, fake_model: Any, shots: Path) -> None:
+def test_code_step_shows_code_and_logs_and_the_image_once_with_the_answer(
+        page: Any, fake_model: Any, shots: Path) -> None:
     code = "for n in range(3):\n    print('square', n * n)"
     fake_model.script(UI_MODEL, ToolCalls([Call("python", {"code": code})]),
                       Reply("The squares are 0, 1 and 4; the chart is above."))
     send(page, "Compute some squares and chart them")
     page.get_by_text("the chart is above").wait_for(timeout=30_000)
+    answer = page.locator('[data-step-type="assistant_message"]').filter(
+        has_text="the chart is above")
+    images = page.locator("img[src*='/project/file/']")
+    answer.locator("img[src*='/project/file/']").wait_for(timeout=10_000)
     step = page.get_by_text("Used code_interpreter").first
     step.click()
     page.get_by_text("square 4").wait_for(timeout=10_000)
     assert page.get_by_text("print('square', n * n)").count() >= 1
-    images = page.locator("img[src*='/project/file/']")
-    images.first.wait_for(timeout=10_000)
     page.screenshot(path=shots / "code-step.png")
     images.first.scroll_into_view_if_needed()
     images.first.screenshot(path=shots / "code-step-image.png")
-    assert images.count() >= 2  # in the step, and in the message
-    assert all(images.nth(i).evaluate("i => i.naturalWidth") == 160
-               for i in range(images.count()))
+    assert images.count() == 1  # once, in the answer's message, not again in the step
+    assert images.first.evaluate("i => i.naturalWidth") == 160
+    assert page.locator(ANSWER).count() == 1
+
+
+def test_files_the_code_writes_can_be_downloaded(page: Any, fake_model: Any,
+                                                 shots: Path) -> None:
+    code = "open('/mnt/data/squares.csv', 'w').write('n,square')"
+    fake_model.script(UI_MODEL, ToolCalls([Call("python", {"code": code})]),
+                      Reply("Here is [the table](sandbox:/mnt/data/squares.csv)."))
+    send(page, "Write the squares to a file")
+    page.get_by_text("Here is the table [1].").wait_for(timeout=30_000)
+    answer = page.locator('[data-step-type="assistant_message"]').filter(
+        has_text="Here is the table")
+    link = answer.get_by_text("squares.csv")
+    link.wait_for(timeout=10_000)
+    page.screenshot(path=shots / "code-file.png")
+    assert "Sources" not in answer.inner_text()
+    with page.expect_download(timeout=10_000) as download:
+        link.click()
+    saved = Path(download.value.path())
+    assert saved.read_text() == "made by the code: /mnt/data/squares.csv\n"
 
 
 def test_upload_is_attached_to_the_message(page: Any, fake_model: Any, ui_server: Any,
@@ -95,6 +117,7 @@ def test_stop_cancels_the_run(page: Any, fake_model: Any, ui_server: Any, chainl
     page.locator("#stop-button").click()
     page.get_by_text("Stopped: the run is cancelled.").wait_for(timeout=30_000)
     page.screenshot(path=shots / "stopped.png")
+    assert page.get_by_text("Task manually stopped.").count() == 0  # one message, ours
     assert page.locator(ANSWER).first.inner_text().startswith("This answer is")
     assert "slower slower slower" not in page.locator(ANSWER).first.inner_text()
     client = OpenAI(base_url=ui_server.base_url, api_key="unused")
@@ -115,6 +138,9 @@ def test_new_chat_starts_a_new_thread(page: Any, fake_model: Any, ui_server: Any
     second = ui_thread(chainlit_app)
     assert second not in (first, None)
     assert page.get_by_text("first chat").count() == 0
+    # The first chat's thread stays on the server (for the history).
+    assert OpenAI(base_url=ui_server.base_url, api_key="unused").beta.threads.retrieve(
+        first).id == first
     client = OpenAI(base_url=ui_server.base_url, api_key="unused")
     [user, _] = client.beta.threads.messages.list(second, order="asc").data
     assert user.content[0].text.value == "second chat"  # type: ignore[union-attr]
@@ -145,17 +171,24 @@ def test_file_search_sources_and_clickable_citations(page: Any, fake_model: Any,
     page.wait_for_function("!document.querySelector('#chat-submit').disabled")
     send(page, "When is the launch?")
     page.get_by_text("The launch is on Tuesday[1].").wait_for(timeout=30_000)
-    page.screenshot(path=shots / "file-search.png")
     answer = page.locator('[data-step-type="assistant_message"]').last
-    assert "Sources: [1]" in answer.inner_text()
+    footnote = answer.locator(".footnote-link")
+    footnote.wait_for(timeout=10_000)
+    assert footnote.inner_text() == "[1] launch-notes.md"
+    assert "Sources" not in answer.inner_text()
+    assert page.get_by_text("The launch is on Tuesday at noon.").count() == 0  # not opened
+    page.screenshot(path=shots / "file-search.png")
 
     page.get_by_text("Used file_search").first.click()
     page.get_by_text("launch-notes.md (score 0.90)").wait_for(timeout=10_000)
-    page.screenshot(path=shots / "file-search.png")
+    page.screenshot(path=shots / "file-search-step.png")
 
-    answer.get_by_text("launch-notes.md").click()  # the source, as a link
-    page.get_by_text("The launch is on Tuesday at noon.").last.wait_for(timeout=10_000)
+    footnote.click()  # the footnote opens its passage, in place
+    answer.locator(".footnote-passage").get_by_text(
+        "The launch is on Tuesday at noon.").wait_for(timeout=10_000)
     page.screenshot(path=shots / "citation.png")
+    footnote.click()
+    answer.locator(".footnote-passage").wait_for(state="detached", timeout=10_000)
 
 
 def test_function_call_step_shows_arguments_and_output(page: Any, fake_model: Any,
@@ -257,3 +290,36 @@ def test_a_run_still_going_is_waited_for(page: Any, fake_model: Any, ui_server: 
     page.get_by_text("The earlier answer.").wait_for(timeout=30_000)
     page.get_by_text("You said: and mine?").wait_for(timeout=30_000)
     assert page.locator(ANSWER).count() == 3  # the notice, that answer, and this one
+
+
+def test_welcome_screen_names_the_assistant_and_model(page: Any, browser: Any,
+                                                      chainlit_app: Any, shots: Path) -> None:
+    page = browser.new_page()  # (the fixture's page made the assistant, if none was made)
+    page.goto(chainlit_app.url)
+    welcome = page.locator("#welcome-screen")
+    welcome.get_by_text(f"on {UI_MODEL}").wait_for(timeout=30_000)
+    page.locator("#chat-settings-open-modal").wait_for(timeout=30_000)
+    page.wait_for_function("getComputedStyle(document.querySelector('#welcome-screen'))"
+                           ".opacity === '1'")
+    assert "Chatting with VT.ai Assistant on" in welcome.inner_text()
+    page.screenshot(path=shots / "welcome.png")
+    page.close()
+
+
+def test_an_uploaded_image_reaches_the_model(page: Any, fake_model: Any,
+                                             tmp_path: Path) -> None:
+    from tests.ui.stand_in_tools import chart_png
+
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(chart_png())
+    fake_model.script(UI_MODEL, Reply("I see blue bars."))
+    page.locator("#upload-button-input").set_input_files([str(photo)])
+    page.locator("img[alt='photo.png']").wait_for(timeout=10_000)
+    page.wait_for_function("!document.querySelector('#chat-submit').disabled")
+    send(page, "What is in this picture?")
+    page.get_by_text("I see blue bars.").wait_for(timeout=30_000)
+    [request] = fake_model.requests(UI_MODEL)
+    [user] = [m for m in request["messages"] if m["role"] == "user"]
+    images = [part["image_url"]["url"] for part in user["content"]
+              if isinstance(part, dict) and part.get("type") == "image_url"]
+    assert len(images) == 1 and images[0].startswith("data:image/png;base64,")

@@ -104,3 +104,26 @@ def test_ctrl_c_stops_the_answer_and_the_chat_goes_on(ui_server: Any, fake_model
 def _saved_thread(data_dir: Path) -> str:
     [ids] = json.loads((data_dir / "chat.json").read_text()).values()
     return str(ids["thread_id"])
+
+
+def test_files_the_code_writes_are_saved_and_images_once(ui_server: Any, fake_model: Any,
+                                                         tmp_path: Path) -> None:
+    client = OpenAI(base_url=ui_server.base_url, api_key="unused")
+    code = "open('/mnt/data/squares.csv', 'w').write('n,square')"
+    assistant, _ = scripted_assistant(
+        client, fake_model, ToolCalls([Call("python", {"code": code})]),
+        Reply("Here is [the table](sandbox:/mnt/data/squares.csv)."),
+        tools=[{"type": "code_interpreter"}])
+    child = spawn_chat(ui_server, assistant.id, tmp_path)
+    child.logfile_read = screen = io.StringIO()
+    child.sendline("write the squares to a file")
+    child.expect("you>")
+    shown = ANSI.sub("", screen.getvalue())
+    assert "Here is the table [1]." in shown
+    assert "Sources" not in shown
+    saved = re.search(r"\[1\] file saved to (\S+)", shown)
+    assert saved and Path(saved.group(1)).read_text() == \
+        "made by the code: /mnt/data/squares.csv\n"
+    assert len(re.findall(r"image saved to", shown)) == 1  # the chart, once
+    child.sendeof()
+    child.expect(pexpect.EOF)

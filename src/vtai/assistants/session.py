@@ -18,12 +18,12 @@ from typing import Any
 
 import openai
 from openai import AsyncOpenAI
-from openai.types.beta import AssistantStreamEvent
+from openai.types.beta import Assistant, AssistantStreamEvent
 from openai.types.beta.threads import Run
 from openai.types.beta.threads.runs import RunStep
 
 from vtai.assistants.errors import AssistantsError, api_errors
-from vtai.assistants.files import tool_for
+from vtai.assistants.files import is_image, tool_for
 from vtai.assistants.functions import (
     FunctionRegistry,
     current_registry,
@@ -31,7 +31,7 @@ from vtai.assistants.functions import (
     use_functions,
 )
 from vtai.assistants.messages import process_thread_message
-from vtai.assistants.resources import create_assistant, create_thread
+from vtai.assistants.resources import create_assistant, create_thread, provide_functions
 from vtai.assistants.runs import STOPPED_STATUSES, TERMINAL_STATUSES, poll_run
 from vtai.assistants.state import load_ids, save_ids
 from vtai.assistants.steps import process_run_step
@@ -111,6 +111,8 @@ class AssistantSession:
         self.run: Run | None = None
         self.pending: list[Attachment] = []
         self.uploaded: list[str] = []  # file ids this session uploaded, deleted by cleanup()
+        self.assistant: Assistant | None = None  # as it was when the session opened
+        self.functions_provided: list[str] = []  # functions open() added to the assistant
         self.snapshots = Snapshots()  # latest state of each message and step streamed
         self.reconnect_seconds = RECONNECT_SECONDS
         self.last_event_id: str | None = None  # of the run being streamed
@@ -134,10 +136,13 @@ class AssistantSession:
                                     assistant_id or saved.get("assistant_id"))
         if assistant is None and assistant_id:
             raise AssistantsError(f"No assistant found with id {assistant_id!r}.")
+        changed: list[str] = []
         if assistant is None:
             assistant = await create_assistant(
                 client, config.name, config.instructions,
                 [*config.tools, *functions.tools()], config.model)
+        else:  # one made before: it gets the functions asked for now
+            assistant, changed = await provide_functions(client, assistant, functions.tools())
         wanted_thread = thread_id or (saved.get("thread_id") if resume_thread else None)
         thread = await _existing(client.beta.threads.retrieve, wanted_thread)
         if thread is None and thread_id:
@@ -146,6 +151,8 @@ class AssistantSession:
             thread = await create_thread(client)
         session = cls(client, assistant.id, thread.id, functions=functions,
                       state_path=state_path)
+        session.assistant = assistant
+        session.functions_provided = changed
         session._save()
         return session
 
@@ -175,9 +182,16 @@ class AssistantSession:
                        for a in self.pending]
         if not text.strip():
             text = "(see the attached files)" if attachments else text
+        # Images also go to the model itself, as image_file parts (the code can open them too).
+        content: str | list[dict[str, Any]] = text
+        images = [a.file_id for a in self.pending if is_image(a.filename)]
+        if images:
+            content = [{"type": "text", "text": text}, *(
+                {"type": "image_file", "image_file": {"file_id": file_id}}
+                for file_id in images)]
         with api_errors("send the message"):
             message = await self.client.beta.threads.messages.create(
-                self.thread_id, role="user", content=text,
+                self.thread_id, role="user", content=content,  # type: ignore[arg-type]
                 attachments=attachments)  # type: ignore[arg-type]
         self.pending = []
         self.run, self.last_event_id, self.interrupted = None, None, False
@@ -375,8 +389,11 @@ class AssistantSession:
             await self.client.beta.threads.runs.cancel(run_id, thread_id=self.thread_id)
 
     async def new_thread(self) -> None:
-        """Clean up this conversation and start another on the same assistant."""
-        await self.cleanup()
+        """Start another conversation on the same assistant; the old thread stays on the
+        server (to go back to it; :meth:`cleanup` deletes one)."""
+        await self.cancel()
+        self.uploaded.clear()
+        self.pending.clear()
         self.thread_id = (await create_thread(self.client)).id
         self.message_references.clear()
         self.step_references.clear()

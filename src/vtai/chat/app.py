@@ -40,6 +40,9 @@ async def run_chat(base_url: str, api_key: str, assistant_id: str | None, model:
         return 1
     console.print(f"[dim]Assistant {session.assistant_id}, thread {session.thread_id}. "
                   f"{HELP}[/]")
+    if session.functions_provided:
+        console.print(f"[dim]The assistant now has the functions asked for: "
+                      f"{', '.join(session.functions_provided)}.[/]")
     downloads = state_path.parent / "chat-files"
     while True:
         try:
@@ -79,8 +82,10 @@ async def _command(session: AssistantSession, line: str, console: Console) -> bo
     if name in ("/exit", "/quit"):
         return False
     if name == "/new":
+        old = session.thread_id
         await session.new_thread()
-        console.print(f"[dim]New thread {session.thread_id}.[/]")
+        console.print(f"[dim]New thread {session.thread_id} (the old one, {old}, stays on "
+                      "the server).[/]")
     elif name == "/file" and argument.strip():
         attachment = await session.attach(argument.strip())
         console.print(f"[dim]Attached {attachment.filename} ({attachment.tool}) to your "

@@ -1,17 +1,22 @@
 """The Chainlit app: VT.ai's Assistant mode on an Assistants v2 server (run by ``vtai ui``).
 
 One chat is one thread; the assistant is the one picked in the settings, or else the one this
-UI used last, or else a new one. New Chat starts a new thread and the old one is deleted with
-its uploaded files (Chainlit keeps no history to go back to it)."""
+UI used last, or else a new one. New Chat starts a new thread; the old one stays on the
+server."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
 import chainlit as cl
+import openai
+from chainlit.context import init_ws_context
 from chainlit.input_widget import Select, TextInput
+from chainlit.session import WebsocketSession
+from chainlit.socket import sio
 from openai import AsyncOpenAI
 
 from vtai.assistants import (
@@ -23,7 +28,7 @@ from vtai.assistants import (
 )
 from vtai.assistants.functions import current_registry, import_functions
 from vtai.assistants.runs import TERMINAL_STATUSES
-from vtai.assistants.state import save_ids
+from vtai.assistants.state import load_ids, save_ids
 from vtai.ui.render import ChainlitListener
 from vtai.ui.settings import UISettings
 
@@ -46,6 +51,28 @@ def load_functions() -> None:
     import_functions(_settings().function_modules())
 
 
+@cl.set_chat_profiles
+async def welcome(user: Any = None, language: str | None = None) -> list[cl.ChatProfile]:
+    """The welcome screen (a chat profile's description) names the assistant and model in
+    use, or the model of the assistant the first chat will create."""
+    settings = _settings()
+    client = AsyncOpenAI(base_url=settings.base_url, api_key=settings.api_key, max_retries=0,
+                         timeout=5)
+    assistant_id = settings.assistant_id or load_ids(settings.state_path,
+                                                     str(client.base_url)).get("assistant_id")
+    assistant = None
+    if assistant_id:
+        with contextlib.suppress(openai.APIError):
+            assistant = await client.beta.assistants.retrieve(assistant_id)
+    if assistant is not None:
+        text = f"Chatting with **{assistant.name or assistant.id}** on `{assistant.model}`."
+    else:
+        text = f"A new assistant on `{settings.model}` answers your first message."
+    text += "\n\nAsk anything; attach files with the paperclip."
+    return [cl.ChatProfile(name="VT.ai", markdown_description=text, icon="/public/vtai.svg",
+                           default=True)]
+
+
 @cl.on_chat_start
 async def start_chat() -> None:
     settings = _settings()
@@ -62,6 +89,10 @@ async def start_chat() -> None:
         return
     cl.user_session.set("assistant_session", session)
     cl.user_session.set("sources", {})
+    if session.functions_provided:
+        await cl.Message(content=f"The assistant now has the functions asked for: "
+                                 f"{', '.join(session.functions_provided)}.",
+                         author="VT.ai").send()
 
 
 async def _send_settings(client: AsyncOpenAI, assistant_id: str, settings: UISettings) -> None:
@@ -156,7 +187,19 @@ async def _report_end(status: str, error: str | None, reason: str | None) -> Non
         await cl.ErrorMessage(content="The run expired before it finished.").send()
 
 
-@cl.on_stop
+@sio.on("stop")
+async def stop_pressed(sid: str) -> None:
+    """Chainlit's own stop handler, without its "Task manually stopped." message: the chat
+    says once what happened to the run (see :func:`stop`)."""
+    session = WebsocketSession.get(sid)
+    if session is None:
+        return
+    init_ws_context(session)
+    if session.current_task:
+        session.current_task.cancel()
+    await stop()
+
+
 async def stop() -> None:
     """Chainlit has cancelled the answering task, which asked the server to cancel the run;
     say so once the server confirms."""
@@ -170,16 +213,6 @@ async def stop() -> None:
         await cl.ErrorMessage(content=f"Could not stop the run: {err}").send()
         return
     await cl.Message(content=f"Stopped: the run is {run.status}.").send()
-
-
-@cl.on_chat_end
-async def end_chat() -> None:
-    session = _session()
-    if session is not None:
-        try:
-            await session.cleanup()
-        except AssistantsError as err:
-            log.warning("could not clean up thread %s: %s", session.thread_id, err)
 
 
 def _readable(err: Exception) -> str:

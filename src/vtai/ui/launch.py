@@ -17,6 +17,12 @@ def prepare_root(root: Path) -> None:
     (root / ".chainlit").mkdir(parents=True, exist_ok=True)
     (root / ".chainlit" / "config.toml").write_text((PACKAGE / "config.toml").read_text())
     (root / "chainlit.md").write_text((PACKAGE / "welcome.md").read_text())
+    # Custom elements (public/elements/NAME.jsx), which the browser builds from source.
+    elements = root / "public" / "elements"
+    elements.mkdir(parents=True, exist_ok=True)
+    for source in (PACKAGE / "elements").glob("*.jsx"):
+        (elements / source.name).write_text(source.read_text())
+    (root / "public" / "vtai.svg").write_text((PACKAGE / "elements" / "vtai.svg").read_text())
 
 
 def exec_chainlit(root: Path, host: str, port: int, env: dict[str, str]) -> None:
