@@ -90,8 +90,8 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory, fake_model: Any
 
 class ChainlitApp:
     def __init__(self, root: Path, base_url: str, model: str,
-                 env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+                 env: dict[str, str] | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.root = root
         self.log_path = root / "ui.log"

@@ -125,8 +125,8 @@ def test_stop_cancels_the_run(page: Any, fake_model: Any, ui_server: Any, chainl
     assert run.status == "cancelled"
 
 
-def test_new_chat_starts_a_new_thread(page: Any, fake_model: Any, ui_server: Any,
-                                      chainlit_app: Any) -> None:
+def test_new_chat_starts_a_new_thread_and_the_history_reopens_the_old_one(
+        page: Any, fake_model: Any, ui_server: Any, chainlit_app: Any, shots: Path) -> None:
     send(page, "first chat")
     page.get_by_text("You said: first chat").wait_for(timeout=30_000)
     first = ui_thread(chainlit_app)
@@ -137,13 +137,28 @@ def test_new_chat_starts_a_new_thread(page: Any, fake_model: Any, ui_server: Any
     page.get_by_text("You said: second chat").wait_for(timeout=30_000)
     second = ui_thread(chainlit_app)
     assert second not in (first, None)
-    assert page.get_by_text("first chat").count() == 0
-    # The first chat's thread stays on the server (for the history).
-    assert OpenAI(base_url=ui_server.base_url, api_key="unused").beta.threads.retrieve(
-        first).id == first
+    assert page.locator(ANSWER).count() == 1  # the first chat's answer is not on screen
     client = OpenAI(base_url=ui_server.base_url, api_key="unused")
     [user, _] = client.beta.threads.messages.list(second, order="asc").data
     assert user.content[0].text.value == "second chat"  # type: ignore[union-attr]
+    assert client.beta.threads.retrieve(first).metadata["vtai_ui_title"] == "first chat"
+
+    # The history lists both chats, newest first; the first one reopens on its thread.
+    chats = page.locator(f'a[href="/thread/{first}"], a[href="/thread/{second}"]')
+    chats.nth(1).wait_for(timeout=30_000)
+    assert chats.nth(0).inner_text() == "second chat"
+    page.screenshot(path=shots / "history.png")
+    page.locator(f'a[href="/thread/{first}"]').click()
+    page.get_by_text("You said: first chat").wait_for(timeout=30_000)
+    page.locator("#chat-settings-open-modal").wait_for(timeout=30_000)
+    send(page, "back to the first")
+    page.get_by_text("You said: back to the first").wait_for(timeout=30_000)
+    page.screenshot(path=shots / "history-reopened.png")
+    assert ui_thread(chainlit_app) == first
+    texts = [m.content[0].text.value  # type: ignore[union-attr]
+             for m in client.beta.threads.messages.list(first, order="asc").data]
+    assert texts == ["first chat", "You said: first chat", "back to the first",
+                     "You said: back to the first"]
 
 
 def ui_thread(chainlit_app: Any) -> str | None:

@@ -142,3 +142,34 @@ def test_terminal_chat_resumes_after_a_server_restart(fake_model: Any,
     child.sendeof()
     child.expect(pexpect.EOF)
     assert not re.search(r"Traceback|Error\(", child.before or "")
+
+
+def test_a_chat_stays_on_its_thread_when_the_ui_restarts(browser: Any, fake_model: Any,
+                                                         fragile_server: StandInServer,
+                                                         tmp_path: Path, shots: Path) -> None:
+    if fragile_server.proc is None or fragile_server.proc.poll() is not None:
+        fragile_server.start()
+    app = ChainlitApp(tmp_path, fragile_server.base_url, UI_MODEL)
+    try:
+        page = open_chat(browser, app)
+        send(page, "remember me")
+        page.get_by_text("You said: remember me").wait_for(timeout=30_000)
+        page.wait_for_url("**/thread/thread_*", timeout=30_000)
+        thread_id = page.url.rsplit("/", 1)[1]
+        app.stop()
+        app = ChainlitApp(tmp_path, fragile_server.base_url, UI_MODEL, port=app.port)
+        # The page reconnects by itself, on the same chat.
+        page.locator("#chat-settings-open-modal").wait_for(timeout=60_000)
+        send(page, "still me?")
+        page.get_by_text("You said: still me?").wait_for(timeout=30_000)
+        page.screenshot(path=shots / "ui-restarted.png")
+        client = OpenAI(base_url=fragile_server.base_url, api_key="unused")
+        texts = [m.content[0].text.value  # type: ignore[union-attr]
+                 for m in client.beta.threads.messages.list(thread_id, order="asc").data]
+        assert texts == ["remember me", "You said: remember me", "still me?",
+                         "You said: still me?"]
+        assert page.get_by_text("You said: remember me").count() == 1  # shown once
+        page.locator(f'a[href="/thread/{thread_id}"]').wait_for(timeout=30_000)  # history
+        page.close()
+    finally:
+        app.stop()

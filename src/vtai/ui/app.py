@@ -17,6 +17,7 @@ from chainlit.context import init_ws_context
 from chainlit.input_widget import Select, TextInput
 from chainlit.session import WebsocketSession
 from chainlit.socket import sio
+from chainlit.types import ThreadDict
 from openai import AsyncOpenAI
 
 from vtai.assistants import (
@@ -29,6 +30,7 @@ from vtai.assistants import (
 from vtai.assistants.functions import current_registry, import_functions
 from vtai.assistants.runs import TERMINAL_STATUSES
 from vtai.assistants.state import load_ids, save_ids
+from vtai.ui.history import USER, ThreadHistory, ThreadIndex
 from vtai.ui.render import ChainlitListener
 from vtai.ui.settings import UISettings
 
@@ -73,13 +75,38 @@ async def welcome(user: Any = None, language: str | None = None) -> list[cl.Chat
                            default=True)]
 
 
+@cl.header_auth_callback
+async def local_user(headers: Any) -> cl.User:
+    """One user, without a login form: Chainlit keeps a history only for a known user."""
+    return cl.User(identifier=USER)
+
+
+@cl.data_layer
+def history() -> ThreadHistory:
+    settings = _settings()
+    return ThreadHistory(_client(settings), ThreadIndex(settings.state_path.parent
+                                                        / "threads.json"))
+
+
 @cl.on_chat_start
 async def start_chat() -> None:
+    await _open_chat(None)
+
+
+@cl.on_chat_resume
+async def resume_chat(thread: ThreadDict) -> None:
+    """A chat reopened from the history (or a page reconnecting to a restarted UI) goes on
+    on its thread."""
+    await _open_chat(thread["id"])
+
+
+async def _open_chat(thread_id: str | None) -> None:
     settings = _settings()
-    client = AsyncOpenAI(base_url=settings.base_url, api_key=settings.api_key, max_retries=1)
+    client = _client(settings)
     try:
         session = await AssistantSession.open(
-            client, assistant_id=settings.assistant_id, state_path=settings.state_path,
+            client, assistant_id=settings.assistant_id, thread_id=thread_id,
+            state_path=settings.state_path,
             config=AssistantConfig(name="VT.ai Assistant", instructions=settings.instructions,
                                    model=settings.model, tools=TOOLS))
         session.reconnect_seconds = settings.reconnect_seconds
@@ -87,12 +114,18 @@ async def start_chat() -> None:
     except AssistantsError as err:
         await cl.ErrorMessage(content=f"Cannot start the chat: {err}").send()
         return
+    # The chat is the thread, under the thread's own id (see history.py).
+    cl.context.session.thread_id = session.thread_id
     cl.user_session.set("assistant_session", session)
     cl.user_session.set("sources", {})
     if session.functions_provided:
         await cl.Message(content=f"The assistant now has the functions asked for: "
                                  f"{', '.join(session.functions_provided)}.",
                          author="VT.ai").send()
+
+
+def _client(settings: UISettings) -> AsyncOpenAI:
+    return AsyncOpenAI(base_url=settings.base_url, api_key=settings.api_key, max_retries=1)
 
 
 async def _send_settings(client: AsyncOpenAI, assistant_id: str, settings: UISettings) -> None:
