@@ -98,13 +98,16 @@ def _after_tool(messages: list[dict[str, Any]]) -> Reply:
     output = str(messages[-1].get("content") or "")
     name = _called(messages)
     if name in CODE_TOOLS:
+        printed = "\n".join(line for line in output.strip().splitlines()
+                            if not line.startswith("[image "))  # (the tool's own notes)
         return Reply(f"{NOTE} I ran the code; the chart is shown with this answer. "
-                     f"It printed:\n\n```text\n{output.strip()[:1500]}\n```")
+                     f"It printed:\n\n```text\n{printed[:1500]}\n```")
     if name == SEARCH_TOOL:
         found = MARKER.search(output)
         if found is None:
             return Reply(f"{NOTE} I searched your files and found nothing that matches.")
-        passage = " ".join(output[found.end():].split())[:300]
+        lines = output[found.end():].splitlines()
+        passage = " ".join(" ".join(line.lstrip("#> ") for line in lines).split())[:300]
         return Reply(f"{NOTE} From your files: “{passage}” {found.group()}")
     return Reply(f"{NOTE} `{name}` answered: {_compact(output)}")
 

@@ -23,7 +23,8 @@ def prepare_root(root: Path) -> None:
     elements.mkdir(parents=True, exist_ok=True)
     for source in (PACKAGE / "elements").glob("*.jsx"):
         (elements / source.name).write_text(source.read_text())
-    (root / "public" / "vtai.svg").write_text((PACKAGE / "elements" / "vtai.svg").read_text())
+    for name in ("vtai.svg", "vtai.css"):
+        (root / "public" / name).write_text((PACKAGE / "elements" / name).read_text())
 
 
 def auth_secret(root: Path) -> str:
