@@ -338,3 +338,40 @@ def test_an_uploaded_image_reaches_the_model(page: Any, fake_model: Any,
     images = [part["image_url"]["url"] for part in user["content"]
               if isinstance(part, dict) and part.get("type") == "image_url"]
     assert len(images) == 1 and images[0].startswith("data:image/png;base64,")
+
+
+def test_a_reopened_chat_shows_its_charts_footnotes_and_files(page: Any, fake_model: Any,
+                                                              chainlit_app: Any, shots: Path,
+                                                              tmp_path: Path) -> None:
+    notes = tmp_path / "plan.md"
+    notes.write_text("The plan is to ship on Friday.")
+    code = "open('/mnt/data/plan.csv', 'w').write('day,ship')"
+    fake_model.script(UI_MODEL, ToolCalls([Call("file_search", {"query": "plan"}),
+                                           Call("python", {"code": code})]),
+                      Reply("We ship on Friday【4:0†plan.md】; the chart and "
+                            "[the table](sandbox:/mnt/data/plan.csv) are here."))
+    page.locator("#upload-button-input").set_input_files([str(notes)])
+    page.get_by_text("plan.md").first.wait_for(timeout=10_000)
+    page.wait_for_function("!document.querySelector('#chat-submit').disabled")
+    send(page, "What is the plan?")
+    page.get_by_text("We ship on Friday[1]").wait_for(timeout=30_000)
+    first = ui_thread(chainlit_app)
+    page.locator("#new-chat-button").click()
+    page.locator("#welcome-screen").wait_for(timeout=30_000)
+    page.locator("#chat-settings-open-modal").wait_for(timeout=30_000)
+
+    page.locator(f'a[href="/thread/{first}"]').click()
+    answer = page.locator('[data-step-type="assistant_message"]').filter(
+        has_text="We ship on Friday")
+    answer.wait_for(timeout=30_000)
+    answer.locator("img[src^='data:image/png']").wait_for(timeout=10_000)  # the chart
+    footnote = answer.locator(".footnote-link")
+    assert footnote.inner_text() == "[1] plan.md"
+    footnote.click()
+    answer.locator(".footnote-passage").get_by_text(
+        "The plan is to ship on Friday.").wait_for(timeout=10_000)
+    answer.get_by_text("plan.csv").wait_for(timeout=10_000)
+    page.screenshot(path=shots / "history-reopened-elements.png")
+    with page.expect_download(timeout=10_000) as download:
+        answer.get_by_text("plan.csv").click()
+    assert Path(download.value.path()).read_text() == "made by the code: /mnt/data/plan.csv\n"

@@ -10,15 +10,18 @@ record."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
+import uuid
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Any, Final
 
 import openai
 from chainlit.data.base import BaseDataLayer
+from chainlit.element import ElementDict
 from chainlit.step import StepDict
 from chainlit.types import (
     Feedback,
@@ -30,10 +33,14 @@ from chainlit.types import (
 )
 from chainlit.user import PersistedUser, User
 from openai import AsyncOpenAI
+from openai.types.beta.threads import Message
 
-from vtai.assistants.messages import process_thread_message
-from vtai.assistants.views import TextView
+from vtai.assistants.messages import process_thread_message, read_file
+from vtai.assistants.steps import process_run_step
+from vtai.assistants.views import ImageView, MessagePartView, TextView
+from vtai.ui.render import footnotes
 
+RESULT_CONTENT: Final = "step_details.tool_calls[*].file_search.results[*].content"
 TITLE_KEY = "vtai_ui_title"
 MARKER_KEY = "vtai_ui"  # threads the UI made, marked on the server too
 TITLE_CHARS = 120
@@ -116,12 +123,56 @@ class ThreadHistory(BaseDataLayer):
                 thread_id, order="asc", limit=100)]
         except openai.APIError:
             messages = []
+        elements: list[ElementDict] = []
         for message in messages:
             views = await process_thread_message(references, message, self.client)
-            text = "\n\n".join(v.text for v in views if isinstance(v, TextView))
-            thread["steps"].append(_step(thread_id, message.id, message.role, text,
+            texts = [v for v in views if isinstance(v, TextView)]
+            thread["steps"].append(_step(thread_id, message.id, message.role,
+                                         "\n\n".join(v.text for v in texts),
                                          message.created_at))
+            elements += await self._elements(thread_id, message, views)
+        thread["elements"] = elements
         return thread
+
+    async def _elements(self, thread_id: str, message: Message,
+                        views: list[MessagePartView]) -> list[ElementDict]:
+        """What the answer showed besides its text: its images, footnotes and the files the
+        code wrote (as data URLs: the server's files need its key, the browser has none)."""
+        elements = []
+        for view in views:
+            if isinstance(view, ImageView) and view.data:
+                elements.append(_element(thread_id, message.id, "image", f"{view.file_id}.png",
+                                         url=_data_url(view.data, "image/png"), size="large"))
+            if not isinstance(view, TextView):
+                continue
+            if any(c.kind == "file_citation" for c in view.citations):
+                notes = footnotes(view.citations, await self._passages(thread_id, message))
+                elements.append(_element(thread_id, message.id, "custom", "Footnotes",
+                                         props={"notes": notes}))
+            for citation in view.citations:
+                data = (await read_file(self.client, citation.file_id)
+                        if citation.kind == "file_path" else None)
+                if data is not None:
+                    elements.append(_element(
+                        thread_id, message.id, "file", PurePosixPath(citation.filename).name,
+                        url=_data_url(data, "application/octet-stream")))
+        return elements
+
+    async def _passages(self, thread_id: str, message: Message) -> dict[str, str]:
+        """file id -> the text its run's searches found (the steps keep it)."""
+        passages: dict[str, str] = {}
+        if not message.run_id:
+            return passages
+        try:
+            steps = [s async for s in self.client.beta.threads.runs.steps.list(
+                message.run_id, thread_id=thread_id, include=[RESULT_CONTENT])]
+        except openai.APIError:
+            return passages
+        for step in steps:
+            for view in await process_run_step({}, step):
+                for source in view.sources:
+                    passages.setdefault(source.file_id, source.content)
+        return passages
 
     async def update_thread(self, thread_id: str, name: str | None = None,
                             user_id: str | None = None, metadata: dict[str, Any] | None = None,
@@ -195,6 +246,16 @@ def _step(thread_id: str, message_id: str, role: str, text: str, created_at: int
                     type="assistant_message" if role == "assistant" else "user_message",
                     output=text, input="", createdAt=when, start=when, end=when,
                     streaming=False, isError=False, waitForAnswer=False, metadata={})
+
+
+def _element(thread_id: str, message_id: str, kind: str, name: str, **fields: Any
+             ) -> ElementDict:
+    return ElementDict(id=str(uuid.uuid4()), threadId=thread_id, forId=message_id,
+                       type=kind, name=name, display="inline", **fields)  # type: ignore[typeddict-item]
+
+
+def _data_url(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
 def _title(text: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
+from typing import Any
 
 import chainlit as cl
 from openai import AsyncOpenAI
@@ -15,6 +16,7 @@ from openai.types.beta.threads import Run
 
 from vtai.assistants import ImageView, MessagePartView, SessionListener, TextView, ToolCallView
 from vtai.assistants.messages import read_file
+from vtai.assistants.views import Citation
 
 AUTHOR = "VT.ai"
 PASSAGE_CHARS = 1500  # of a cited passage, opened from its footnote
@@ -73,12 +75,10 @@ class ChainlitListener(SessionListener):
         self.finished.add(view.key)
         await (message.update() if view.key in self.sent else message.send())
         self.sent.add(view.key)
-        notes = [c for c in view.citations if c.kind == "file_citation"]
+        notes = footnotes(view.citations, self.sources)
         if notes:
-            await cl.CustomElement(name="Footnotes", display="inline", props={"notes": [
-                {"number": c.number, "filename": c.filename,
-                 "passage": excerpt(self.sources.get(c.file_id, ""), PASSAGE_CHARS)}
-                for c in notes]}).send(for_id=message.id)
+            await cl.CustomElement(name="Footnotes", display="inline",
+                                   props={"notes": notes}).send(for_id=message.id)
         for citation in view.citations:
             if citation.kind == "file_path":  # a file the code wrote, to download
                 data = await read_file(self.client, citation.file_id)
@@ -149,6 +149,14 @@ def _output(view: ToolCallView) -> str:
     if view.type == "code_interpreter" and view.output:
         return f"```text\n{view.output}\n```"
     return view.output
+
+
+def footnotes(citations: list[Citation], passages: dict[str, str]) -> list[dict[str, Any]]:
+    """The props of the Footnotes element (elements/Footnotes.jsx) for a text's citations of
+    files (``passages``: file id -> the text the search found)."""
+    return [{"number": c.number, "filename": c.filename,
+             "passage": excerpt(passages.get(c.file_id, ""), PASSAGE_CHARS)}
+            for c in citations if c.kind == "file_citation"]
 
 
 def excerpt(text: str, limit: int) -> str:
