@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import openai
+import pytest
 from openai import OpenAI
 
 from tests.support import free_port
@@ -375,3 +377,21 @@ def test_a_reopened_chat_shows_its_charts_footnotes_and_files(page: Any, fake_mo
     with page.expect_download(timeout=10_000) as download:
         answer.get_by_text("plan.csv").click()
     assert Path(download.value.path()).read_text() == "made by the code: /mnt/data/plan.csv\n"
+
+
+def test_a_chat_deleted_from_the_history_is_gone_from_the_server(
+        page: Any, ui_server: Any, chainlit_app: Any, shots: Path) -> None:
+    send(page, "forget this chat")
+    page.get_by_text("You said: forget this chat").wait_for(timeout=30_000)
+    thread_id = ui_thread(chainlit_app)
+    item = page.locator(f'a[href="/thread/{thread_id}"]')
+    item.wait_for(timeout=30_000)
+    item.hover()
+    item.locator("#thread-options").click()  # its menu
+    page.get_by_role("menuitem").filter(has_text="Delete").click()
+    page.get_by_role("button", name="Confirm").click()
+    item.wait_for(state="detached", timeout=30_000)
+    page.screenshot(path=shots / "history-deleted.png")
+    client = OpenAI(base_url=ui_server.base_url, api_key="unused")
+    with pytest.raises(openai.NotFoundError):
+        client.beta.threads.retrieve(thread_id)  # type: ignore[arg-type]
