@@ -105,7 +105,7 @@ def test_upload_is_attached_to_the_message(page: Any, fake_model: Any, ui_server
 
     client = OpenAI(base_url=ui_server.base_url, api_key="unused")
     names = {f.id: f.filename for f in client.files.list().data}
-    messages = client.beta.threads.messages.list(ui_thread(chainlit_app), order="asc").data
+    messages = client.beta.threads.messages.list(page_thread(page), order="asc").data
     assert {(names[a.file_id], a.tools[0].type) for a in messages[0].attachments or []} == {
         ("notes.md", "file_search"), ("sales.csv", "code_interpreter")}
 
@@ -123,7 +123,7 @@ def test_stop_cancels_the_run(page: Any, fake_model: Any, ui_server: Any, chainl
     assert page.locator(ANSWER).first.inner_text().startswith("This answer is")
     assert "slower slower slower" not in page.locator(ANSWER).first.inner_text()
     client = OpenAI(base_url=ui_server.base_url, api_key="unused")
-    [run] = client.beta.threads.runs.list(ui_thread(chainlit_app)).data
+    [run] = client.beta.threads.runs.list(page_thread(page)).data
     assert run.status == "cancelled"
 
 
@@ -131,14 +131,15 @@ def test_new_chat_starts_a_new_thread_and_the_history_reopens_the_old_one(
         page: Any, fake_model: Any, ui_server: Any, chainlit_app: Any, shots: Path) -> None:
     send(page, "first chat")
     page.get_by_text("You said: first chat").wait_for(timeout=30_000)
-    first = ui_thread(chainlit_app)
+    first = page_thread(page)
     page.locator("#new-chat-button").click()
     page.locator("#welcome-screen").wait_for(timeout=30_000)
     page.locator("#chat-settings-open-modal").wait_for(timeout=30_000)
     send(page, "second chat")
     page.get_by_text("You said: second chat").wait_for(timeout=30_000)
-    second = ui_thread(chainlit_app)
-    assert second not in (first, None)
+    page.wait_for_url(lambda url: f"/thread/{first}" not in url and "/thread/" in url)
+    second = page_thread(page)
+    assert second != first
     assert page.locator(ANSWER).count() == 1  # the first chat's answer is not on screen
     client = OpenAI(base_url=ui_server.base_url, api_key="unused")
     [user, _] = client.beta.threads.messages.list(second, order="asc").data
@@ -156,11 +157,17 @@ def test_new_chat_starts_a_new_thread_and_the_history_reopens_the_old_one(
     send(page, "back to the first")
     page.get_by_text("You said: back to the first").wait_for(timeout=30_000)
     page.screenshot(path=shots / "history-reopened.png")
-    assert ui_thread(chainlit_app) == first
+    assert page_thread(page) == first
     texts = [m.content[0].text.value  # type: ignore[union-attr]
              for m in client.beta.threads.messages.list(first, order="asc").data]
     assert texts == ["first chat", "You said: first chat", "back to the first",
                      "You said: back to the first"]
+
+
+def page_thread(page: Any) -> str:
+    """The thread of the chat the page shows (a chat of the history is its thread)."""
+    page.wait_for_url("**/thread/thread_*", timeout=30_000)
+    return str(page.url.rsplit("/", 1)[1])
 
 
 def ui_thread(chainlit_app: Any) -> str | None:
@@ -357,7 +364,7 @@ def test_a_reopened_chat_shows_its_charts_footnotes_and_files(page: Any, fake_mo
     page.wait_for_function("!document.querySelector('#chat-submit').disabled")
     send(page, "What is the plan?")
     page.get_by_text("We ship on Friday[1]").wait_for(timeout=30_000)
-    first = ui_thread(chainlit_app)
+    first = page_thread(page)
     page.locator("#new-chat-button").click()
     page.locator("#welcome-screen").wait_for(timeout=30_000)
     page.locator("#chat-settings-open-modal").wait_for(timeout=30_000)
@@ -383,7 +390,7 @@ def test_a_chat_deleted_from_the_history_is_gone_from_the_server(
         page: Any, ui_server: Any, chainlit_app: Any, shots: Path) -> None:
     send(page, "forget this chat")
     page.get_by_text("You said: forget this chat").wait_for(timeout=30_000)
-    thread_id = ui_thread(chainlit_app)
+    thread_id = page_thread(page)
     item = page.locator(f'a[href="/thread/{thread_id}"]')
     item.wait_for(timeout=30_000)
     item.hover()

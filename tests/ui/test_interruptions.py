@@ -21,7 +21,7 @@ from vtai.testing import Reply
 
 SLOW = "This answer takes its time, " + "word by word " * 12 + "and ends here."
 # The page shows the message still streaming with this cursor; it must not stay.
-STREAMING_DOT = ".animate-pulse"
+STREAMING_DOT = ".loading-cursor"
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +69,7 @@ def test_ui_resumes_the_answer_after_a_server_restart(browser: Any, fake_model: 
     page = open_chat(browser, fragile_app)
     send(page, "Take your time")
     page.get_by_text("This answer takes its time").wait_for(timeout=30_000)
+    page.locator(STREAMING_DOT).wait_for(timeout=10_000)  # (still typing)
     kill(fragile_server)
     page.get_by_text("Lost the connection to the server").wait_for(timeout=30_000)
     page.screenshot(path=shots / "server-lost.png")
@@ -94,6 +95,7 @@ def test_ui_ends_the_answer_when_the_server_stays_away(browser: Any, fake_model:
     page = open_chat(browser, fragile_app)
     send(page, "Take your time")
     page.get_by_text("This answer takes its time").wait_for(timeout=30_000)
+    page.locator(STREAMING_DOT).wait_for(timeout=10_000)  # (still typing)
     kill(fragile_server)
     page.get_by_text("did not come back within").wait_for(timeout=60_000)
     page.locator(STREAMING_DOT).wait_for(state="detached", timeout=10_000)
