@@ -402,3 +402,23 @@ def test_a_chat_deleted_from_the_history_is_gone_from_the_server(
     client = OpenAI(base_url=ui_server.base_url, api_key="unused")
     with pytest.raises(openai.NotFoundError):
         client.beta.threads.retrieve(thread_id)  # type: ignore[arg-type]
+
+
+def test_the_saved_assistant_gets_the_functions_asked_for(browser: Any, ui_server: Any,
+                                                          tmp_path: Path) -> None:
+    """`vtai ui --functions` on an assistant saved before without them: it gets them, and the
+    chat says so."""
+    client = OpenAI(base_url=ui_server.base_url, api_key="unused")
+    saved = client.beta.assistants.create(model=UI_MODEL, name="Saved before")
+    app = ChainlitApp(tmp_path, ui_server.base_url, UI_MODEL,
+                      env={"VTAI_UI_ASSISTANT_ID": saved.id})
+    try:
+        page = browser.new_page()
+        page.goto(app.url)
+        page.get_by_text("The assistant now has the functions asked for: get_weather.").wait_for(
+            timeout=30_000)
+        page.close()
+    finally:
+        app.stop()
+    [tool] = client.beta.assistants.retrieve(saved.id).tools
+    assert tool.type == "function" and tool.function.name == "get_weather"
