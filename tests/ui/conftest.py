@@ -155,6 +155,6 @@ def page(browser: Any, chainlit_app: ChainlitApp, fake_model: Any) -> Iterator[A
     page = context.new_page()
     page.goto(chainlit_app.url)
     # The settings button appears once on_chat_start has run: the chat session is ready.
-    page.locator("#chat-settings-open-modal").wait_for(timeout=30_000)
+    page.locator("#chat-settings-open-modal").wait_for(timeout=60_000)
     yield page
     context.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -161,7 +162,10 @@ def test_a_chat_stays_on_its_thread_when_the_ui_restarts(browser: Any, fake_mode
         app.stop()
         app = ChainlitApp(tmp_path, fragile_server.base_url, UI_MODEL, port=app.port)
         # The page reconnects by itself, on the same chat.
-        page.locator("#chat-settings-open-modal").wait_for(timeout=60_000)
+        deadline = time.monotonic() + 60
+        while f"resuming the chat of {thread_id}" not in app.log():
+            assert time.monotonic() < deadline, app.log()
+            page.wait_for_timeout(200)
         send(page, "still me?")
         page.get_by_text("You said: still me?").wait_for(timeout=30_000)
         page.screenshot(path=shots / "ui-restarted.png")

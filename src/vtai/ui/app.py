@@ -97,6 +97,7 @@ async def start_chat() -> None:
 async def resume_chat(thread: ThreadDict) -> None:
     """A chat reopened from the history (or a page reconnecting to a restarted UI) goes on
     on its thread."""
+    log.info("resuming the chat of %s", thread["id"])
     await _open_chat(thread["id"])
 
 
