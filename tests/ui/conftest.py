@@ -155,6 +155,12 @@ def page(browser: Any, chainlit_app: ChainlitApp, fake_model: Any) -> Iterator[A
     page = context.new_page()
     page.goto(chainlit_app.url)
     # The settings button appears once on_chat_start has run: the chat session is ready.
-    page.locator("#chat-settings-open-modal").wait_for(timeout=60_000)
+    try:
+        page.locator("#chat-settings-open-modal").wait_for(timeout=60_000)
+    except Exception:
+        page.screenshot(path=chainlit_app.root / "page-not-ready.png")
+        (chainlit_app.root / "page-not-ready.txt").write_text(
+            page.url + "\n" + page.content())
+        raise
     yield page
     context.close()

@@ -132,7 +132,7 @@ def test_new_chat_starts_a_new_thread_and_the_history_reopens_the_old_one(
     send(page, "first chat")
     page.get_by_text("You said: first chat").wait_for(timeout=30_000)
     first = page_thread(page)
-    page.locator("#new-chat-button").click()
+    new_chat(page)
     page.locator("#welcome-screen").wait_for(timeout=30_000)
     page.locator("#chat-settings-open-modal").wait_for(timeout=30_000)
     send(page, "second chat")
@@ -162,6 +162,12 @@ def test_new_chat_starts_a_new_thread_and_the_history_reopens_the_old_one(
              for m in client.beta.threads.messages.list(first, order="asc").data]
     assert texts == ["first chat", "You said: first chat", "back to the first",
                      "You said: back to the first"]
+
+
+def new_chat(page: Any) -> None:
+    """New Chat, once the answer is over (the chat is idle: the stop button has gone)."""
+    page.locator("#stop-button").wait_for(state="detached", timeout=30_000)
+    page.locator("#new-chat-button").click()
 
 
 def page_thread(page: Any) -> str:
@@ -365,7 +371,7 @@ def test_a_reopened_chat_shows_its_charts_footnotes_and_files(page: Any, fake_mo
     send(page, "What is the plan?")
     page.get_by_text("We ship on Friday[1]").wait_for(timeout=30_000)
     first = page_thread(page)
-    page.locator("#new-chat-button").click()
+    new_chat(page)
     page.locator("#welcome-screen").wait_for(timeout=30_000)
     page.locator("#chat-settings-open-modal").wait_for(timeout=30_000)
 
