@@ -108,14 +108,10 @@ def worker(
 
 
 def _start_demo_model() -> str:
-    from vtai.testing import FakeModelServer, Reply
-    from vtai.testing.chat import last_user_text
+    from vtai.testing import FakeModelServer
+    from vtai.testing.demo import demo_reply
 
-    def reply(body: dict[str, object]) -> Reply:
-        return Reply("[VT.ai fake model: no real model is configured] You said: "
-                     f"{last_user_text(body)}")
-
-    server = FakeModelServer(default=reply).start()
+    server = FakeModelServer(default=demo_reply).start()
     logging.getLogger("vtai").warning(
         "--fake-model: runs are answered by the built-in fake model at %s, not a real model",
         server.base_url)

@@ -113,3 +113,64 @@ def test_models_are_what_the_upstreams_list(tmp_path_factory: pytest.TempPathFac
         with pytest.raises(openai.NotFoundError) as err:
             client.models.retrieve("nowhere/nothing")
         assert err.value.body["code"] == "model_not_found"
+
+
+def test_fake_model_demo_calls_an_offered_function(demo_server: ServerProcess) -> None:
+    """`vtai serve --fake-model` shows function calling on a plain request."""
+    client = OpenAI(base_url=demo_server.base_url, api_key="x", max_retries=0)
+    assistant = client.beta.assistants.create(model="anything", tools=[{
+        "type": "function", "function": {
+            "name": "get_weather", "description": "The weather in a city.",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                           "required": ["city"]}}}])
+    run = client.beta.threads.create_and_run_poll(
+        assistant_id=assistant.id,
+        thread={"messages": [{"role": "user", "content": "What is the weather in Paris?"}]})
+    assert run.status == "requires_action"
+    [call] = run.required_action.submit_tool_outputs.tool_calls  # type: ignore[union-attr]
+    assert (call.function.name, json.loads(call.function.arguments)) == (
+        "get_weather", {"city": "Paris"})
+    run = client.beta.threads.runs.submit_tool_outputs_and_poll(
+        run_id=run.id, thread_id=run.thread_id,
+        tool_outputs=[{"tool_call_id": call.id, "output": '{"sky": "sunny"}'}])
+    assert run.status == "completed"
+    text = client.beta.threads.messages.list(run.thread_id).data[0].content[0].text.value
+    assert text.endswith('`get_weather` answered: {"sky": "sunny"}')
+
+
+def test_fake_model_demo_searches_the_uploaded_files(demo_server: ServerProcess) -> None:
+    client = OpenAI(base_url=demo_server.base_url, api_key="x", max_retries=0)
+    notes = client.files.create(file=("launch.md", b"# Launch\nThe launch is on Tuesday."),
+                                purpose="assistants")
+    assistant = client.beta.assistants.create(model="anything",
+                                              tools=[{"type": "file_search"}])
+    run = client.beta.threads.create_and_run_poll(
+        assistant_id=assistant.id, thread={"messages": [{
+            "role": "user", "content": "When is the launch? Search my files.",
+            "attachments": [{"file_id": notes.id, "tools": [{"type": "file_search"}]}]}]})
+    assert run.status == "completed", run.last_error
+    [step] = [s for s in client.beta.threads.runs.steps.list(run.id, thread_id=run.thread_id)
+              if s.type == "tool_calls"]
+    assert step.step_details.tool_calls[0].type == "file_search"  # type: ignore[union-attr]
+    [part] = client.beta.threads.messages.list(run.thread_id).data[0].content
+    assert "The launch is on Tuesday." in part.text.value  # type: ignore[union-attr]
+    [citation] = part.text.annotations  # type: ignore[union-attr]
+    assert citation.file_citation.file_id == notes.id  # type: ignore[union-attr]
+
+
+def test_fake_model_demo_charts_with_the_code_interpreter(demo_server: ServerProcess) -> None:
+    client = OpenAI(base_url=demo_server.base_url, api_key="x", max_retries=0)
+    assistant = client.beta.assistants.create(model="anything",
+                                              tools=[{"type": "code_interpreter"}])
+    run = client.beta.threads.create_and_run_poll(
+        assistant_id=assistant.id,
+        thread={"messages": [{"role": "user", "content": "Chart the squares, please"}]})
+    assert run.status == "completed", run.last_error
+    [step] = [s for s in client.beta.threads.runs.steps.list(run.id, thread_id=run.thread_id)
+              if s.type == "tool_calls"]
+    [call] = step.step_details.tool_calls  # type: ignore[union-attr]
+    assert "plt.show()" in call.code_interpreter.input  # type: ignore[union-attr]
+    message = client.beta.threads.messages.list(run.thread_id).data[0]
+    [text] = [p.text.value for p in message.content if p.type == "text"]
+    assert "I ran the code" in text
+    assert [p.type for p in message.content].count("image_file") == 1  # the chart

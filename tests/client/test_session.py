@@ -136,8 +136,15 @@ async def test_attachments_choose_their_tool_and_cleanup_deletes(
     assert [t.type for t in assistant.tools] == ["code_interpreter", "file_search"]
 
     thread_id = session.thread_id
-    await session.new_thread()
+    await session.new_thread()  # the old thread stays, with its files
     assert session.thread_id != thread_id
+    assert (await aclient.beta.threads.retrieve(thread_id)).id == thread_id
+    remaining = {f.id for f in (await aclient.files.list()).data}
+    assert {doc.file_id, data.file_id} <= remaining
+
+    session.thread_id = thread_id  # cleanup() deletes the thread and the files
+    session.uploaded = [doc.file_id, data.file_id]
+    await session.cleanup()
     remaining = {f.id for f in (await aclient.files.list()).data}
     assert doc.file_id not in remaining and data.file_id not in remaining
     with pytest.raises(openai.NotFoundError):
@@ -162,3 +169,25 @@ async def test_a_failed_run_is_returned_not_raised(aclient, sync_client, fake_mo
     run = await session.send("hi", Recorder())
     assert run.status == "failed"
     assert run.last_error is not None and "No such model upstream." in run.last_error.message
+
+
+async def test_a_saved_assistant_gets_the_functions_asked_for(aclient, sync_client,
+                                                              tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    first = await AssistantSession.open(aclient, state_path=state)  # made without functions
+    assert first.functions_provided == []
+    registry = FunctionRegistry()
+
+    @registry.register
+    def get_time(city: str) -> str:
+        """The time in a city."""
+        return "noon"
+
+    again = await AssistantSession.open(aclient, state_path=state, functions=registry)
+    assert again.assistant_id == first.assistant_id
+    assert again.functions_provided == ["get_time"]
+    tools = sync_client.beta.assistants.retrieve(again.assistant_id).tools
+    assert [t.type for t in tools] == ["code_interpreter", "file_search", "function"]
+    assert tools[2].function.name == "get_time"  # type: ignore[union-attr]
+    third = await AssistantSession.open(aclient, state_path=state, functions=registry)
+    assert third.functions_provided == []  # already there: left as it is

@@ -89,8 +89,9 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory, fake_model: Any
 
 
 class ChainlitApp:
-    def __init__(self, root: Path, base_url: str, model: str) -> None:
-        self.port = free_port()
+    def __init__(self, root: Path, base_url: str, model: str,
+                 env: dict[str, str] | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.root = root
         self.log_path = root / "ui.log"
@@ -101,7 +102,8 @@ class ChainlitApp:
             cwd=root, env={**{k: v for k, v in os.environ.items()
                               if k != "PYTEST_CURRENT_TEST"},
                            "PYTHONPATH": os.pathsep.join(
-                               p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)},
+                               p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
+                           **(env or {})},
             stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT)
         _wait_until_up(self.proc, self.url, 60, self.log)
 
@@ -153,6 +155,12 @@ def page(browser: Any, chainlit_app: ChainlitApp, fake_model: Any) -> Iterator[A
     page = context.new_page()
     page.goto(chainlit_app.url)
     # The settings button appears once on_chat_start has run: the chat session is ready.
-    page.locator("#chat-settings-open-modal").wait_for(timeout=30_000)
+    try:
+        page.locator("#chat-settings-open-modal").wait_for(timeout=60_000)
+    except Exception:
+        page.screenshot(path=chainlit_app.root / "page-not-ready.png")
+        (chainlit_app.root / "page-not-ready.txt").write_text(
+            page.url + "\n" + page.content())
+        raise
     yield page
     context.close()

@@ -50,8 +50,19 @@ def _code(arguments: str) -> str:
         return arguments
 
 
+SANDBOX_PATH = re.compile(r"/mnt/data/[\w.-]*\w")
+SANDBOX_LINK = re.compile(r"sandbox:(/mnt/data/[\w.-]*\w)")
+
+
 class StandInCodeInterpreter:
+    """Also "writes" each /mnt/data/NAME file the code names (as a file of the server), and
+    a ``sandbox:`` link to one in the answer becomes a file_path annotation, as the real
+    tool does."""
+
     type = "code_interpreter"
+
+    def __init__(self) -> None:
+        self.written: dict[str, dict[str, str]] = {}  # call id -> {path: file id}
 
     def definition(self, tool: dict[str, Any]) -> dict[str, Any]:
         return {"type": "function", "function": {
@@ -72,6 +83,10 @@ class StandInCodeInterpreter:
         logs = printed.decode(errors="replace")
         image = await ctx.files.create_from_bytes(ctx.project, "chart.png", "assistants",
                                                   chart_png())
+        for path in dict.fromkeys(SANDBOX_PATH.findall(code)):
+            made = await ctx.files.create_from_bytes(
+                ctx.project, path, "assistants_output", f"made by the code: {path}\n".encode())
+            self.written.setdefault(call_id, {})[path] = made["id"]
         outputs = [{"type": "logs", "logs": logs},
                    {"type": "image", "image": {"file_id": image["id"]}}]
         ctx.emit({"code_interpreter": {"outputs": outputs}})
@@ -85,7 +100,12 @@ class StandInCodeInterpreter:
         return json.dumps({"code": code["input"]}), logs
 
     def message_additions(self, text: str, calls: list[dict[str, Any]]) -> MessageAdditions:
-        return MessageAdditions(parts=[
+        written = {path: file_id for call in calls
+                   for path, file_id in self.written.get(call["id"], {}).items()}
+        annotations = [{"type": "file_path", "text": link.group(), "start_index": link.start(),
+                        "end_index": link.end(), "file_path": {"file_id": written[link[1]]}}
+                       for link in SANDBOX_LINK.finditer(text) if link[1] in written]
+        return MessageAdditions(annotations=annotations, parts=[
             {"type": "image_file", "image_file": {"file_id": o["image"]["file_id"]}}
             for call in calls for o in call["code_interpreter"]["outputs"]
             if o["type"] == "image"])

@@ -15,3 +15,11 @@ def tool_for(filename: str) -> str:
     """``file_search`` for documents, ``code_interpreter`` for everything else."""
     suffix = PurePath(filename).suffix.lower()
     return "file_search" if suffix in FILE_SEARCH_SUFFIXES else "code_interpreter"
+
+
+# Images a vision model can look at (OpenAI's image_file types), besides the code reading them.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp"})
+
+
+def is_image(filename: str) -> bool:
+    return PurePath(filename).suffix.lower() in IMAGE_SUFFIXES

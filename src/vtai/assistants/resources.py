@@ -44,3 +44,36 @@ async def add_message_to_thread(client: AsyncOpenAI, thread_id: str,
     with api_errors("add the message to the thread"):
         return await client.beta.threads.messages.create(
             thread_id, content=content, role=role)  # type: ignore[arg-type]
+
+
+async def provide_functions(client: AsyncOpenAI, assistant: Assistant,
+                            functions: Iterable[Mapping[str, Any]]) -> tuple[Assistant, list[str]]:
+    """Give the assistant these function tools (added, or updated where their definition
+    changed), keeping its other tools.
+
+    Returns the assistant as it is now, and the names of the functions added or updated."""
+    tools = [tool.model_dump(exclude_none=True) for tool in assistant.tools]
+    by_name = {tool["function"]["name"]: index for index, tool in enumerate(tools)
+               if tool.get("type") == "function"}
+    changed = []
+    for wanted in functions:
+        name = wanted["function"]["name"]
+        index = by_name.get(name)
+        if index is None:
+            tools.append(dict(wanted))
+        elif _differs(tools[index]["function"], wanted["function"]):
+            tools[index] = dict(wanted)
+        else:
+            continue
+        changed.append(name)
+    if not changed:
+        return assistant, []
+    with api_errors("give the assistant its functions"):
+        updated = await client.beta.assistants.update(
+            assistant.id, tools=tools)  # type: ignore[arg-type]
+    return updated, changed
+
+
+def _differs(have: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
+    return any(have.get(key) != want.get(key) for key in ("description", "parameters")
+               if want.get(key) is not None)

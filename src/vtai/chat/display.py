@@ -34,6 +34,21 @@ class TerminalListener(SessionListener):
     async def on_run(self, run: Run) -> None:
         self.run = run
 
+    async def on_connection_lost(self, detail: str) -> None:
+        self.stop()
+        self._print(Text(f"Lost the connection to the server ({detail}): waiting for it to "
+                         "come back… (Ctrl-C gives up)", style="yellow"))
+
+    async def on_reconnected(self) -> None:
+        self._print(Text("Reconnected: the answer goes on.", style="yellow"))
+
+    async def on_message_gone(self, view: MessagePartView) -> None:
+        if self.live_key == view.key:
+            self.stop()
+        self.done.discard(view.key)
+        self._print(Text("(The server restarted the answer: the part above is replaced by "
+                         "what follows.)", style="yellow"))
+
     async def on_message(self, view: MessagePartView) -> None:
         if view.key in self.done:
             return
@@ -52,6 +67,7 @@ class TerminalListener(SessionListener):
         if view.status != "in_progress":
             self.done.add(view.key)
             self.stop()
+            await self._save_files(view)
 
     async def on_tool_call(self, view: ToolCallView) -> None:
         finished = view.status != "in_progress" or (view.type == "function" and view.output)
@@ -63,9 +79,7 @@ class TerminalListener(SessionListener):
                 self._print(Text(f"▸ {view.name} …", style="dim"))
             return
         self.done.add(view.id)
-        images = [self._image(file_id, await read_file(self.client, file_id))
-                  for file_id in view.image_file_ids]
-        self._print(self._tool_panel(view, images))
+        self._print(self._tool_panel(view))
 
     def stop(self) -> None:
         """End the live block, leaving its last drawing on screen."""
@@ -80,13 +94,28 @@ class TerminalListener(SessionListener):
 
     def _text(self, view: TextView) -> RenderableType:
         body = Markdown(view.text or "…")
-        if not view.citations:
+        cited = [c for c in view.citations if c.kind == "file_citation"]
+        if not cited:
             return body
-        sources = Text("\n".join(f"[{c.number}] {c.filename}" for c in view.citations),
-                       style="cyan")
+        sources = Text("\n".join(f"[{c.number}] {c.filename}" for c in cited), style="cyan")
         return Group(body, Text("Sources:", style="bold cyan"), sources)
 
-    def _tool_panel(self, view: ToolCallView, images: list[Text]) -> RenderableType:
+    async def _save_files(self, view: TextView) -> None:
+        """Files the code wrote (linked from the answer) are saved to be opened."""
+        for citation in view.citations:
+            if citation.kind != "file_path":
+                continue
+            data = await read_file(self.client, citation.file_id)
+            if data is None:
+                self._print(Text(f"[{citation.number}] {citation.filename}: could not be "
+                                 "downloaded", style="magenta"))
+                continue
+            self.downloads.mkdir(parents=True, exist_ok=True)
+            path = self.downloads / Path(citation.filename).name
+            path.write_bytes(data)
+            self._print(Text(f"[{citation.number}] file saved to {path}", style="magenta"))
+
+    def _tool_panel(self, view: ToolCallView) -> RenderableType:
         parts: list[RenderableType] = []
         if view.input:
             parts.append(Syntax(view.input, view.language or "text", word_wrap=True))
@@ -96,7 +125,9 @@ class TerminalListener(SessionListener):
                       for s in view.sources] or [Text("No results.")]
         elif view.output:
             parts.append(Text(view.output.rstrip("\n"), style="green"))
-        parts += images
+        if view.image_file_ids:  # (saved once, with the answer)
+            parts.append(Text(f"{len(view.image_file_ids)} image(s), with the answer",
+                              style="dim"))
         style = "red" if view.status == "failed" else "blue"
         return Panel(Group(*parts), title=view.name, title_align="left", border_style=style)
 

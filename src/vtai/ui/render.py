@@ -7,6 +7,8 @@ collapsible step."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import PurePosixPath
+from typing import Any
 
 import chainlit as cl
 from openai import AsyncOpenAI
@@ -14,8 +16,10 @@ from openai.types.beta.threads import Run
 
 from vtai.assistants import ImageView, MessagePartView, SessionListener, TextView, ToolCallView
 from vtai.assistants.messages import read_file
+from vtai.assistants.views import Citation
 
 AUTHOR = "VT.ai"
+PASSAGE_CHARS = 1500  # of a cited passage, opened from its footnote
 
 
 class ChainlitListener(SessionListener):
@@ -25,17 +29,35 @@ class ChainlitListener(SessionListener):
         self.messages: dict[str, cl.Message] = {}
         self.steps: dict[str, cl.Step] = {}
         self.sent_images: set[str] = set()
+        self.sent: set[str] = set()  # messages already sent whole (updated from then on)
         self.finished: set[str] = set()
         self.run: Run | None = None
+        self.notice: cl.Message | None = None  # "lost the connection", while it is lost
 
     async def on_run(self, run: Run) -> None:
         self.run = run
+
+    async def on_connection_lost(self, detail: str) -> None:
+        self.notice = cl.Message(content=f"Lost the connection to the server ({detail}): "
+                                         "waiting for it to come back…", author=AUTHOR)
+        await self.notice.send()
+
+    async def on_reconnected(self) -> None:
+        if self.notice is not None:
+            await self.notice.remove()
+            self.notice = None
+
+    async def on_message_gone(self, view: MessagePartView) -> None:
+        message = self.messages.pop(view.key, None)
+        self.finished.discard(view.key)
+        if message is not None:
+            await message.remove()
 
     async def on_message(self, view: MessagePartView) -> None:
         if view.key in self.finished:
             return
         if isinstance(view, ImageView):
-            await self._image_message(view)
+            await self._image(view)
         else:
             await self._text_message(view)
 
@@ -43,34 +65,52 @@ class ChainlitListener(SessionListener):
         message = self.messages.get(view.key)
         if message is None:
             message = self.messages[view.key] = cl.Message(content="", author=AUTHOR)
-        if view.status == "in_progress":
+        if view.status == "in_progress" and view.key not in self.sent:
             await message.stream_token(view.text, is_sequence=True)
             return
+        message.content = view.text
+        if view.status == "in_progress":
+            await message.update()
+            return
         self.finished.add(view.key)
-        message.content = view.text + _sources_line(view)
-        await message.send()
+        await (message.update() if view.key in self.sent else message.send())
+        self.sent.add(view.key)
+        notes = footnotes(view.citations, self.sources)
+        if notes:
+            await cl.CustomElement(name="Footnotes", display="inline",
+                                   props={"notes": notes}).send(for_id=message.id)
         for citation in view.citations:
-            element: cl.File | cl.Text
-            if citation.kind == "file_path":
-                element = cl.File(name=citation.filename, display="inline",
-                                  content=await read_file(self.client, citation.file_id) or b"")
-            else:
-                quote = self.sources.get(citation.file_id) or f"Cited from {citation.filename}."
-                element = cl.Text(name=citation.filename, content=quote, display="side")
-            await element.send(for_id=message.id)
+            if citation.kind == "file_path":  # a file the code wrote, to download
+                data = await read_file(self.client, citation.file_id)
+                await cl.File(name=PurePosixPath(citation.filename).name, display="inline",
+                              content=data or b"").send(for_id=message.id)
 
-    async def _image_message(self, view: ImageView) -> None:
+    async def _image(self, view: ImageView) -> None:
+        """An image goes with its message's text (the chart the text talks about), once."""
         self.finished.add(view.key)
+        if view.file_id in self.sent_images:
+            return
+        self.sent_images.add(view.file_id)
         if view.data is None:
             await cl.Message(content=f"(image {view.file_id} could not be read)",
                              author=AUTHOR).send()
             return
         image = cl.Image(name=f"{view.file_id}.png", content=view.data, display="inline",
                          size="large")
-        await cl.Message(content="", author=AUTHOR, elements=[image]).send()
+        key = f"{view.message_id}:0"  # the message's first text part
+        message = self.messages.get(key)
+        if message is None:  # no text yet: the image opens the message, its text follows
+            message = self.messages[key] = cl.Message(content="", author=AUTHOR,
+                                                      elements=[image])
+            await message.send()
+            self.sent.add(key)
+            return
+        await image.send(for_id=message.id)
 
     async def close(self) -> None:
-        """End the messages still streaming (the run was stopped), keeping what they show."""
+        """End the messages still streaming (the run was stopped, or the connection lost
+        for good), keeping what they show."""
+        await self.on_reconnected()  # (the notice goes: an error message says what happened)
         for key, message in self.messages.items():
             if key not in self.finished:
                 self.finished.add(key)
@@ -96,13 +136,7 @@ class ChainlitListener(SessionListener):
         if view.status == "failed":
             step.is_error = True
         await (step.send() if new else step.update())
-        for file_id in view.image_file_ids:
-            if file_id not in self.sent_images:
-                self.sent_images.add(file_id)
-                data = await read_file(self.client, file_id)
-                if data is not None:
-                    await cl.Image(name=f"{file_id}.png", content=data, display="inline",
-                                   size="large").send(for_id=step.id)
+        # (images the code made show once, with the answer that talks about them)
 
 
 def _output(view: ToolCallView) -> str:
@@ -110,18 +144,30 @@ def _output(view: ToolCallView) -> str:
         if not view.sources:
             return "No results." if view.status == "completed" else ""
         return "\n\n".join(f"**{s.filename}** (score {s.score:.2f})"
-                           + (f"\n> {s.content[:500]}" if s.content else "")
+                           + (f"\n> {excerpt(s.content, 300)}" if s.content else "")
                            for s in view.sources)
     if view.type == "code_interpreter" and view.output:
         return f"```text\n{view.output}\n```"
     return view.output
 
 
-def _sources_line(view: TextView) -> str:
-    if not view.citations:
-        return ""
-    names = " · ".join(f"[{c.number}] {c.filename}" for c in view.citations)
-    return f"\n\nSources: {names}"
+def footnotes(citations: list[Citation], passages: dict[str, str]) -> list[dict[str, Any]]:
+    """The props of the Footnotes element (elements/Footnotes.jsx) for a text's citations of
+    files (``passages``: file id -> the text the search found)."""
+    return [{"number": c.number, "filename": c.filename,
+             "passage": excerpt(passages.get(c.file_id, ""), PASSAGE_CHARS)}
+            for c in citations if c.kind == "file_citation"]
+
+
+def excerpt(text: str, limit: int) -> str:
+    """The text as one plain paragraph (no markdown headings or quotes at full size), cut at
+    a word near ``limit`` characters."""
+    words = " ".join(line.lstrip("#> ").strip() for line in text.splitlines()).split()
+    flat = " ".join(words)
+    if len(flat) <= limit:
+        return flat
+    cut = flat.rfind(" ", 0, limit)
+    return flat[:cut if cut > limit // 2 else limit].rstrip(" ,;:") + " …"
 
 
 def _iso(timestamp: int | None) -> str | None:

@@ -17,6 +17,7 @@ class UISettings(BaseSettings):
     instructions: str = ("You are VT.ai, a helpful assistant. Use code interpreter for "
                          "calculations and data, and file search for the user's documents.")
     state_path: Path = Path.home() / ".vtai" / "ui" / "ui.json"
+    reconnect_seconds: float = 120.0  # how long a lost stream waits for the server
     functions: str = ""               # comma-separated modules of @function_tool functions
 
     def function_modules(self) -> list[str]:
