@@ -23,7 +23,7 @@ from typing import Any
 
 import uvloop
 
-from bench import messages, responses, runs
+from bench import messages, responses, run_clients, runs, runs_report
 from bench.harness import (
     PG_ADMIN_DSN,
     QUIET,
@@ -112,7 +112,7 @@ def run_levels(args: argparse.Namespace) -> dict[str, dict[int, int]]:
     serial = args.serial_samples or (10 if args.quick else 30)
 
     def timed(concurrency: int) -> int:  # workers whose runs are measured
-        return runs.measured_workers(args.runs_client, concurrency)
+        return run_clients.measured_workers(args.runs_client, concurrency)
 
     levels = {}
     if args.shape in ("burst", "both"):
@@ -240,7 +240,7 @@ async def main(args: argparse.Namespace, argv: list[str]) -> int:
         results["runs"] = data
         section = "runs" if args.runs_client == "probes" else f"runs-{args.runs_client}"
         section += "" if args.api == "assistants" else f"-{args.api}"
-        sections[section] = runs.report(data)
+        sections[section] = runs_report.report(data)
 
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     markdown = "\n\n".join(f"### {name}\n\n{describe(env)}\n\n{text}"

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
@@ -33,28 +32,23 @@ from typing import Any
 
 import httpx
 import orjson
-from openai import AsyncOpenAI
 
 from bench.harness import (
     CpuMeter,
     FakeModel,
     Pacing,
     Server,
-    cpu_cell,
     fake_model,
     measuring,
-    others_note,
     percentiles,
-    table,
     vtai_server,
 )
 from bench.profile import profile_summary, sampled
-from bench.rawhttp import HTTPError, RawConnection
+from bench.run_clients import PROMPT, Paths, is_probe, make_paths
 
 PACED = "bench-paced"
 STEADY = "bench-steady"
 HOLD = "bench-hold"
-PROMPT = "Say twenty words, please."
 
 
 @dataclass
@@ -110,238 +104,15 @@ class Shape:
     api: str = "assistants"
 
 
-# Each worker of the load generator gets clients of its own: httpcore's connection pool does
-# O(connections) work for every request and response, so one pool of 200 busy connections
-# spends the load generator's CPU on pool bookkeeping instead of on reading streams.
-_LIMITS = httpx.Limits(max_connections=2, max_keepalive_connections=2)
-_TIMEOUT = httpx.Timeout(120, connect=30)
-
-
-class _SdkPaths:
-    """Both paths through the official SDK, as an application calls them."""
-
-    def __init__(self, model_url: str, server_url: str) -> None:
-        self.model = self._sdk(model_url)
-        self.server = self._sdk(server_url)
-
-    @staticmethod
-    def _sdk(base_url: str) -> AsyncOpenAI:
-        http = httpx.AsyncClient(limits=_LIMITS, timeout=_TIMEOUT)
-        return AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0, http_client=http)
-
-    async def direct(self, model: str) -> tuple[float | None, str]:
-        """Time of the first content delta (None if none came), and how the stream ended."""
-        first = None
-        stream = await self.model.chat.completions.create(
-            model=model, messages=[{"role": "user", "content": PROMPT}], stream=True)
-        finish = "no finish_reason"
-        async for chunk in stream:
-            if chunk.choices:
-                if first is None and chunk.choices[0].delta.content:
-                    first = time.perf_counter()
-                finish = chunk.choices[0].finish_reason or finish
-        return first, finish
-
-    async def ours(self, thread_id: str, assistant_id: str) -> tuple[float | None, str]:
-        """Time of the first `thread.message.delta`, and the run's last status."""
-        first = None
-        status = "no status"
-        async with self.server.beta.threads.runs.stream(
-                thread_id=thread_id, assistant_id=assistant_id) as stream:
-            async for event in stream:
-                if event.event == "thread.message.delta":
-                    if first is None:
-                        first = time.perf_counter()
-                elif event.event.startswith("thread.run."):
-                    status = event.event.removeprefix("thread.run.")
-                elif event.event == "error":
-                    return first, f"error event: {event.data}"
-        return first, status
-
-    async def response(self, model: str) -> tuple[float | None, str]:
-        """Time of the first `response.output_text.delta`, and how the response ended."""
-        first = None
-        status = "no status"
-        stream = await self.server.responses.create(model=model, input=PROMPT, stream=True)
-        async for event in stream:
-            if event.type == "response.output_text.delta":
-                if first is None:
-                    first = time.perf_counter()
-            elif event.type in _RESPONSE_ENDS:
-                status = event.type.removeprefix("response.")
-        return first, status
-
-    async def close(self) -> None:
-        await self.model.close()
-        await self.server.close()
-
-
-class _HttpxPaths:
-    """Both paths as raw SSE over httpx: the least client CPU, for a view of the server alone."""
-
-    def __init__(self, model_url: str, server_url: str) -> None:
-        self.model = httpx.AsyncClient(base_url=model_url, limits=_LIMITS, timeout=_TIMEOUT)
-        self.server = httpx.AsyncClient(base_url=server_url, limits=_LIMITS, timeout=_TIMEOUT)
-
-    async def direct(self, model: str) -> tuple[float | None, str]:
-        first = None
-        finish = "no finish_reason"
-        body = {"model": model, "messages": [{"role": "user", "content": PROMPT}],
-                "stream": True}
-        async with self.model.stream("POST", "/chat/completions", json=body) as response:
-            if response.status_code != 200:
-                return None, f"HTTP {response.status_code}"
-            async for line in response.aiter_lines():
-                if not line.startswith("data: {"):
-                    continue
-                choices = orjson.loads(line[6:])["choices"]
-                if choices:
-                    if first is None and choices[0]["delta"].get("content"):
-                        first = time.perf_counter()
-                    finish = choices[0]["finish_reason"] or finish
-        return first, finish
-
-    async def ours(self, thread_id: str, assistant_id: str) -> tuple[float | None, str]:
-        first = None
-        status = "no status"
-        body = {"assistant_id": assistant_id, "stream": True}
-        async with self.server.stream("POST", f"/threads/{thread_id}/runs",
-                                      json=body) as response:
-            if response.status_code != 200:
-                return None, f"HTTP {response.status_code}: {(await response.aread())[:300]!r}"
-            async for line in response.aiter_lines():
-                if not line.startswith("event: "):
-                    continue
-                if line == "event: thread.message.delta":
-                    if first is None:
-                        first = time.perf_counter()
-                elif line.startswith("event: thread.run."):
-                    status = line.removeprefix("event: thread.run.")
-                elif line == "event: error":
-                    status = "error event"
-        return first, status
-
-    async def response(self, model: str) -> tuple[float | None, str]:
-        first = None
-        status = "no status"
-        body = {"model": model, "input": PROMPT, "stream": True}
-        async with self.server.stream("POST", "/responses", json=body) as response:
-            if response.status_code != 200:
-                return None, f"HTTP {response.status_code}: {(await response.aread())[:300]!r}"
-            async for line in response.aiter_lines():
-                if line == "event: response.output_text.delta":
-                    if first is None:
-                        first = time.perf_counter()
-                elif line.removeprefix("event: ") in _RESPONSE_ENDS:
-                    status = line.removeprefix("event: response.")
-        return first, status
-
-    async def close(self) -> None:
-        await self.model.aclose()
-        await self.server.aclose()
-
-
-_CONTENT = re.compile(rb'"content":"[^"]')
-_RUN_STATUS = re.compile(rb"event: (?:thread\.run\.(\w+)|(error))\n")
-_RESPONSE_END = re.compile(rb"event: response\.(completed|failed|incomplete)\n")
-_RESPONSE_ENDS = ("response.completed", "response.failed", "response.incomplete")
-_TAIL = 64  # bytes kept from one piece to the next, so a pattern split between them is found
-
-
-class _RawPaths:
-    """Both paths as SSE bytes over bench.rawhttp, scanned without parsing: the least
-    client CPU of all, so the load generator takes the least from the server's cores."""
-
-    def __init__(self, model_url: str, server_url: str) -> None:
-        self.model = RawConnection(model_url)
-        self.server = RawConnection(server_url)
-
-    async def direct(self, model: str) -> tuple[float | None, str]:
-        first = None
-        finish = "no finish_reason"
-        body = orjson.dumps({"model": model, "messages": [{"role": "user", "content": PROMPT}],
-                             "stream": True})
-        seen = b""
-        try:
-            async for piece in self.model.stream("POST", "/chat/completions", body):
-                seen = seen[-_TAIL:] + piece
-                if first is None and _CONTENT.search(seen):
-                    first = time.perf_counter()
-                if b'"finish_reason":"stop"' in seen:
-                    finish = "stop"
-        except HTTPError as err:
-            return None, str(err)
-        return first, finish
-
-    async def ours(self, thread_id: str, assistant_id: str) -> tuple[float | None, str]:
-        first = None
-        status = "no status"
-        body = orjson.dumps({"assistant_id": assistant_id, "stream": True})
-        seen = b""
-        try:
-            async for piece in self.server.stream("POST", f"/threads/{thread_id}/runs", body):
-                seen = seen[-_TAIL:] + piece
-                if first is None and b"event: thread.message.delta\n" in seen:
-                    first = time.perf_counter()
-                for run_status, _ in _RUN_STATUS.findall(piece):
-                    status = run_status.decode() if run_status else "error event"
-        except HTTPError as err:
-            return None, str(err)
-        return first, status
-
-    async def response(self, model: str) -> tuple[float | None, str]:
-        first = None
-        status = "no status"
-        body = orjson.dumps({"model": model, "input": PROMPT, "stream": True})
-        seen = b""
-        try:
-            async for piece in self.server.stream("POST", "/responses", body):
-                seen = seen[-_TAIL:] + piece
-                if first is None and b"event: response.output_text.delta\n" in seen:
-                    first = time.perf_counter()
-                for end in _RESPONSE_END.findall(piece):
-                    status = end.decode()
-        except HTTPError as err:
-            return None, str(err)
-        return first, status
-
-    async def close(self) -> None:
-        await self.model.close()
-        await self.server.close()
-
-
-_Paths = _SdkPaths | _HttpxPaths | _RawPaths
-_CLIENTS: dict[str, type[_SdkPaths] | type[_HttpxPaths] | type[_RawPaths]] = {
-    "sdk": _SdkPaths, "httpx": _HttpxPaths, "raw": _RawPaths}
-# `probes`: one worker in PROBE_EVERY (the first, the fifth, ...) is an application on the
-# official SDK, and only those are measured; the others load the server as many clients do,
-# reading raw SSE bytes, so the load generator's SDK parsing does not take the cores the
-# server needs (as it would not with the applications on machines of their own).
-PROBE_EVERY = 4
 STEADY_JITTER = 0.02  # of one model time: 48 ms in the steady shape
 
 
-def is_probe(client: str, index: int) -> bool:
-    """Whether worker ``index`` is measured (with any client but `probes`, all are)."""
-    return client != "probes" or index % PROBE_EVERY == 0
-
-
-def measured_workers(client: str, concurrency: int) -> int:
-    return sum(is_probe(client, i) for i in range(concurrency))
-
-
-def _make_paths(client: str, index: int, model_url: str, server_url: str) -> _Paths:
-    if client == "probes":
-        return (_SdkPaths if is_probe(client, index) else _RawPaths)(model_url, server_url)
-    return _CLIENTS[client](model_url, server_url)
-
-_ROLES = ("server", "model", "client", "postgres", "irq", "rest")
 _ENDS = {"direct": "stop", "ours": "completed"}
 
 
 async def _phase(path: str, shape: Shape, concurrency: int, per_worker: int,
-                 threads: list[str], workers: list[_Paths], assistant_id: str, server: Server,
-                 model: FakeModel, client: str, alongside: dict[int, _Paths]) -> Phase:
+                 threads: list[str], workers: list[Paths], assistant_id: str, server: Server,
+                 model: FakeModel, client: str, alongside: dict[int, Paths]) -> Phase:
     """`concurrency` workers, each doing `per_worker` runs one after the other. In a burst
     they all start at once and every run is measured; steadily, worker i starts i/concurrency
     of one model time late, so about `concurrency` runs are under way at any moment, and only
@@ -365,7 +136,7 @@ async def _phase(path: str, shape: Shape, concurrency: int, per_worker: int,
     # alignment of them (which runs' tokens meet which runs' ends) rather than many.
     jitter = random.Random(concurrency)
 
-    async def worker(index: int, paths: _Paths, route: str, timed: Timing) -> None:
+    async def worker(index: int, paths: Paths, route: str, timed: Timing) -> None:
         await asyncio.sleep(stagger * index / concurrency)
         for n in range(per_worker):
             if stagger and n:
@@ -470,11 +241,11 @@ async def _phases(server: Server, model: FakeModel, shape: Shape, assistant_id: 
                   concurrency: int, per_worker: int, client: str) -> list[Phase]:
     threads = (await _create_threads(server.base_url, concurrency * per_worker)
                if shape.api == "assistants" else [])
-    workers = [_make_paths(client, i, model.base_url, server.base_url)
+    workers = [make_paths(client, i, model.base_url, server.base_url)
                for i in range(concurrency)]
     # Not in a burst: there the machine is already saturated, and the extra load would be
     # most of what the ours phase measured.
-    alongside = {i: _make_paths(client, i, model.base_url, server.base_url)
+    alongside = {i: make_paths(client, i, model.base_url, server.base_url)
                  for i in range(concurrency) if is_probe(client, i) and shape.steady}
     try:
         return [await _phase(path, shape, concurrency, per_worker, threads, workers,
@@ -667,149 +438,3 @@ async def run(out: Path, backends: list[str], levels: dict[str, dict[int, int]],
                               "model_ms": SHAPES[name].pacing.model_seconds * 1000}
                        for name in levels},
             "hold_pacing": asdict(hold_pacing)}
-
-
-def report(data: dict[str, Any]) -> str:
-    """The results as markdown tables."""
-    text = ""
-    for name, shape in data["shapes"].items():
-        text += ("\n\n" if text else "") + _overhead_report(data, name, shape)
-    holds = [b for b in data["backends"] if b["hold"]]
-    if holds:
-        hold_rows = []
-        for b in holds:
-            h = b["hold"]
-            hold_rows.append([
-                b["backend"], h["runs"], h["completed"], h["errors"], h["max_open"],
-                h["max_streaming"], h["all_open_after"], h["ttft"]["p50"] / 1000,
-                h["ttft"]["p99"] / 1000, h["total"]["p50"] / 1000, h["total"]["max"] / 1000,
-                cpu_cell(h["cpu"], *_ROLES)])
-        hp = data["hold_pacing"]
-        text += "\n\n" if text else ""
-        text += table(
-            ["backend", "runs", "completed", "errors", "max open at once",
-             "max receiving tokens at once", "all open after s", "first token p50 s",
-             "first token p99 s", "end p50 s", "end max s", "cores"], hold_rows)
-        text += (f"\n\nHeld streams (raw SSE over `httpx`): every run started at once; model "
-                 f"time {hp['first_token_delay']:g} s to the first word, then {hp['chunks']} "
-                 f"words {hp['chunk_delay']:.2g} s apart "
-                 f"(~{holds[0]['hold']['model_seconds']:.1f} s). First token and end are "
-                 "measured from the moment all runs were started.")
-    noted = []
-    for b in data["backends"]:
-        noted += [(f"{b['backend']} {p['shape']} {p['path']} x{p['concurrency']}", p["cpu"],
-                   p["other_processes"]) for p in b["phases"]]
-        if b["hold"]:
-            noted.append((f"{b['backend']} hold", b["hold"]["cpu"],
-                          b["hold"]["other_processes"]))
-    text += others_note(noted)
-    for b in data["backends"]:
-        for name, profiled in b.get("profiles", {}).items():
-            if profiled:
-                text += (f"\n\nServer self time by package ({b['backend']}, {name}, py-spy): "
-                         f"{profiled['line']}.")
-    for b in data["backends"]:
-        samples = [s for p in b["phases"] for s in p["error_samples"]]
-        samples += (b["hold"] or {}).get("error_samples", [])
-        for sample in samples:
-            text += f"\n\n- error ({b['backend']}): `{sample}`"
-    return text
-
-
-def _overhead_report(data: dict[str, Any], name: str, shape: dict[str, Any]) -> str:
-    ttft_rows: list[list[Any]] = []
-    total_rows: list[list[Any]] = []
-    rest_rows: list[list[Any]] = []
-    beside_rows: list[list[Any]] = []
-    for b in data["backends"]:
-        phases = [p for p in b["phases"] if p["shape"] == name]
-        by_key = {(p["path"], p["concurrency"]): p for p in phases}
-        for concurrency in sorted({p["concurrency"] for p in phases}):
-            direct, ours = by_key[("direct", concurrency)], by_key[("ours", concurrency)]
-            head = [b["backend"], concurrency, ours["measured"]]
-            ttft_rows.append(head + _side_by_side(direct["ttft"], ours["ttft"]) + [
-                f"{direct['errors']}/{ours['errors']}", _per_run_ms(direct, "model")])
-            total_rows.append(head + _side_by_side(direct["total"], ours["total"]) + [
-                cpu_cell(direct["cpu"], *_ROLES), cpu_cell(ours["cpu"], *_ROLES),
-                _per_run_ms(ours, "server")])
-            if ours.get("alongside_ttft"):
-                total = _side_by_side(ours["alongside_total"], ours["total"])
-                beside_rows.append([
-                    b["backend"], concurrency,
-                    f"{ours['measured']} / {ours['alongside_measured']}",
-                    *_side_by_side(ours["alongside_ttft"], ours["ttft"]), total[2], total[5]])
-            if direct.get("rest_ttft") and ours.get("rest_ttft"):
-                ttft = _side_by_side(direct["rest_ttft"], ours["rest_ttft"])
-                total = _side_by_side(direct["rest_total"], ours["rest_total"])
-                rest_rows.append([b["backend"], concurrency, ours["rest_measured"], ttft[2],
-                                  ttft[5], total[2], total[5]])
-    if not ttft_rows:
-        return ""
-    pacing = shape["pacing"]
-    model_ms = shape["model_ms"]
-    columns = ["direct p50", "ours p50", "overhead p50", "direct p99", "ours p99",
-               "overhead p99"]
-    ours_call, ours_event = _OURS[data.get("api", "assistants")]
-    client = {"sdk": "the official `openai` SDK (`chat.completions.create(stream=True)` and "
-                     f"{ours_call})",
-              "httpx": "raw SSE over `httpx` (no SDK)",
-              "raw": "SSE bytes scanned for the events that matter, over a minimal HTTP/1.1 "
-                     "client (`bench.rawhttp`: no SDK, no parsing)",
-              "probes": f"one worker in {PROBE_EVERY} is an application on the official "
-                        "`openai` SDK (`chat.completions.create(stream=True)` and "
-                        f"{ours_call}), and only those probes are measured "
-                        "(\"runs measured\"); the other workers load the server with the same "
-                        "runs read as raw SSE bytes (`bench.rawhttp`), so that the load "
-                        "generator's SDK parsing does not take the cores the server needs, "
-                        "as with applications on machines of their own. The raw workers' "
-                        "own timings are in the last table"}[data["client"]]
-    how = ("every worker starts at once and each run is measured" if not shape["steady"] else
-           "workers start spread over one model time, so about as many runs as the "
-           "concurrency are under way at every moment; each worker's first and last runs "
-           "(ramping up and down) are not measured, except at concurrency 1")
-    text = (f"**{name}**: {how}. Model time per answer: first token after "
-            f"{pacing['first_token_delay'] * 1000:g} ms, {pacing['chunks']} words "
-            f"{pacing['chunk_delay'] * 1000:g} ms apart (~{model_ms:g} ms).\n\n")
-    text += ("Time to first token, ms (direct: first content delta; ours: first "
-             f"{ours_event}):\n\n")
-    text += table(["backend", "concurrent", "runs measured", *columns, "errors direct/ours",
-                   "gauge: fake model CPU ms/answer (direct)"], ttft_rows)
-    if beside_rows:
-        text += ("\n\nSide by side in the same minute: while ours was measured, as many "
-                 "workers again as it measured (same client, same schedule) called the model "
-                 "directly, so both paths met the machine in the same state. Time to first "
-                 "token, ms, then the overhead to the end of the stream:\n\n")
-        text += table(["backend", "concurrent", "runs measured ours / direct", *columns,
-                       "end overhead p50", "end overhead p99"], beside_rows)
-    text += "\n\nTotal time to the end of the stream, ms:\n\n"
-    text += table(["backend", "concurrent", "runs measured", *columns, "cores direct",
-                   "cores ours", "server CPU ms/run"], total_rows)
-    text += (f"\n\nClient: {client}. Overhead = ours - direct at the same percentile. Cores: "
-             "CPU used on average during the phase by our server / the fake model / the load "
-             "generator / PostgreSQL / interrupts (mostly loopback networking) / the rest "
-             "(other processes), 1.00 being one core busy all the time; then the share of "
-             "both cores that was busy. Gauge: the fake model does the same work for every "
-             "answer of the direct phase, so its CPU time per answer shows how fast the "
-             "machine ran (higher: slower; compare runs on the same machine).")
-    if rest_rows:
-        text += ("\n\nThe same phases timed by the other workers (raw SSE bytes, no SDK), "
-                 "time to first token and to the end, overhead p50 / p99, ms:\n\n")
-        text += table(["backend", "concurrent", "runs measured", "first token overhead p50",
-                       "first token overhead p99", "end overhead p50", "end overhead p99"],
-                      rest_rows)
-    return text
-
-
-_OURS = {"assistants": ("`beta.threads.runs.stream`", "`thread.message.delta`"),
-         "responses": ("`responses.create(stream=True)`", "`response.output_text.delta`")}
-
-
-def _per_run_ms(phase: dict[str, Any], role: str) -> str:
-    """CPU milliseconds that ``role`` used per run of the phase."""
-    return f"{phase['cpu'][role] * phase['seconds'] / max(phase['runs'], 1) * 1000:.1f}"
-
-
-def _side_by_side(direct: dict[str, float], ours: dict[str, float]) -> list[float]:
-    return [direct["p50"], ours["p50"], ours["p50"] - direct["p50"],
-            direct["p99"], ours["p99"], ours["p99"] - direct["p99"]]
-
