@@ -22,6 +22,10 @@ from tests.conftest import start_server
 from tests.support import ServerProcess
 from vtai.testing import Call, FakeModelServer, Reply, ToolCalls
 
+# Fork and memory bombs, and 3-second time limits: run alone, after the parallel tests
+# (scripts/test), so another worker's load does not decide them.
+pytestmark = pytest.mark.serial
+
 TIMEOUT = 3
 LIMITS = {
     "VTAI_CODE_TIMEOUT": str(TIMEOUT),

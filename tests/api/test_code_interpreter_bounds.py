@@ -17,6 +17,10 @@ from tests.api.code_support import start_code_server
 from tests.api.test_code_interpreter import LIMITS, bubblewrap, logs, run_code, tool_results
 from vtai.testing import FakeModelServer
 
+# Fork and memory bombs, and 3-second time limits: run alone, after the parallel tests
+# (scripts/test), so another worker's load does not decide them.
+pytestmark = pytest.mark.serial
+
 __all__ = ["bubblewrap"]  # (a fixture these tests use)
 
 MB = 1024 ** 2

@@ -22,6 +22,10 @@ from tests.conftest import require_postgres
 from tests.support import ServerProcess, WorkerProcess, postgres_database
 from vtai.testing import Call, FakeModelServer, Reply, ToolCalls
 
+# Fork and memory bombs, and 3-second time limits: run alone, after the parallel tests
+# (scripts/test), so another worker's load does not decide them.
+pytestmark = pytest.mark.serial
+
 LIMITS = {"VTAI_CODE_TIMEOUT": "20", "VTAI_CODE_CPU_SECONDS": "20", "VTAI_CODE_POOL_SIZE": "1",
           "VTAI_CODE_MEMORY_MB": "1024", "VTAI_CODE_DISK_MB": "64",
           "VTAI_CODE_MAX_PROCESSES": "48"}
