@@ -133,7 +133,7 @@ def test_new_chat_starts_a_new_thread_and_the_history_reopens_the_old_one(
     page.get_by_text("You said: first chat").wait_for(timeout=30_000)
     first = page_thread(page)
     new_chat(page)
-    page.locator("#welcome-screen").wait_for(timeout=30_000)
+    page.locator("#welcome-screen").wait_for(timeout=60_000)  # (a new chat, on a busy machine)
     page.locator("#chat-settings-open-modal").wait_for(timeout=30_000)
     send(page, "second chat")
     page.get_by_text("You said: second chat").wait_for(timeout=30_000)
@@ -372,7 +372,7 @@ def test_a_reopened_chat_shows_its_charts_footnotes_and_files(page: Any, fake_mo
     page.get_by_text("We ship on Friday[1]").wait_for(timeout=30_000)
     first = page_thread(page)
     new_chat(page)
-    page.locator("#welcome-screen").wait_for(timeout=30_000)
+    page.locator("#welcome-screen").wait_for(timeout=60_000)  # (a new chat, on a busy machine)
     page.locator("#chat-settings-open-modal").wait_for(timeout=30_000)
 
     page.locator(f'a[href="/thread/{first}"]').click()
