@@ -217,11 +217,13 @@ def test_written_file_becomes_a_file_path_annotation(ci_client: OpenAI,
 
 def test_stderr_and_tracebacks_are_reported(ci_client: OpenAI,
                                             fake_model: FakeModelServer) -> None:
+    # Written in turns, with pauses: each stream's own buffering would send it grouped.
     run, calls, model = run_code(
-        ci_client, fake_model, "import sys\nprint('out')\nprint('oops', file=sys.stderr)\n1 / 0")
+        ci_client, fake_model, "import sys, time\nfor i in range(3):\n    print('out', i)\n"
+        "    print('oops', i, file=sys.stderr)\n    time.sleep(0.02)\n1 / 0")
     assert run.status == "completed"
     text = logs(calls[0])
-    assert text.startswith("out\noops\n")
+    assert text.startswith("".join(f"out {i}\noops {i}\n" for i in range(3)))
     assert "ZeroDivisionError: division by zero" in text and "\x1b[" not in text
     assert "ZeroDivisionError" in tool_results(fake_model, model)[0]
 

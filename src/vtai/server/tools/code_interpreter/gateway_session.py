@@ -109,10 +109,21 @@ class GatewaySession:
             "timeout": f"Execution timed out after {settings.timeout:g} seconds",
             "died": f"The kernel died ({ending.detail})",
         }.get(ending.reason)
-        if ending.stopped:
-            self._after = await self._snapshot(kernel_files.tidy_and_snapshot())
-            return f"{problem}; it was interrupted (variables are kept)." if problem else ""
-        return f"{problem}; {await self._restart()}"
+        if not ending.stopped:
+            return f"{problem}; {await self._restart()}"
+        notes = [f"{problem}; it was interrupted (variables are kept)."] if problem else []
+        tidied = await self._hidden(kernel_files.tidy_and_snapshot())
+        try:
+            found = json.loads(tidied)
+            clear, self._after = found["clear"] is not False, kernel_files.parse_snapshot(
+                found["files"])
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError):
+            clear, self._after = True, {}  # (what the code did to its kernel's modules)
+        if not clear:
+            self._after = None
+            notes.append("Processes started by the code could not be stopped; "
+                         f"{await self._restart()}")
+        return "\n".join(notes)
 
     async def _run(self, code: str, wall_seconds: float, sink: Sink,
                    silent: bool = False) -> Ending:
@@ -203,7 +214,7 @@ class GatewaySession:
 
     async def _snapshot(self, program: str) -> files.Snapshot:
         try:
-            return kernel_files.parse_snapshot(await self._hidden(program))
+            return kernel_files.parse_snapshot(json.loads(await self._hidden(program)))
         except (ValueError, TypeError, AttributeError, IndexError):
             return {}  # (what the code did to its kernel: no written files to copy out)
 

@@ -5,7 +5,6 @@ one. What they print is bounded by the caller (``run_hidden``)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from vtai.server.tools.code_interpreter.files import MAX_DEPTH, MAX_ENTRIES
@@ -49,7 +48,6 @@ def walk(path, prefix, depth):
         elif stat.S_ISDIR(info.st_mode) and depth < ARGS[1]:
             walk(full, prefix + name + '/', depth + 1)
 walk('/mnt/data', '', 0)
-print(json.dumps(found))
 """
 
 _READ = """
@@ -76,14 +74,16 @@ else:
 # the child of the pid namespace's init (bwrap's), and kill(-1) reaches that namespace only.
 # A fork bomb can outrun one kill, and the killed count against the limit until they are
 # reaped, so this repeats until the namespace holds only its init and the kernel (or a
-# deadline passes).
+# deadline passes: ``clear`` says whether it does, else the kernel is restarted).
 _TIDY = f"tidy_seconds = {TIDY_SECONDS!r}\n" + """
 import os, signal, time
 try:
     with open('/proc/1/cmdline', 'rb') as init:
-        sandboxed = os.getppid() == 1 and init.read().startswith(b'bwrap')
+        command = os.path.basename(init.read().split(b'\\0', 1)[0])
+    sandboxed = os.getppid() == 1 and command == b'bwrap'
 except OSError:
     sandboxed = False
+clear = True
 if sandboxed:
     kernel, deadline = os.getpid(), time.monotonic() + tidy_seconds
     while True:
@@ -96,8 +96,8 @@ if sandboxed:
                 pass
         except ChildProcessError:
             pass
-        if time.monotonic() > deadline or not [
-                p for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, kernel)]:
+        clear = not [p for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, kernel)]
+        if clear or time.monotonic() > deadline:
             break
         time.sleep(0.005)
 """
@@ -114,7 +114,7 @@ def upload(name: str, data: str, first: bool, last: bool) -> str:
 
 def snapshot() -> str:
     """Prints the files below /mnt/data as JSON: path -> [mtime_ns, size]."""
-    return program(_SNAPSHOT, (MAX_ENTRIES, MAX_DEPTH))
+    return program(_SNAPSHOT + "print(json.dumps(found))", (MAX_ENTRIES, MAX_DEPTH))
 
 
 def read(relative: str, offset: int) -> str:
@@ -123,11 +123,12 @@ def read(relative: str, offset: int) -> str:
 
 
 def tidy_and_snapshot() -> str:
-    """Tidies (see _TIDY), then prints what ``snapshot`` prints: one round trip after a
-    call instead of two."""
-    return program(_TIDY + _SNAPSHOT, (MAX_ENTRIES, MAX_DEPTH))
+    """Tidies (see _TIDY), then prints JSON {clear: whether only the kernel is left, files:
+    what ``snapshot`` prints}: one round trip after a call instead of two."""
+    return program(_TIDY + _SNAPSHOT + "print(json.dumps({'clear': clear, 'files': found}))",
+                   (MAX_ENTRIES, MAX_DEPTH))
 
 
-def parse_snapshot(text: str) -> dict[str, tuple[int, int]]:
-    found = json.loads(text)
+def parse_snapshot(found: Any) -> dict[str, tuple[int, int]]:
+    """The snapshot from what ``snapshot`` printed (parsed JSON)."""
     return {str(path): (int(seen[0]), int(seen[1])) for path, seen in found.items()}

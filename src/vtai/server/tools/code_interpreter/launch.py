@@ -13,6 +13,7 @@ import os
 import resource
 import site
 import sys
+from typing import Any
 
 
 def main() -> None:
@@ -37,7 +38,25 @@ def main() -> None:
         return
     from ipykernel.kernelapp import IPKernelApp
 
-    IPKernelApp.launch_instance(argv=config["argv"])
+    app = IPKernelApp.instance()
+    app.initialize(config["argv"])
+    keep_order(sys.stdout, sys.stderr)
+    app.start()
+
+
+def keep_order(*streams: Any) -> None:
+    """What the code writes to stdout and stderr reaches the client in the order written:
+    ipykernel buffers each stream apart, and may send the later one first (print('out')
+    then print('oops', file=sys.stderr) came out as 'oops', 'out'). A write to one stream
+    first flushes the other, if it was the one written last."""
+    last: list[Any] = [None]
+    for stream in streams:
+        def ordered(text: str, stream: Any = stream, write: Any = stream.write) -> Any:
+            if last[0] is not None and last[0] is not stream:
+                last[0].flush()
+            last[0] = stream
+            return write(text)
+        stream.write = ordered
 
 
 if __name__ == "__main__":
