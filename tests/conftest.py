@@ -27,6 +27,19 @@ def require_postgres() -> None:
         pytest.skip("PostgreSQL on 127.0.0.1:5432 is unreachable: PostgreSQL tests skipped")
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Iterator[None]:
+    """A test that failed waiting (pytest-timeout, or a client's timeout) reports what each
+    running server was doing: every thread's stack, from the end of its log."""
+    report = yield
+    if report.failed and "Timeout" in str(report.longrepr):  # type: ignore[attr-defined]
+        for server in list(ServerProcess.running):
+            report.sections.append(  # type: ignore[attr-defined]
+                (f"server on port {server.port}: stacks", server.stacks()))
+    return report
+
+
 @pytest.fixture(scope="session")
 def fake_model() -> Iterator[object]:
     from vtai.testing import FakeModelServer

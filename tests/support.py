@@ -4,6 +4,7 @@ it runs on (a SQLite file, or a PostgreSQL database made for this test run)."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 
@@ -55,6 +57,8 @@ def postgres_database(admin_dsn: str = PG_ADMIN_DSN, prefix: str = "vtai_test"
 class ServerProcess:
     """``vtai serve`` in a subprocess, as a user starts it."""
 
+    running: ClassVar[set[ServerProcess]] = set()  # for the failure reports (conftest.py)
+
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None,
                  args: tuple[str, ...] = (), python: str = sys.executable) -> None:
         self.port = free_port()
@@ -76,6 +80,7 @@ class ServerProcess:
              "--data-dir", str(self.data_dir), *self.args],
             env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
+        ServerProcess.running.add(self)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -98,7 +103,16 @@ class ServerProcess:
             assert time.monotonic() < deadline, f"not logged: {text!r}\n{self.log()}"
             time.sleep(0.1)
 
+    def stacks(self, lines: int = 150) -> str:
+        """The end of the server's log after it wrote every thread's stack (SIGUSR1)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return ""
+        self.proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.5)
+        return "\n".join(self.log().splitlines()[-lines:])
+
     def stop(self) -> None:
+        ServerProcess.running.discard(self)
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:

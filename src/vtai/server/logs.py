@@ -3,7 +3,9 @@ line is about, taken from context variables set by the executor."""
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import signal
 from contextvars import ContextVar
 
 from pythonjsonlogger.json import JsonFormatter
@@ -29,6 +31,9 @@ def configure(level: str, fmt: str) -> None:
     else:
         handler.setFormatter(logging.Formatter(
             "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # `kill -USR1 PID` writes every thread's stack to stderr (the log): what a stuck process
+    # is doing, without stopping it.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
