@@ -111,7 +111,13 @@ class ResponseExecutor:
         """Take a queued response (or one whose worker died) to its end. ``obj``: given when
         this process made it and executes it at once (its stream has only its creation
         events). Returns its status (None when it was not executed)."""
-        stored = await self.records.load(response_id)
+        if obj is not None and project is not None:  # made by this process just now
+            conversation = obj.get("conversation")
+            stored: Stored | None = Stored(
+                obj, project, obj["status"], conversation["id"] if conversation else None,
+                obj.get("store") is not False, 0)
+        else:
+            stored = await self.records.load(response_id)
         if stored is None or stored.status not in ACTIVE:
             return None
         logs.run_id_var.set(response_id)
