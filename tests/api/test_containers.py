@@ -82,3 +82,27 @@ def test_an_auto_container_is_a_container(client: OpenAI, fake_model: FakeModelS
     with pytest.raises(openai.BadRequestError):
         client.responses.create(model=model, input="x", tools=[  # type: ignore
             {"type": "code_interpreter", "container": "cntr_missing"}])
+
+
+def test_an_auto_containers_files_are_files_of_the_container(
+        client: OpenAI, fake_model: FakeModelServer) -> None:
+    data = client.files.create(file=("data.csv", b"x\n3\n4\n"), purpose="assistants")
+    code = "import pandas as pd\nprint(pd.read_csv('/mnt/data/data.csv').x.sum())"
+    model = scripted_model(fake_model, ToolCalls([Call("code_interpreter", {"code": code})]),
+                           Reply("7."))
+    tool = {"type": "code_interpreter", "container": {"type": "auto", "file_ids": [data.id]}}
+    response = client.responses.create(model=model, input="Sum it", tools=[tool],  # type: ignore
+                                       include=["code_interpreter_call.outputs"])
+    call = response.output[0]
+    assert call.outputs[0].logs.strip() == "7"  # type: ignore[union-attr,index]
+    listed = list(client.containers.files.list(call.container_id))  # type: ignore[union-attr]
+    assert [(f.path, f.source) for f in listed] == [("/mnt/data/data.csv", "user")]
+    content = client.containers.files.content.retrieve(
+        listed[0].id, container_id=call.container_id)  # type: ignore[union-attr]
+    assert content.read() == b"x\n3\n4\n"
+
+    missing = {"type": "code_interpreter",
+               "container": {"type": "auto", "file_ids": [data.id, "file-missing"]}}
+    with pytest.raises(openai.BadRequestError) as err:
+        client.responses.create(model=model, input="x", tools=[missing])  # type: ignore
+    assert err.value.body["param"] == "tools[0].container.file_ids[1]"  # type: ignore[index]

@@ -350,11 +350,10 @@ class ResponseExecutor:
                                               "assistant", None)
             return str(kept["id"])
 
-        spec = entry.get("container")
-        input_files = list(spec.get("file_ids") or ()) if isinstance(spec, dict) else []
+        # (an auto container's file_ids were made files of the container with the response)
         return ToolContext(project=project, session=container, db=self.db, files=self.files,
                            settings=self.providers.settings, options=entry,
-                           input_file_ids=input_files, store_ids=stores, input_files=inputs,
+                           store_ids=stores, input_files=inputs,
                            keep_written=keep)
 
     async def _end(self, stored: Stored, out: ResponseOutput, status: str, *,

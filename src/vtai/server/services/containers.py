@@ -85,16 +85,16 @@ class Containers:
             raise bad_request("Give a file, or the id of one.", "file")
         async with self.db.read() as conn:
             container = await self._container(conn, project, container_id, live=True)
-            stored = await self.files.get(conn, file_id, project) if file_id else None
-        if upload is not None:
-            name, data = upload
-        elif stored is None or file_id is None:
-            raise not_found("file", str(file_id))
-        else:
-            name, data = stored["filename"], await self.files.open(file_id)
         try:
-            return await self.store.keep(project, container, file_path(name), data, "user",
-                                         self.limit)
+            if upload is not None:
+                name, data = upload
+                return await self.store.keep(project, container, file_path(name), data,
+                                             "user", self.limit)
+            assert file_id is not None
+            copied = await self.store.copy_file(project, container, file_id, self.limit)
+            if copied is None:
+                raise not_found("file", file_id)
+            return copied
         except blobs.TooLarge as err:
             raise TooLarge(f"File is too large: the limit is {self.limit} bytes.",
                            "file") from err

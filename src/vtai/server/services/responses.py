@@ -125,7 +125,8 @@ class Responses:
         lease = self.worker.lease_for_new_run()
         background = bool(body.background)
         status = QUEUED if background or lease is None else IN_PROGRESS
-        data = new_response(response_id, request, status, conversation_id, container)
+        data = new_response(response_id, request, status, conversation_id,
+                            container["id"] if container else None)
         stored = body.store is not False
         sub = self.records.bus.subscribe(response_id) if body.stream or not background \
             else None
@@ -138,8 +139,9 @@ class Responses:
                     attempt=0, data=objects.dumps(data),
                     **(lease or {"worker_id": None, "lease_expires_at": None})))
                 await items.insert_items(conn, project, response_id, items.INPUT, new)
-                if made is not None:
-                    await self.containers.insert(conn, project, made)
+                if made:
+                    assert container is not None
+                    await self.containers.insert(conn, project, container)
                 if conversation_id is not None:
                     await append_to_conversation(conn, project, conversation_id, new, given)
                 if lease is None:
@@ -148,6 +150,8 @@ class Responses:
             if sub is not None:
                 sub.close()
             raise
+        if container is not None:
+            await self._copy_in(project, container, request)
         shown = public(data)
         self.records.publish(response_id, "response.created", {
             "type": "response.created", "sequence_number": 0, "response": shown})
@@ -171,11 +175,11 @@ class Responses:
             sub.close()
 
     async def _container(self, conn: Connection, project: str, request: dict[str, Any],
-                         previous: dict[str, Any] | None
-                         ) -> tuple[str | None, dict[str, Any] | None]:
+                         previous: dict[str, Any] | None) -> tuple[dict[str, Any] | None, bool]:
         """The container of the response's code interpreter: the one it names (which must
         be the project's, and running), or for ``auto`` the previous response's while it
-        runs, else a new one (returned too, to be stored with the response)."""
+        runs, else a new one; and whether it is new (stored with the response). The files
+        an ``auto`` one is given must be the project's."""
         for index, tool in enumerate(request.get("tools") or ()):
             if tool["type"] != "code_interpreter":
                 continue
@@ -184,14 +188,27 @@ class Responses:
                 if found is None or shown(found)["status"] != RUNNING:
                     raise bad_request(f"Container '{tool['container']}' not found, or "
                                       "expired.", f"tools[{index}].container")
-                return found["id"], None
+                return found, False
+            for number, file_id in enumerate(tool["container"].get("file_ids") or ()):
+                if await self.containers.files.get(conn, file_id, project) is None:
+                    raise bad_request(f"No file found with id '{file_id}'.",
+                                      f"tools[{index}].container.file_ids[{number}]")
             if previous is not None and previous.get("_container"):
                 found = await self.containers.get(conn, project, previous["_container"])
                 if found is not None and shown(found)["status"] == RUNNING:
-                    return found["id"], None
-            made = new_container("auto")
-            return made["id"], made
-        return None, None
+                    return found, False
+            return new_container("auto"), True
+        return None, False
+
+    async def _copy_in(self, project: str, container: dict[str, Any],
+                       request: dict[str, Any]) -> None:
+        """The files an ``auto`` container is given become files of the container, as the
+        Containers API's ``file_ids`` do: listed with it, and in /mnt/data for the code."""
+        for tool in request.get("tools") or ():
+            spec = tool.get("container") if tool["type"] == "code_interpreter" else None
+            for file_id in spec.get("file_ids") or () if isinstance(spec, dict) else ():
+                # (None: deleted since it was checked, a moment ago)
+                await self.containers.copy_file(project, container, file_id, None)
 
     async def _route(self, model: str) -> None:
         try:

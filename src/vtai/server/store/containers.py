@@ -90,6 +90,17 @@ class ContainerStore:
             await self.files.blobs.delete(old)
         return obj
 
+    async def copy_file(self, project: str, container: dict[str, Any], file_id: str,
+                        limit: int | None) -> dict[str, Any] | None:
+        """A copy of the file ``file_id`` as a file of the container, given by the user, at
+        /mnt/data/its name (see keep); None if the project has no such file."""
+        async with self.db.read() as conn:
+            stored = await self.files.get(conn, file_id, project)
+        if stored is None:
+            return None
+        return await self.keep(project, container, file_path(stored["filename"]),
+                               await self.files.open(file_id), "user", limit)
+
     @staticmethod
     async def file(conn: Connection, container_id: str, file_id: str
                    ) -> dict[str, Any] | None:
