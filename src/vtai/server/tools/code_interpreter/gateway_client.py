@@ -18,6 +18,8 @@ PROTOCOL_VERSION = "5.3"
 # The largest message read from a gateway: a chunk of a file (files.py bounds what is read
 # per message) in base64, in JSON, with room to spare.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+READY_SECONDS = 60.0  # for a kernel to answer on a new connection (a start, a restart)
+IOPUB_SECONDS = 0.5  # after a kernel_info reply, for its IOPub status to reach us
 
 
 class GatewayError(Exception):
@@ -98,7 +100,12 @@ class GatewayClient:
         except (aiohttp.ClientError, TimeoutError) as err:
             raise GatewayError(f"the kernel gateway at {self.url} could not be reached: "
                                f"{err or type(err).__name__}") from err
-        return Channels(ws)
+        channels = Channels(ws)
+        if not await wait_ready(channels, READY_SECONDS):
+            await channels.close()
+            raise GatewayError(f"kernel {kernel_id} did not answer within "
+                               f"{READY_SECONDS:g} seconds")
+        return channels
 
 
 class Channels:
@@ -156,14 +163,26 @@ class Channels:
         await self.ws.close()
 
 
-async def wait_idle(channels: Channels, seconds: float) -> bool:
-    """Whether the kernel answers a kernel_info request within ``seconds``."""
-    msg_id = await channels.send("shell", "kernel_info_request", {})
-    deadline = asyncio.get_running_loop().time() + seconds
-    while (left := deadline - asyncio.get_running_loop().time()) > 0:
-        msg = await channels.receive(left)
-        if msg and msg.get("parent_header", {}).get("msg_id") == msg_id and \
-                msg.get("msg_type", msg.get("header", {}).get("msg_type")) == \
-                "kernel_info_reply":
-            return True
+async def wait_ready(channels: Channels, seconds: float) -> bool:
+    """Whether, within ``seconds``, the kernel answers a kernel_info request and its IOPub
+    messages reach us. A new connection's IOPub subscription takes a moment to settle, and
+    what the kernel publishes before that is lost: a call made then would never see its
+    output, nor the end of it. So the request is made again until its IOPub status comes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while loop.time() < deadline:
+        msg_id = await channels.send("shell", "kernel_info_request", {})
+        replied = published = False
+        until = deadline
+        while (left := until - loop.time()) > 0:
+            msg = await channels.receive(left)
+            if not msg or msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if msg.get("channel") == "iopub":
+                published = True
+            elif msg.get("header", {}).get("msg_type") == "kernel_info_reply":
+                replied = True
+                until = min(deadline, loop.time() + IOPUB_SECONDS)
+            if replied and published:
+                return True
     return False

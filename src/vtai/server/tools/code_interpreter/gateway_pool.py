@@ -18,9 +18,8 @@ from vtai.server.tools.code_interpreter.gateway_client import (
     Channels,
     GatewayClient,
     GatewayError,
-    wait_idle,
 )
-from vtai.server.tools.code_interpreter.gateway_session import READY_SECONDS, GatewaySession
+from vtai.server.tools.code_interpreter.gateway_session import GatewaySession
 from vtai.server.tools.code_interpreter.session_rows import (
     SessionRows,
     SessionState,
@@ -133,12 +132,11 @@ class GatewayPool:
         while len(self.ready) < self.settings.pool_size:
             try:
                 kernel_id = await self.client.start_kernel()
-                channels = await self.client.connect(kernel_id)
-                if not await wait_idle(channels, READY_SECONDS):
-                    await channels.close()
+                try:
+                    channels = await self.client.connect(kernel_id)
+                except GatewayError:
                     await self.client.delete(kernel_id)
-                    raise GatewayError("a kernel did not answer within "
-                                       f"{READY_SECONDS:g} seconds of its start")
+                    raise
                 self.ready.append((kernel_id, channels))
             except GatewayError as err:
                 log.warning("code interpreter: the gateway did not start a kernel: %s", err)

@@ -20,7 +20,6 @@ from vtai.server.tools.code_interpreter.gateway_client import (
     GatewayClient,
     GatewayError,
     KernelGone,
-    wait_idle,
 )
 from vtai.server.tools.code_interpreter.kernel import (
     INTERRUPT_GRACE,
@@ -34,7 +33,6 @@ from vtai.server.tools.code_interpreter.session_rows import SessionRows, Session
 
 HIDDEN_SECONDS = 60.0  # for a program of ours (a file's chunk, a listing)
 HIDDEN_OUTPUT = 4 * kernel_files.CHUNK_BYTES  # characters read of what one prints
-READY_SECONDS = 60.0  # for a (re)started kernel to answer
 LOST_KERNEL = ("Note: the kernel service no longer had this session's kernel (it was stopped "
                "or lost), so a new one was started: variables, imports and files in "
                "/mnt/data from earlier calls are gone.")
@@ -168,9 +166,7 @@ class GatewaySession:
         await self.close()
         try:
             await self.client.restart(self.kernel_id)
-            channels = await self._connected()
-            if not await wait_idle(channels, READY_SECONDS):
-                raise GatewayError("the restarted kernel did not answer")
+            await self._connected()  # (once the restarted kernel answers)
         except KernelGone:
             return "the kernel was lost; the next call starts a new one."
         if await self.snapshot():
