@@ -110,13 +110,8 @@ class GatewaySession:
         if not ending.stopped:
             return f"{problem}; {await self._restart()}"
         notes = [f"{problem}; it was interrupted (variables are kept)."] if problem else []
-        tidied = await self._hidden(kernel_files.tidy_and_snapshot())
-        try:
-            found = json.loads(tidied)
-            clear, self._after = found["clear"] is not False, kernel_files.parse_snapshot(
-                found["files"])
-        except (ValueError, TypeError, KeyError, AttributeError, IndexError):
-            clear, self._after = True, {}  # (what the code did to its kernel's modules)
+        clear, self._after = kernel_files.parse_tidied(
+            await self._hidden(kernel_files.tidy_and_snapshot()))
         if not clear:
             self._after = None
             notes.append("Processes started by the code could not be stopped; "
@@ -206,13 +201,8 @@ class GatewaySession:
 
     async def snapshot(self) -> files.Snapshot:
         after, self._after = self._after, None
-        return after if after is not None else await self._snapshot(kernel_files.snapshot())
-
-    async def _snapshot(self, program: str) -> files.Snapshot:
-        try:
-            return kernel_files.parse_snapshot(json.loads(await self._hidden(program)))
-        except (ValueError, TypeError, AttributeError, IndexError):
-            return {}  # (what the code did to its kernel: no written files to copy out)
+        return after if after is not None else kernel_files.parse_snapshot(
+            await self._hidden(kernel_files.snapshot()))
 
     async def read(self, relative: str, max_bytes: int) -> bytes | None:
         content = bytearray()

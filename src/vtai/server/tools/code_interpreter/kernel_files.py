@@ -5,6 +5,7 @@ one. What they print is bounded by the caller (``run_hidden``)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from vtai.server.tools.code_interpreter.files import MAX_DEPTH, MAX_ENTRIES
@@ -129,6 +130,24 @@ def tidy_and_snapshot() -> str:
                    (MAX_ENTRIES, MAX_DEPTH))
 
 
-def parse_snapshot(found: Any) -> dict[str, tuple[int, int]]:
-    """The snapshot from what ``snapshot`` printed (parsed JSON)."""
+def parse_snapshot(text: str) -> dict[str, tuple[int, int]]:
+    """The snapshot ``snapshot`` printed; empty if it is unreadable (what the code did to its
+    kernel's modules): no written files to copy out."""
+    try:
+        return _files(json.loads(text))
+    except (ValueError, TypeError, AttributeError, IndexError):
+        return {}
+
+
+def parse_tidied(text: str) -> tuple[bool, dict[str, tuple[int, int]]]:
+    """Whether ``tidy_and_snapshot`` left only the kernel, and its snapshot; an unreadable
+    answer is taken as clear, with no files (as in parse_snapshot)."""
+    try:
+        found = json.loads(text)
+        return found["clear"] is not False, _files(found["files"])
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError):
+        return True, {}
+
+
+def _files(found: Any) -> dict[str, tuple[int, int]]:
     return {str(path): (int(seen[0]), int(seen[1])) for path, seen in found.items()}
